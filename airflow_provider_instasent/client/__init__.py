@@ -1,0 +1,41 @@
+"""Plain-Python Instasent client (no Airflow imports)."""
+
+from .client import ClientStats, InstasentClient
+from .errors import (
+    AuthenticationError,
+    BadRequestError,
+    InstasentConfigError,
+    InstasentConnectionError,
+    InstasentError,
+    InstasentHTTPError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    ServerError,
+    ValidationError,
+)
+from .models import ApiResponse, ItemError, PushResult, ScrollPage
+from .ratelimit import RateLimiter
+from .retry import RetryPolicy
+
+__all__ = [
+    "ApiResponse",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientStats",
+    "InstasentClient",
+    "InstasentConfigError",
+    "InstasentConnectionError",
+    "InstasentError",
+    "InstasentHTTPError",
+    "ItemError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PushResult",
+    "RateLimitError",
+    "RateLimiter",
+    "RetryPolicy",
+    "ScrollPage",
+    "ServerError",
+    "ValidationError",
+]

@@ -1,0 +1,136 @@
+"""Retry decisions: what is retried, and how long to wait.
+
+Pure functions and a small policy object, so the decisions are unit-tested without sleeping.
+
+* Retried: 429, 5xx, and requests that got no answer (connection refused or dropped,
+  timeouts). Never any other 4xx: a 400/401/403/404/422 will not change on its own.
+* Non-idempotent requests (an SMS send, a datasource create) are retried only when the
+  server certainly did not act on them: a 429, or a connection that was never established.
+* The wait honours ``Retry-After`` (seconds or an HTTP date), then ``X-RateLimit-Reset``
+  (an absolute Unix timestamp) on a 429, and otherwise grows exponentially with jitter.
+* Attempts and total time are both bounded.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        lowered = name.lower()
+        for key, val in headers.items():
+            if key.lower() == lowered:
+                return val
+    return value
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds to wait according to ``Retry-After`` (delta-seconds or HTTP-date), or None."""
+    raw = _header(headers, "Retry-After")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    current = time.time() if now is None else now
+    return max(0.0, when.timestamp() - current)
+
+
+def reset_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
+    """Seconds until ``X-RateLimit-Reset``; it is an absolute Unix timestamp, but a small value
+    (under ten years of seconds) is read as a delta, which some gateways send."""
+    raw = _header(headers, "X-RateLimit-Reset")
+    if raw is None:
+        return None
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        return None
+    if value < 315_360_000:  # a delta, not a timestamp
+        return max(0.0, value)
+    current = time.time() if now is None else now
+    return max(0.0, value - current)
+
+
+def is_retryable_status(status: int) -> bool:
+    return status in RETRY_STATUSES or 500 <= status < 600
+
+
+@dataclass
+class RetryPolicy:
+    """Bounded exponential backoff with jitter that honours the server's hints.
+
+    Args:
+        max_retries: retries after the first attempt (0 disables retrying).
+        backoff_base: first backoff in seconds; doubles each retry.
+        backoff_max: ceiling of one computed backoff.
+        max_wait: ceiling of one wait asked for by ``Retry-After``/``X-RateLimit-Reset``.
+        max_total: give up when the next wait would pass this many seconds since the
+            first attempt.
+    """
+
+    max_retries: int = 5
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    max_wait: float = 120.0
+    max_total: float = 600.0
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    wall_clock: Callable[[], float] = field(default=time.time, repr=False)
+
+    def backoff(self, retry: int) -> float:
+        """Jittered exponential backoff for retry number ``retry`` (0-based)."""
+        ceiling = min(self.backoff_max, self.backoff_base * (2**retry))
+        # "equal jitter": never less than half the step, so retries do spread out.
+        return ceiling / 2 + self.rng.uniform(0, ceiling / 2)
+
+    def delay(self, retry: int, status: int | None, headers: Mapping[str, str] | None) -> float:
+        """How long to wait before retry number ``retry`` after a response (or none)."""
+        headers = headers or {}
+        hinted = retry_after_seconds(headers, self.wall_clock())
+        if hinted is None and status == 429:
+            hinted = reset_seconds(headers, self.wall_clock())
+        if hinted is not None:
+            # A little jitter on top so that many workers told "1 s" do not return in lockstep.
+            return min(self.max_wait, hinted) + self.rng.uniform(0, 0.1)
+        return self.backoff(retry)
+
+    def should_retry(
+        self,
+        retry: int,
+        elapsed: float,
+        wait: float,
+        *,
+        status: int | None,
+        idempotent: bool,
+        connected: bool,
+    ) -> bool:
+        """Decide whether retry number ``retry`` may happen.
+
+        ``connected`` is False when the request certainly never reached the server.
+        """
+        if retry >= self.max_retries or elapsed + wait > self.max_total:
+            return False
+        if status is not None:
+            if status == 429:
+                return True
+            return idempotent and is_retryable_status(status)
+        # no response at all
+        return idempotent or not connected

@@ -1,0 +1,107 @@
+"""Lazy iterators: cursor scrolls and _start/_limit listings hold one page at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from airflow_provider_instasent.client import InstasentClient, InstasentConfigError
+from airflow_provider_instasent.client import endpoints as ep
+
+
+def make_client() -> InstasentClient:
+    return InstasentClient(token="t" * 8, project="demo", base_url="http://127.0.0.1:9")
+
+
+def test_scroll_follows_cursor_to_the_end_lazily(monkeypatch):
+    c = make_client()
+    pages = {None: (["a", "b"], "c1"), "c1": (["c", "d"], "c2"), "c2": (["e"], None)}
+    sent: list[dict[str, Any]] = []
+
+    def fake_post(endpoint, payload, query=None, **path):
+        assert endpoint is ep.AUDIENCE_SCROLL
+        sent.append(dict(payload))
+        ents, cursor = pages[payload.get("cursor")]
+        return {"entities": [{"id": x} for x in ents], "metadata": {"cursor": cursor, "totalHits": 5}}
+
+    monkeypatch.setattr(c, "_post", fake_post)
+    it = c.scroll_audience(page_size=2)
+    assert sent == []  # lazy: nothing requested yet
+    assert next(it) == {"id": "a"}
+    assert len(sent) == 1
+    assert [x["id"] for x in it] == ["b", "c", "d", "e"]
+    assert [s.get("cursor") for s in sent] == [None, "c1", "c2"]
+    assert all(s["limit"] == 2 for s in sent)
+
+
+def test_scroll_stops_on_empty_page_even_with_cursor(monkeypatch):
+    c = make_client()
+    monkeypatch.setattr(c, "_post", lambda *a, **k: {"entities": [], "metadata": {"cursor": "again"}})
+    assert list(c.scroll_events()) == []
+
+
+def test_scroll_page_size_bounds():
+    c = make_client()
+    with pytest.raises(InstasentConfigError):
+        next(c.scroll_audience_pages(page_size=101))
+    with pytest.raises(InstasentConfigError):
+        next(c.scroll_audience_pages(page_size=0))
+
+
+def test_segment_scroll_passes_parameter(monkeypatch):
+    c = make_client()
+    seen = {}
+
+    def fake_post(endpoint, payload, query=None, **path):
+        seen.update(endpoint=endpoint, query=query, path=path)
+        return {"entities": [{"id": 1}], "metadata": {"cursor": None, "totalHits": 1}}
+
+    monkeypatch.setattr(c, "_post", fake_post)
+    pages = list(c.scroll_segment_pages("by_plan", parameter="pro|free"))
+    assert pages[0].total_hits == 1 and pages[0].cursor is None
+    assert seen == {"endpoint": ep.SEGMENT_SCROLL, "query": {"parameter": "pro|free"},
+                    "path": {"segment_uid": "by_plan"}}
+
+
+def test_index_follows_start_limit(monkeypatch):
+    c = make_client()
+    data = [{"id": i} for i in range(5)]
+    calls = []
+
+    def fake_get(endpoint, query=None, **path):
+        calls.append(dict(query))
+        s, n = query["_start"], query["_limit"]
+        return {"entities": data[s : s + n], "metadata": {"count": len(data), "start": s, "limit": n}}
+
+    monkeypatch.setattr(c, "_get", fake_get)
+    assert [x["id"] for x in c.list_campaigns({"status_in": "draft"}, page_size=2)] == [0, 1, 2, 3, 4]
+    assert [q["_start"] for q in calls] == [0, 2, 4]
+    assert all(q["status_in"] == "draft" for q in calls)
+
+
+def test_path_building_quotes_and_requires_project():
+    c = make_client()
+    assert c._path(ep.AUDIENCE_BY_PHONE, {"phone": "+34 600"}) == "/project/demo/audience/search/phone/%2B34%20600"
+    assert c._path(ep.PUSH_EVENTS, {}) == "/project/demo/datasource/dsapi/stream/events"
+    bare = InstasentClient(token="t" * 8, base_url="http://127.0.0.1:9")
+    with pytest.raises(InstasentConfigError, match="needs a project"):
+        bare._path(ep.PROJECT, {})
+
+
+def test_client_rejects_bad_configuration():
+    with pytest.raises(InstasentConfigError):
+        InstasentClient(token="", project="p")
+    with pytest.raises(InstasentConfigError):
+        InstasentClient(token="x", base_url="api.instasent.com")
+    assert make_client().base_url == "http://127.0.0.1:9"
+    assert InstasentClient(token="x", base_url="http://h/v1/").base_url == "http://h"
+
+
+def test_repr_and_pickle_never_leak_the_token():
+    import pickle
+
+    c = InstasentClient(token="super-secret-token", project="p", base_url="http://h")
+    assert "super-secret-token" not in repr(c)
+    with pytest.raises(TypeError):
+        pickle.dumps(c)
