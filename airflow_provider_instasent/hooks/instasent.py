@@ -11,8 +11,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any
 
-from airflow.sdk import BaseHook
-
+from .._airflow_compat import BaseHook
 from ..client import InstasentClient, InstasentError
 from ..client.endpoints import DEFAULT_BASE_URL, DEFAULT_DATASOURCE
 
@@ -58,6 +57,18 @@ class InstasentHook(BaseHook):
         self._project = project
         self._datasource = datasource
         self._client_kwargs = dict(client_kwargs or {})
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, object]:
+        """Connection form for Airflow < 3.2 (3.2+ reads the declarative fields in provider info)."""
+        return {
+            "hidden_fields": ["schema", "port", "login"],
+            "relabeling": {"host": "Base URL", "password": "API token"},
+            "placeholders": {
+                "host": "https://api.instasent.com",
+                "extra": '{"project": "my-project", "datasource": "dsapi", "timeout": 60, "max_retries": 5}',
+            },
+        }
 
     def client_config(self) -> dict[str, Any]:
         """The keyword arguments for :class:`InstasentClient` (the token included: never log this)."""

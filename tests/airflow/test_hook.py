@@ -73,10 +73,14 @@ def test_provider_info_declares_connection_type():
 
 def test_providers_manager_sees_the_hook():
     from airflow.providers_manager import ProvidersManager
-    from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
 
     assert "airflow-provider-instasent" in ProvidersManager().providers
-    hooks = ProvidersManagerTaskRuntime().hooks
+    try:  # Airflow >= 3.2 moved hook discovery to the task runtime
+        from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
+
+        hooks = ProvidersManagerTaskRuntime().hooks
+    except ImportError:
+        hooks = ProvidersManager().hooks
     assert "instasent" in hooks
     assert hooks["instasent"].hook_class_name == "airflow_provider_instasent.hooks.instasent.InstasentHook"
 
