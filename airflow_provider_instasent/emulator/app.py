@@ -1,0 +1,175 @@
+"""The emulator application: routing, authentication, scopes, rate limits, admin endpoints.
+
+:class:`App` is independent of the HTTP plumbing (``server.py``): it maps a method, a target
+(path and query) , headers and a body to a :class:`~.core.Response`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import traceback
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+from . import ingest, product
+from .auth import AuthError, bearer_token, effective_scopes, require_scope
+from .core import ApiError, Ctx, Request, Response, Route, Router, error_response, json_response
+from .faults import FaultInjector, Settings, SettingsError
+from .ratelimit import RateLimiter
+from .store import Store
+
+API_PREFIX = "/v1"
+ADMIN_PREFIX = "/_emulator"
+
+
+def _combined_router() -> Router:
+    router = Router()
+    router.routes = [*ingest.router.routes, *product.router.routes]
+    return router
+
+
+class App:
+    def __init__(self, store: Store, settings: Settings | None = None) -> None:
+        self.store = store
+        self.settings = settings or Settings()
+        self.faults = FaultInjector(self.settings)
+        self.limiter = RateLimiter(self.settings.rate_limit)
+        self.router = _combined_router()
+        self._request_ids = itertools.count(1)
+
+    # -- entry points ---------------------------------------------------------------------------
+    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
+        path, _, qs = target.partition("?")
+        if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+            return self.api(method, path[len(API_PREFIX) :] or "/", qs, headers, body)
+        if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            return self.admin(method, path[len(ADMIN_PREFIX) :] or "/", qs, body)
+        return error_response(
+            404,
+            f"Not found: {path} (the API lives under {API_PREFIX}/, the admin "
+            f"endpoints under {ADMIN_PREFIX}/)",
+        )
+
+    def endpoint_class(self, method: str, target: str) -> str:
+        path = target.partition("?")[0]
+        route, _, _ = self.router.match(method, path[len(API_PREFIX) :] or "/")
+        return route.endpoint_class if route else "default"
+
+    def rate_headers(self, method: str, target: str, headers: Mapping[str, str]) -> list[tuple[str, str]]:
+        """Current rate-limit headers for a request, without spending from the bucket."""
+        token = bearer_token(headers.get("authorization")) or "-"
+        return self.limiter.take(token, self.endpoint_class(method, target), consume=False)[1]
+
+    def api(self, method: str, path: str, qs: str, headers: Mapping[str, str], body: bytes) -> Response:
+        route, params, path_known = self.router.match(method, path)
+        token_str = bearer_token(headers.get("authorization"))
+        allowed, rl_headers = self.limiter.take(
+            token_str or "-", route.endpoint_class if route else "default"
+        )
+        if not allowed:
+            response = error_response(429, "You exceeded the rate limit")
+        else:
+            request = Request(method, path, parse_qs(qs, keep_blank_values=True), headers, body)
+            try:
+                response = self._dispatch(route, params, path_known, token_str, request)
+            except ApiError as exc:
+                response = json_response(exc.status, exc.body())
+            except AuthError as exc:
+                response = error_response(exc.status, exc.message, **exc.extra)
+            except Exception as exc:  # a bug in the emulator: answer 500 and say so on stderr
+                traceback.print_exc(file=sys.stderr)
+                response = error_response(500, f"Internal emulator error: {type(exc).__name__}: {exc}")
+        response.headers.extend(rl_headers)
+        response.headers.append(("X-Request-Id", f"emu-{next(self._request_ids)}"))
+        return response
+
+    def _dispatch(
+        self,
+        route: Route | None,
+        params: dict[str, str],
+        path_known: bool,
+        token_str: str | None,
+        request: Request,
+    ) -> Response:
+        if route is None:
+            if path_known:
+                raise ApiError(405, f"Method {request.method} not allowed on /v1{request.path}")
+            raise ApiError(404, f"Unknown endpoint {request.method} /v1{request.path}")
+        if token_str is None:
+            raise ApiError(401, "Missing or malformed Authorization header (expected 'Bearer <token>')")
+        store = self.store
+        token = store.tokens.get(token_str)
+        if token is None:
+            raise ApiError(401, "Invalid or revoked token")
+        params = {k: unquote(v) for k, v in params.items()}
+        ps = None
+        ds = None
+        if "p" in params:
+            ps = store.projects.get(params["p"])
+            if ps is None or params["p"] not in token.projects:
+                raise ApiError(404, f"Project '{params['p']}' not found")
+        if "ds" in params and ps is not None:
+            ds = ps.resolve_datasource(params["ds"])
+            if ds is None:
+                raise ApiError(404, f"Datasource '{params['ds']}' not found in project '{ps.config.uid}'")
+        if token.kind == "datasource":
+            if not route.stream or ds is None or ds.uid != token.datasource:
+                raise ApiError(
+                    403,
+                    "Datasource tokens may only use the /stream and /stats endpoints of their own "
+                    f"datasource ('{token.datasource}' in project '{token.projects[0]}')",
+                    restriction="datasource-token",
+                )
+            scopes = frozenset(token.scopes)
+            if route.scope and route.scope not in scopes:
+                raise ApiError(403, f"Token lacks scope {route.scope}", missingScope=route.scope)
+        else:
+            scopes = effective_scopes(token, store.fixture.plan)
+            if route.scope:
+                require_scope(token, store.fixture.plan, route.scope)
+        ctx = Ctx(request, store, token, scopes, params, ps, ds)
+        return route.handler(ctx)
+
+    # -- admin ------------------------------------------------------------------------------------------
+    def admin(self, method: str, path: str, qs: str, body: bytes) -> Response:
+        query = parse_qs(qs, keep_blank_values=True)
+        project = query.get("project", [None])[-1]
+        if project is not None and project not in self.store.projects:
+            return error_response(404, f"Project '{project}' not found")
+        path = path.rstrip("/") or "/"
+        if path == "/state" and method == "GET":
+            return json_response(200, self.store.state(project))
+        if path == "/reset" and method == "POST":
+            self.reset()
+            return json_response(200, {"status": "reset", "state": self.store.state()})
+        if path == "/automations" and method == "GET":
+            return json_response(200, {"events": self.store.automations(project)})
+        if path == "/faults" and method == "GET":
+            return json_response(200, self.settings.as_dict())
+        if path == "/faults" and method == "POST":
+            try:
+                changes = Request(method, path, {}, {}, body).json_object()
+                return json_response(200, self.update_settings(changes))
+            except ApiError as exc:
+                return json_response(exc.status, exc.body())
+            except SettingsError as exc:
+                return error_response(400, str(exc))
+        if path in ("/health", "/"):
+            return json_response(200, {"status": "ok", "projects": sorted(self.store.projects)})
+        known = {"/state", "/reset", "/automations", "/faults", "/health"}
+        if path in known:
+            return error_response(405, f"Method {method} not allowed on {ADMIN_PREFIX}{path}")
+        return error_response(404, f"Unknown admin endpoint {ADMIN_PREFIX}{path}")
+
+    def reset(self) -> None:
+        self.store.reset()
+        self.limiter.reset()
+
+    def update_settings(self, changes: Mapping[str, Any]) -> dict[str, Any]:
+        old_rate = self.settings.rate_limit
+        settings = self.faults.update(changes)
+        if "rate_limit" in changes or settings.rate_limit != old_rate:
+            self.limiter.configure(settings.rate_limit)
+        return settings.as_dict()

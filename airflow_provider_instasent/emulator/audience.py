@@ -1,0 +1,229 @@
+"""The unified audience: datasource contacts merged into audience contacts.
+
+Datasource contacts that share ``_user_id`` or the normalised value of any merging
+attribute (``_email`` lower-cased, ``_phone_mobile`` without punctuation or ``+``) belong to
+one audience contact; the relation is transitive (connected components). When datasources
+disagree, the non-null value of the highest-priority datasource wins (ties: the most
+recently updated contact). The audience id of a component is the id minted for its oldest
+member, so it stays stable while that member stays in the component.
+
+Records are immutable and replaced on every change, so a scroll snapshot (a list of
+references) never sees a half-updated contact. The caller (the store) holds the lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .validation import iso_ms, normalize_email, phone_key
+
+Key = tuple[str, str]  # (datasource uid, _user_id)
+IndexKey = tuple[str, str]  # (merging attribute, normalised value)
+
+
+@dataclass(slots=True)  # treated as immutable; not frozen because frozen __init__ is slow
+class DsContact:
+    """One contact as it arrived in one datasource (``data`` includes ``_user_id``)."""
+
+    key: Key
+    id: str
+    seq: int
+    origin_aid: str
+    data: Mapping[str, Any]
+    created_at: float
+    updated_at: float
+    update_seq: int
+
+
+@dataclass(slots=True)  # treated as immutable; not frozen because frozen __init__ is slow
+class AudienceContact:
+    id: str
+    attrs: Mapping[str, Any]
+    members: tuple[DsContact, ...]
+    datasources: tuple[str, ...]
+    audience_ids: tuple[str, ...]
+    created_at: float
+    updated_at: float
+    indexed_at: float
+
+    @property
+    def keys(self) -> tuple[Key, ...]:
+        return tuple(m.key for m in self.members)
+
+    @property
+    def ds_contact_ids(self) -> list[str]:
+        return [m.id for m in self.members]
+
+    @property
+    def user_ids(self) -> set[str]:
+        return {m.key[1] for m in self.members}
+
+
+def merge_values(attribute: str, value: Any) -> list[str]:
+    """Normalised merge keys of one attribute value (several for a multi-valued one)."""
+    values = value if isinstance(value, list) else [value]
+    out: list[str] = []
+    for v in values:
+        if v is None or v == "":
+            continue
+        if attribute == "_email":
+            out.append(normalize_email(v))
+        elif attribute == "_phone_mobile":
+            key = phone_key(v)
+            if key:
+                out.append(key)
+        else:
+            out.append(str(v).strip())
+    return out
+
+
+class AudienceIndex:
+    """Datasource contacts, the merge index and the audience contacts built from them."""
+
+    def __init__(self, merging: Sequence[str], priority: Callable[[str], int]) -> None:
+        self.merging = tuple(merging)
+        self.priority = priority
+        self.contacts: dict[Key, DsContact] = {}
+        self.audience: dict[str, AudienceContact] = {}
+        self.member_of: dict[Key, str] = {}
+        self._index: dict[IndexKey, set[Key]] = {}
+        self._keys: dict[Key, tuple[IndexKey, ...]] = {}
+        self._origin: dict[str, Key] = {}  # audience id minted for a contact -> that contact
+
+    def resolve(self, audience_id: str) -> AudienceContact | None:
+        """The audience contact with this id, or the one it was merged into."""
+        contact = self.audience.get(audience_id)
+        if contact is None:
+            key = self._origin.get(audience_id)
+            aid = self.member_of.get(key) if key is not None else None
+            contact = self.audience.get(aid) if aid is not None else None
+        return contact
+
+    def index_keys(self, contact: DsContact) -> tuple[IndexKey, ...]:
+        keys: list[IndexKey] = [("_user_id", contact.key[1])]
+        data = contact.data
+        for attr in self.merging:
+            if attr == "_user_id":
+                continue
+            value = data.get(attr)
+            if value is not None:
+                keys.extend((attr, v) for v in merge_values(attr, value))
+        return tuple(dict.fromkeys(keys))
+
+    def put(self, contact: DsContact, now: float) -> None:
+        key = contact.key
+        new_keys = self.index_keys(contact)
+        existed = key in self.contacts
+        self.contacts[key] = contact
+        self._origin[contact.origin_aid] = key
+        if existed and self._keys.get(key) == new_keys:
+            aid = self.member_of[key]
+            old = self.audience.pop(aid)
+            self._build(list(old.keys), now)
+            return
+        self._relink(key, new_keys, now)
+
+    def remove(self, key: Key, now: float) -> DsContact | None:
+        contact = self.contacts.pop(key, None)
+        if contact is not None:
+            self._origin.pop(contact.origin_aid, None)
+            self._relink(key, (), now)
+        return contact
+
+    def _relink(self, key: Key, new_keys: tuple[IndexKey, ...], now: float) -> None:
+        affected: set[str] = set()
+        aid = self.member_of.get(key)
+        if aid is not None:
+            affected.add(aid)
+        for ik in self._keys.pop(key, ()):
+            bucket = self._index.get(ik)
+            if bucket is not None:
+                bucket.discard(key)
+                if not bucket:
+                    del self._index[ik]
+        if new_keys:
+            self._keys[key] = new_keys
+            for ik in new_keys:
+                bucket = self._index.setdefault(ik, set())
+                for other in bucket:
+                    other_aid = self.member_of.get(other)
+                    if other_aid is not None:
+                        affected.add(other_aid)
+                bucket.add(key)
+        seeds: list[Key] = []
+        for a in affected:
+            old = self.audience.pop(a, None)
+            if old is not None:
+                seeds.extend(old.keys)
+        if key in self.contacts:
+            seeds.append(key)
+        for s in seeds:
+            self.member_of.pop(s, None)
+        seen: set[Key] = set()
+        for s in seeds:
+            if s in seen or s not in self.contacts:
+                continue
+            component: list[Key] = []
+            stack = [s]
+            seen.add(s)
+            while stack:
+                k = stack.pop()
+                component.append(k)
+                for ik in self._keys.get(k, ()):
+                    for nb in self._index.get(ik, ()):
+                        if nb not in seen:
+                            seen.add(nb)
+                            stack.append(nb)
+                            stray = self.member_of.get(nb)
+                            if stray is not None:  # defensive: never expected
+                                old = self.audience.pop(stray, None)
+                                if old is not None:
+                                    for sk in old.keys:
+                                        self.member_of.pop(sk, None)
+                                        if sk not in seen:
+                                            seen.add(sk)
+                                            stack.append(sk)
+            self._build(component, now)
+
+    def _build(self, component: Iterable[Key], now: float) -> AudienceContact:
+        prio = self.priority
+        members = sorted((self.contacts[k] for k in component), key=lambda c: (prio(c.key[0]), -c.update_seq))
+        oldest = min(members, key=lambda c: c.seq)
+        aid = oldest.origin_aid
+        attrs: dict[str, Any] = {}
+        for m in members:
+            for k, v in m.data.items():
+                if k not in attrs:
+                    attrs[k] = v
+        updated = max(m.updated_at for m in members)
+        attrs["_date_updated"] = iso_ms(updated)
+        if "_full_name" not in attrs and ("_first_name" in attrs or "_last_name" in attrs):
+            attrs["_full_name"] = " ".join(str(attrs[k]) for k in ("_first_name", "_last_name") if k in attrs)
+        datasources = tuple(dict.fromkeys(m.key[0] for m in members))
+        others = sorted({m.origin_aid for m in members} - {aid})
+        contact = AudienceContact(
+            id=aid,
+            attrs=attrs,
+            members=tuple(members),
+            datasources=datasources,
+            audience_ids=(aid, *others),
+            created_at=min(m.created_at for m in members),
+            updated_at=updated,
+            indexed_at=now,
+        )
+        self.audience[aid] = contact
+        for m in members:
+            self.member_of[m.key] = aid
+        return contact
+
+    def find(self, attribute: str, value: Any) -> list[AudienceContact]:
+        """Audience contacts holding ``value`` in merging ``attribute`` (normalised match)."""
+        found: dict[str, AudienceContact] = {}
+        for v in merge_values(attribute, value):
+            for k in self._index.get((attribute, v), ()):
+                aid = self.member_of.get(k)
+                if aid is not None and aid in self.audience:
+                    found[aid] = self.audience[aid]
+        return [found[a] for a in sorted(found)]

@@ -1,0 +1,525 @@
+"""The emulator's state: datasource contacts, events, dedupe, automations log, snapshots.
+
+One :class:`Store` holds every project of a fixture. All mutation happens under
+``Store.lock``; validation and JSON encoding happen outside it, so the lock is held
+O(items) per batch. Records are immutable and replaced on change.
+"""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .audience import AudienceContact, AudienceIndex, DsContact, Key
+from .fixture import DatasourceConfig, Fixture, ProjectConfig, TokenConfig
+from .validation import (
+    ContactItem,
+    Errors,
+    EventItem,
+    iso_ms,
+    normalize_email,
+    phone_key,
+    validate_contact,
+    validate_event,
+)
+
+AUTOMATION_WINDOW_S = 3600.0
+SNAPSHOT_TTL_S = 900.0
+SNAPSHOT_MAX = 256
+SNAPSHOT_MAX_REFS = 5_000_000
+
+
+@dataclass(slots=True)  # treated as immutable; not frozen because frozen __init__ is slow
+class Event:
+    seq: int
+    id: str
+    event_id: str
+    type: str
+    date: float
+    date_iso: str
+    params: dict[str, Any]
+    user_id: str
+    ds: str
+    received_at: float
+    received_iso: str
+
+    @property
+    def key(self) -> Key:
+        return (self.ds, self.user_id)
+
+
+@dataclass
+class DatasourceState:
+    """A datasource of a project at run time (configuration plus counters)."""
+
+    config: DatasourceConfig
+    created_at: float
+    token: str | None = None
+    received_contacts: int = 0
+    received_events: int = 0
+    errored_contacts: int = 0
+    calls_total: int = 0
+    calls_success: int = 0
+    calls_failures: int = 0
+    entities_success: int = 0
+    entities_failures: int = 0
+    last_call: float | None = None
+    last_success: float | None = None
+    last_failure: float | None = None
+    last_contact_received: float | None = None
+    last_event_received: float | None = None
+    contact_count: int = 0
+
+    @property
+    def uid(self) -> str:
+        return self.config.uid
+
+
+@dataclass
+class PushOutcome:
+    accepted: list[int] = field(default_factory=list)
+    errors: list[tuple[int, Errors]] = field(default_factory=list)
+    stored: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+
+
+class ProjectState:
+    def __init__(self, config: ProjectConfig, now: float) -> None:
+        self.config = config
+        self.datasources: dict[str, DatasourceState] = {
+            d.uid: DatasourceState(d, now) for d in config.datasources
+        }
+        self.audience = AudienceIndex(config.merging_attributes, self.priority)
+        self.events: dict[int, Event] = {}
+        self.event_index: dict[Key, int] = {}  # (datasource, _event_id) -> seq
+        self.events_by_contact: dict[Key, list[int]] = {}
+        self.automations: list[dict[str, Any]] = []
+        self.sms: dict[str, dict[str, Any]] = {}
+
+    def priority(self, ds_uid: str) -> int:
+        ds = self.datasources.get(ds_uid)
+        return ds.config.priority if ds else 1_000_000
+
+    def resolve_datasource(self, uid: str) -> DatasourceState | None:
+        ds = self.datasources.get(uid)
+        if ds is None and uid == "dsapi":  # alias: the highest-priority API datasource
+            api = [d for d in list(self.datasources.values()) if d.config.type == "api"]
+            if api:
+                ds = min(api, key=lambda d: d.config.priority)
+        return ds
+
+    def events_of(self, contact: AudienceContact) -> list[Event]:
+        out: list[Event] = []
+        for key in contact.keys:
+            for seq in self.events_by_contact.get(key, ()):
+                ev = self.events.get(seq)
+                if ev is not None:
+                    out.append(ev)
+        return out
+
+
+class Snapshots:
+    """Frozen result lists for cursor scrolls, expiring ``ttl`` seconds after their last use.
+
+    Least recently used snapshots are evicted beyond ``max_count`` snapshots or ``max_refs``
+    references in total (a snapshot is a list of references to immutable records).
+    """
+
+    def __init__(
+        self, ttl: float = SNAPSHOT_TTL_S, max_count: int = SNAPSHOT_MAX, max_refs: int = SNAPSHOT_MAX_REFS
+    ) -> None:
+        self.ttl = ttl
+        self.max_count = max_count
+        self.max_refs = max_refs
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, tuple[float, str, Sequence[Any]]] = OrderedDict()
+        self._refs = 0
+
+    def create(self, owner: str, items: Sequence[Any]) -> str:
+        sid = secrets.token_hex(8)
+        now = time.monotonic()
+        with self._lock:
+            self._items[sid] = (now, owner, items)
+            self._refs += len(items)
+            while len(self._items) > 1 and (len(self._items) > self.max_count or self._refs > self.max_refs):
+                _, (_, _, dropped) = self._items.popitem(last=False)
+                self._refs -= len(dropped)
+        return sid
+
+    def get(self, sid: str, owner: str) -> Sequence[Any] | None:
+        now = time.monotonic()
+        with self._lock:
+            entry = self._items.get(sid)
+            if entry is None or entry[1] != owner:
+                return None
+            if now - entry[0] > self.ttl:
+                del self._items[sid]
+                self._refs -= len(entry[2])
+                return None
+            self._items[sid] = (now, entry[1], entry[2])
+            self._items.move_to_end(sid)
+            return entry[2]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._refs = 0
+
+
+class Store:
+    def __init__(self, fixture: Fixture) -> None:
+        self.fixture = fixture
+        self.lock = threading.RLock()
+        self.snapshots = Snapshots()
+        self.projects: dict[str, ProjectState] = {}
+        self.tokens: dict[str, TokenConfig] = {}
+        self._ids = itertools.count(1)
+        self._seq = itertools.count(1)
+        self.reset()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Back to the fixture: seeded data only, runtime datasources and tokens dropped."""
+        now = time.time()
+        with self.lock:
+            self._ids = itertools.count(1)
+            self._seq = itertools.count(1)
+            self.projects = {uid: ProjectState(p, now) for uid, p in self.fixture.projects.items()}
+            self.tokens = dict(self.fixture.tokens)
+            for token in self.tokens.values():
+                if token.kind == "datasource" and token.datasource:
+                    self.projects[token.projects[0]].datasources[token.datasource].token = token.token
+            self.snapshots.clear()
+            for ps in self.projects.values():
+                for ds_uid, items in ps.config.seed_contacts.items():
+                    self.push_contacts(ps, ps.datasources[ds_uid], list(items), dry_run=False)
+                for ds_uid, items in ps.config.seed_events.items():
+                    self.push_events(ps, ps.datasources[ds_uid], list(items), dry_run=False)
+
+    def next_id(self) -> str:
+        return f"{next(self._ids):024x}"
+
+    # -- ingest ------------------------------------------------------------------------------
+    def _upsert(self, ps: ProjectState, ds: DatasourceState, item: ContactItem, now: float) -> DsContact:
+        key = (ds.uid, item.user_id)
+        old = ps.audience.contacts.get(key)
+        seq = next(self._seq)
+        if old is None:
+            data: dict[str, Any] = {"_user_id": item.user_id}
+            for k, v in item.changes.items():
+                if v is not None:
+                    data[k] = v
+            data["_date_imported"] = iso_ms(now)
+            data["_date_updated"] = iso_ms(now)
+            contact = DsContact(key, self.next_id(), seq, self.next_id(), data, now, now, seq)
+            ds.contact_count += 1
+        else:
+            data = dict(old.data)
+            for k, v in item.changes.items():
+                if v is None:
+                    data.pop(k, None)
+                else:
+                    data[k] = v
+            data["_date_updated"] = iso_ms(now)
+            contact = replace(old, data=data, updated_at=now, update_seq=seq)
+        ps.audience.put(contact, now)
+        ds.last_contact_received = now
+        return contact
+
+    def _record_call(self, ds: DatasourceState, outcome: PushOutcome, now: float) -> None:
+        ds.calls_total += 1
+        ds.last_call = now
+        ds.entities_success += len(outcome.accepted)
+        ds.entities_failures += len(outcome.errors)
+        if outcome.accepted or not outcome.errors:
+            ds.calls_success += 1
+            ds.last_success = now
+        else:
+            ds.calls_failures += 1
+            ds.last_failure = now
+
+    def push_contacts(
+        self, ps: ProjectState, ds: DatasourceState, items: Sequence[Any], *, dry_run: bool
+    ) -> PushOutcome:
+        checked = [validate_contact(item, ps.config) for item in items]
+        outcome = PushOutcome()
+        with self.lock:
+            now = time.time()
+            for pos, (contact, errors) in enumerate(checked):
+                if contact is None:
+                    outcome.errors.append((pos, errors))
+                    if not dry_run:
+                        ds.errored_contacts += 1
+                    continue
+                if not dry_run:
+                    self._upsert(ps, ds, contact, now)
+                    ds.received_contacts += 1
+                    outcome.stored += 1
+                outcome.accepted.append(pos)
+            if not dry_run:
+                self._record_call(ds, outcome, now)
+        return outcome
+
+    def push_events(
+        self,
+        ps: ProjectState,
+        ds: DatasourceState,
+        items: Sequence[Any],
+        *,
+        dry_run: bool,
+        received_at: float | None = None,
+    ) -> PushOutcome:
+        received = time.time() if received_at is None else received_at
+        received_iso = iso_ms(received)
+        config = ps.config
+        checked = [validate_event(item, config, received, received_iso) for item in items]
+        outcome = PushOutcome()
+        with self.lock:
+            now = time.time()
+            for pos, (event, errors) in enumerate(checked):
+                if event is None:
+                    outcome.errors.append((pos, errors))
+                    continue
+                outcome.accepted.append(pos)
+                if dry_run:
+                    continue
+                self._store_event(ps, ds, event, received, received_iso, now, outcome)
+            if not dry_run:
+                self._record_call(ds, outcome, now)
+        return outcome
+
+    def _store_event(
+        self,
+        ps: ProjectState,
+        ds: DatasourceState,
+        event: EventItem,
+        received: float,
+        received_iso: str,
+        now: float,
+        outcome: PushOutcome,
+    ) -> None:
+        if event.user_data is not None:
+            self._upsert(ps, ds, ContactItem(event.user_id, event.user_data), now)
+            ds.received_contacts += 1
+        ds_uid = ds.config.uid
+        key = (ds_uid, event.user_id)
+        if key not in ps.audience.contacts:
+            outcome.skipped += 1
+            return
+        dedupe = (ds_uid, event.event_id)
+        if dedupe in ps.event_index:
+            outcome.duplicates += 1
+            return
+        seq = next(self._seq)
+        stored = Event(
+            seq,
+            f"{next(self._ids):024x}",
+            event.event_id,
+            event.event_type,
+            event.date,
+            event.date_iso,
+            event.parameters,
+            event.user_id,
+            ds_uid,
+            received,
+            received_iso,
+        )
+        ps.events[seq] = stored
+        ps.event_index[dedupe] = seq
+        ps.events_by_contact.setdefault(key, []).append(seq)
+        ds.received_events += 1
+        ds.last_event_received = now
+        outcome.stored += 1
+        if abs(event.date - received) <= AUTOMATION_WINDOW_S:
+            ps.automations.append(
+                {
+                    "_event_id": event.event_id,
+                    "_event_type": event.event_type,
+                    "_user_id": event.user_id,
+                    "_event_date": event.date_iso,
+                    "receivedAt": received_iso,
+                    "project": ps.config.uid,
+                    "datasource": ds_uid,
+                }
+            )
+
+    def _drop_contact(self, ps: ProjectState, key: Key, now: float) -> bool:
+        contact = ps.audience.remove(key, now)
+        if contact is None:
+            return False
+        ds = ps.datasources.get(key[0])
+        if ds is not None:
+            ds.contact_count -= 1
+        for seq in ps.events_by_contact.pop(key, ()):
+            ev = ps.events.pop(seq, None)
+            if ev is not None:
+                ps.event_index.pop((ev.ds, ev.event_id), None)
+        return True
+
+    def delete_contact(self, ps: ProjectState, ds: DatasourceState, user_id: str, *, dry_run: bool) -> bool:
+        with self.lock:
+            now = time.time()
+            key = (ds.uid, user_id)
+            if key not in ps.audience.contacts:
+                return False
+            if not dry_run:
+                self._drop_contact(ps, key, now)
+                ds.calls_total += 1
+                ds.calls_success += 1
+                ds.last_call = ds.last_success = now
+            return True
+
+    # -- audience actions ----------------------------------------------------------------------
+    def delete_audience_contact(self, ps: ProjectState, audience_id: str) -> bool:
+        with self.lock:
+            contact = ps.audience.resolve(audience_id)
+            if contact is None:
+                return False
+            now = time.time()
+            for key in contact.keys:
+                self._drop_contact(ps, key, now)
+            return True
+
+    def set_audience_attribute(self, ps: ProjectState, audience_id: str, attribute: str, value: Any) -> bool:
+        """Write ``attribute`` on every datasource contact of an audience contact."""
+        with self.lock:
+            contact = ps.audience.resolve(audience_id)
+            if contact is None:
+                return False
+            now = time.time()
+            for member in contact.members:
+                current = ps.audience.contacts.get(member.key)
+                if current is None:
+                    continue
+                data = dict(current.data)
+                data[attribute] = value
+                data["_date_updated"] = iso_ms(now)
+                ps.audience.put(replace(current, data=data, updated_at=now, update_seq=next(self._seq)), now)
+            return True
+
+    # -- reads -----------------------------------------------------------------------------------
+    def audience_snapshot(self, ps: ProjectState) -> list[AudienceContact]:
+        with self.lock:
+            return list(ps.audience.audience.values())
+
+    def events_snapshot(self, ps: ProjectState) -> list[Event]:
+        with self.lock:
+            return list(ps.events.values())
+
+    def find_audience(self, ps: ProjectState, attribute: str, value: Any) -> list[AudienceContact]:
+        with self.lock:
+            if attribute in ps.audience.merging:
+                return ps.audience.find(attribute, value)
+            contacts = list(ps.audience.audience.values())
+        if attribute == "_phone_mobile":
+            want = phone_key(value)
+            return [
+                c
+                for c in contacts
+                if c.attrs.get(attribute) is not None and phone_key(c.attrs[attribute]) == want
+            ]
+        if attribute == "_email":
+            want = normalize_email(value)
+            return [c for c in contacts if normalize_email(c.attrs.get(attribute, "")) == want]
+        return [c for c in contacts if c.attrs.get(attribute) == value]
+
+    def find_by_user(self, ps: ProjectState, value: str) -> AudienceContact | None:
+        with self.lock:
+            found: dict[str, AudienceContact] = {}
+            for attr in ps.audience.merging:
+                for c in ps.audience.find(attr, value):
+                    found[c.id] = c
+            for spec in ps.config.attributes.values():
+                if spec.unique and spec.uid not in ps.audience.merging:
+                    for c in ps.audience.audience.values():
+                        if c.attrs.get(spec.uid) == value:
+                            found[c.id] = c
+        return found[min(found)] if found else None
+
+    def state(self, project: str | None = None) -> dict[str, Any]:
+        with self.lock:
+            projects: dict[str, dict[str, Any]] = {}
+            for uid, ps in self.projects.items():
+                projects[uid] = {
+                    "events": len(ps.events),
+                    "audience_contacts": len(ps.audience.audience),
+                    "contacts": {d.uid: d.contact_count for d in ps.datasources.values()},
+                }
+        if project is not None:
+            return dict(projects[project])
+        contacts: dict[str, int] = {}
+        for p in projects.values():
+            for ds_uid, n in p["contacts"].items():
+                contacts[ds_uid] = contacts.get(ds_uid, 0) + n
+        return {
+            "events": sum(p["events"] for p in projects.values()),
+            "audience_contacts": sum(p["audience_contacts"] for p in projects.values()),
+            "contacts": contacts,
+            "projects": projects,
+        }
+
+    def automations(self, project: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            out: list[dict[str, Any]] = []
+            for uid, ps in self.projects.items():
+                if project is None or uid == project:
+                    out.extend(dict(a) for a in ps.automations)
+        return out
+
+    # -- datasources and tokens ------------------------------------------------------------------
+    def create_datasource(
+        self,
+        ps: ProjectState,
+        *,
+        name: str,
+        audience_tags: Iterable[str],
+        description: str = "",
+        tags: Iterable[str] = (),
+        default_country: str | None = None,
+        locale: str | None = None,
+        timezone: str | None = None,
+    ) -> DatasourceState:
+        with self.lock:
+            base = "".join(ch if ch.isalnum() else "_" for ch in name.lower()).strip("_") or "datasource"
+            uid = base
+            n = 2
+            while uid in ps.datasources or uid == "dsapi":
+                uid = f"{base}_{n}"
+                n += 1
+            all_ids = [d.config.id for p in self.projects.values() for d in p.datasources.values()]
+            priority = max((d.config.priority for d in ps.datasources.values()), default=0) + 1
+            config = DatasourceConfig(
+                uid=uid,
+                id=max(all_ids, default=0) + 1,
+                name=name,
+                type="api",
+                priority=priority,
+                audience_tags=tuple(audience_tags),
+                description=description,
+                tags=tuple(tags),
+                default_country=default_country,
+                locale=locale,
+                timezone=timezone,
+            )
+            ds = DatasourceState(config, time.time())
+            token = f"ds-{uid}-{secrets.token_hex(12)}"
+            ds.token = token
+            token_ids = [t.id for t in self.tokens.values()]
+            self.tokens[token] = TokenConfig(
+                token=token,
+                title=f"{name} datasource token",
+                kind="datasource",
+                scopes=("PROJECT_DATASOURCE_READ", "PROJECT_DATASOURCE_WRITE"),
+                projects=(ps.config.uid,),
+                datasource=uid,
+                id=max(token_ids, default=0) + 1,
+            )
+            ps.datasources[uid] = ds
+            return ds

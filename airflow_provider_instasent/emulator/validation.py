@@ -1,0 +1,333 @@
+"""Validation of ingest items against the attribute and event-parameter specs.
+
+Every function returns *all* the problems of an item (a field name mapped to its reasons),
+never only the first one. Field names of event parameters are ``_event_parameters.<name>``
+and those of an embedded contact ``_user_data.<key>``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+
+from .fixture import AttributeSpec, ProjectConfig
+
+Errors = dict[str, list[str]]
+
+MAX_ID_LENGTH = 255
+_MISSING: Any = object()
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_PHONE_RE = re.compile(r"^\+?\d{6,15}$")
+_PHONE_STRIP = str.maketrans("", "", " -().\t/")
+EVENT_KEYS = frozenset(
+    {"_user_id", "_event_id", "_event_type", "_event_date", "_event_parameters", "_user_data"}
+)
+BOOL_REASON = 'expected a boolean: "1", "0", true, false, 1, 0 or null'
+
+
+# --- normalisation (also used by merging and phone/email search) ---------------------------
+def normalize_phone(value: str) -> str:
+    """Strip spaces, dashes, dots and parentheses; a leading ``00`` becomes ``+``."""
+    s = value.strip().translate(_PHONE_STRIP)
+    if s.startswith("00"):
+        s = "+" + s[2:]
+    return s
+
+
+def phone_key(value: Any) -> str:
+    """Comparable form of a phone number: normalised, without the leading ``+``."""
+    return normalize_phone(str(value)).lstrip("+")
+
+
+def normalize_email(value: Any) -> str:
+    return str(value).strip().lower()
+
+
+@functools.lru_cache(maxsize=4096)
+def iso_ms(ts: float) -> str:
+    """``2024-01-01T10:00:00.000Z`` for a Unix timestamp."""
+    dt = datetime.fromtimestamp(ts, UTC)
+    return f"{dt:%Y-%m-%dT%H:%M:%S}.{dt.microsecond // 1000:03d}Z"
+
+
+def parse_datetime(value: Any, *, require_tz: bool) -> float | None:
+    """Unix timestamp of an ISO 8601 datetime string, or ``None`` if it is not one."""
+    if not isinstance(value, str) or len(value) < 10:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        if require_tz:
+            return None
+        dt = dt.replace(tzinfo=UTC)
+    return dt.timestamp()
+
+
+def _add(errors: Errors, name: str, reason: str) -> None:
+    errors.setdefault(name, []).append(reason)
+
+
+# --- scalar values ---------------------------------------------------------------------------
+def check_scalar(data_type: str, value: Any, max_length: int | None) -> tuple[Any, str | None]:
+    """``(normalised value, None)`` or ``(None, reason)`` for one non-null value."""
+    if isinstance(value, (dict, list)):
+        return None, "expected a single value, got " + (
+            "an object" if isinstance(value, dict) else "an array"
+        )
+    if data_type in ("string", "text", "payload"):
+        if not isinstance(value, str):
+            return None, "expected a string"
+        if max_length is not None and len(value) > max_length:
+            return None, f"longer than {max_length} characters"
+        return value, None
+    if data_type == "number":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None, "expected a number"
+        if isinstance(value, float) and not math.isfinite(value):
+            return None, "expected a finite number"
+        return value, None
+    if data_type == "bool":
+        if isinstance(value, bool):
+            return value, None
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value), None
+        if isinstance(value, str) and value in ("0", "1"):
+            return value == "1", None
+        return None, BOOL_REASON
+    if data_type == "date":
+        if not isinstance(value, str) or not _DATE_RE.match(value):
+            return None, "expected a date YYYY-MM-DD"
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            return None, "expected a date YYYY-MM-DD"
+        return value, None
+    if data_type == "datetime":
+        if parse_datetime(value, require_tz=False) is None:
+            return None, "expected an ISO 8601 datetime"
+        return value, None
+    if data_type == "email":
+        if not isinstance(value, str) or not _EMAIL_RE.match(value.strip()) or len(value) > MAX_ID_LENGTH:
+            return None, "invalid email address"
+        return value.strip(), None
+    if data_type == "phone":
+        if not isinstance(value, str) or not _PHONE_RE.match(normalize_phone(value)):
+            return None, "invalid phone number"
+        return value.strip(), None
+    return value, None
+
+
+_STRINGY = frozenset({"string", "text", "payload"})
+
+
+def check_multi(data_type: str, value: Any, max_length: int | None, multi: int) -> tuple[Any, list[str]]:
+    """Validate a value against a (possibly multi-valued) spec; ``multi > 1`` takes an array."""
+    if multi <= 1:  # fast paths for the common scalar cases
+        vt = type(value)
+        if vt is str and data_type in _STRINGY and (max_length is None or len(value) <= max_length):
+            return value, []
+        if data_type == "number" and (vt is int or (vt is float and math.isfinite(value))):
+            return value, []
+    if multi > 1:
+        if not isinstance(value, list):
+            return None, [f"expected an array of at most {multi} values"]
+        reasons: list[str] = []
+        if len(value) > multi:
+            reasons.append(f"more than {multi} values ({len(value)})")
+        out: list[Any] = []
+        for i, v in enumerate(value):
+            if v is None:
+                reasons.append(f"value {i}: null is not allowed inside an array")
+                continue
+            nv, reason = check_scalar(data_type, v, max_length)
+            if reason:
+                reasons.append(f"value {i}: {reason}")
+            else:
+                out.append(nv)
+        return (None, reasons) if reasons else (out, [])
+    nv, reason = check_scalar(data_type, value, max_length)
+    return (None, [reason]) if reason else (nv, [])
+
+
+def check_id(value: Any) -> tuple[str | None, str | None]:
+    """``_user_id`` / ``_event_id``: required, non-empty string (numbers are stringified), <= 255."""
+    if type(value) is str and 0 < len(value) <= MAX_ID_LENGTH and not value[0].isspace() and value.strip():
+        return value, None
+    if value is _MISSING or value is None:
+        return None, "required"
+    if isinstance(value, bool):
+        return None, "expected a non-empty string"
+    if isinstance(value, int):
+        value = str(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            return None, "expected a non-empty string"
+        value = str(int(value)) if value.is_integer() else repr(value)
+    if not isinstance(value, str):
+        return None, "expected a non-empty string"
+    if not value.strip():
+        return None, "must not be empty"
+    if len(value) > MAX_ID_LENGTH:
+        return None, f"longer than {MAX_ID_LENGTH} characters"
+    return value, None
+
+
+# --- items -------------------------------------------------------------------------------------
+def check_attributes(
+    item: dict[str, Any], project: ProjectConfig, errors: Errors, prefix: str = ""
+) -> dict[str, Any]:
+    """Validate every key but ``_user_id`` of a contact; return the normalised changes."""
+    specs = project.attributes
+    clean: dict[str, Any] = {}
+    for key, value in item.items():
+        if key == "_user_id":
+            continue
+        spec: AttributeSpec | None = specs.get(key)
+        name = prefix + key
+        if spec is None:
+            if project.accept_unknown_attributes and not key.startswith("_"):
+                if isinstance(value, dict):
+                    _add(errors, name, "expected a single value, got an object")
+                else:
+                    clean[key] = value
+            else:
+                _add(errors, name, "unknown attribute")
+            continue
+        if spec.readonly:
+            _add(errors, name, "read-only attribute")
+            continue
+        if value is None:
+            clean[key] = None
+            continue
+        nv, reasons = check_multi(spec.data_type, value, spec.max_length, spec.multivalue)
+        if reasons:
+            errors.setdefault(name, []).extend(reasons)
+        else:
+            clean[key] = nv
+    return clean
+
+
+@dataclass(slots=True)  # treated as immutable; not frozen because frozen __init__ is slow
+class ContactItem:
+    user_id: str
+    changes: dict[str, Any]
+
+
+def validate_contact(item: Any, project: ProjectConfig) -> tuple[ContactItem | None, Errors]:
+    errors: Errors = {}
+    if not isinstance(item, dict):
+        return None, {"item": ["expected an object"]}
+    user_id, reason = check_id(item.get("_user_id", _MISSING))
+    if reason:
+        _add(errors, "_user_id", reason)
+    changes = check_attributes(item, project, errors)
+    if errors or user_id is None:
+        return None, errors
+    return ContactItem(user_id, changes), errors
+
+
+@dataclass(slots=True)  # treated as immutable; not frozen because frozen __init__ is slow
+class EventItem:
+    user_id: str
+    event_id: str
+    event_type: str
+    date: float
+    date_iso: str
+    parameters: dict[str, Any]
+    user_data: dict[str, Any] | None
+
+
+def validate_event(
+    item: Any, project: ProjectConfig, received_at: float, received_iso: str | None = None
+) -> tuple[EventItem | None, Errors]:
+    errors: Errors = {}
+    if not isinstance(item, dict):
+        return None, {"item": ["expected an object"]}
+    for key in item:
+        if key not in EVENT_KEYS:
+            _add(errors, key, "unknown event field")
+    user_id, reason = check_id(item.get("_user_id", _MISSING))
+    if reason:
+        _add(errors, "_user_id", reason)
+    event_id, reason = check_id(item.get("_event_id", _MISSING))
+    if reason:
+        _add(errors, "_event_id", reason)
+
+    event_type = item.get("_event_type", _MISSING)
+    spec = None
+    if event_type is _MISSING or event_type is None:
+        _add(errors, "_event_type", "required")
+    elif not isinstance(event_type, str):
+        _add(errors, "_event_type", "expected a string")
+    else:
+        spec = project.event_types.get(event_type)
+        if spec is None:
+            _add(errors, "_event_type", f"unknown event type '{event_type}'")
+
+    raw_date = item.get("_event_date")
+    date_iso = received_iso
+    if raw_date is None:
+        ts = received_at
+    else:
+        date_iso = None
+        parsed = parse_datetime(raw_date, require_tz=True)
+        if parsed is None:
+            _add(errors, "_event_date", "expected an ISO 8601 datetime with a timezone (Z or +HH:MM)")
+            ts = received_at
+        else:
+            ts = parsed
+
+    params_raw = item.get("_event_parameters", {})
+    params: dict[str, Any] = {}
+    if params_raw is None:
+        params_raw = {}
+    if not isinstance(params_raw, dict):
+        _add(errors, "_event_parameters", "expected an object")
+    elif spec is not None:
+        pmap = spec.param_map
+        for name, value in params_raw.items():
+            p = pmap.get(name)
+            field_name = "_event_parameters." + name
+            if p is None:
+                _add(errors, field_name, "unknown parameter")
+                continue
+            if value is None:
+                if p.required:
+                    _add(errors, field_name, "required")
+                continue
+            nv, reasons = check_multi(p.data_type, value, p.max_length, p.multi_value)
+            if reasons:
+                errors.setdefault(field_name, []).extend(reasons)
+            else:
+                params[name] = nv
+        for p in spec.parameters:
+            if p.required and p.parameter not in params_raw:
+                _add(errors, "_event_parameters." + p.parameter, "required")
+
+    user_data: dict[str, Any] | None = None
+    raw_user = item.get("_user_data")
+    if raw_user is not None:
+        if not isinstance(raw_user, dict):
+            _add(errors, "_user_data", "expected an object")
+        else:
+            if "_user_id" in raw_user:
+                inner, reason = check_id(raw_user["_user_id"])
+                if reason or inner != user_id:
+                    _add(errors, "_user_data._user_id", "must equal the event's _user_id")
+            user_data = check_attributes(raw_user, project, errors, prefix="_user_data.")
+
+    if errors or user_id is None or event_id is None or spec is None:
+        return None, errors
+    return EventItem(user_id, event_id, spec.uid, ts, date_iso or iso_ms(ts), params, user_data), errors
+
+
+def error_text(errors: Errors) -> str:
+    """``"<field>: <reason>; <field2>: <reason2>"``."""
+    return "; ".join(f"{name}: {reason}" for name, reasons in errors.items() for reason in reasons)
