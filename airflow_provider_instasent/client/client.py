@@ -468,9 +468,14 @@ class InstasentClient:
         data = self._get(ep.STREAM_CONTACT, datasource=datasource, user_id=user_id) or {}
         return dict(data.get(ep.CONTACT) or data)
 
-    def delete_contact(self, user_id: str, datasource: str | None = None) -> PushResult:
-        """Permanently remove a datasource contact (and its share of the audience)."""
-        response = self.call(ep.DELETE_CONTACT, path_params={"datasource": datasource, "user_id": user_id})
+    def delete_contact(self, user_id: str, datasource: str | None = None, *, dry_run: bool = False) -> PushResult:
+        """Permanently remove a datasource contact (and its share of the audience).
+
+        ``dry_run`` asks the API to check the call without deleting (``?_dryRun``).
+        """
+        query = {ep.Q_DRY_RUN: _FLAG} if dry_run else None
+        response = self.call(ep.DELETE_CONTACT, path_params={"datasource": datasource, "user_id": user_id},
+                             query=query)
         return PushResult.from_body(response.status, response.data, 1)
 
     # -- unified audience -----------------------------------------------------------------

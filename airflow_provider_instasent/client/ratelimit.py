@@ -29,13 +29,17 @@ class _Budget:
 class RateLimiter:
     """Paces requests per endpoint class at ``safety`` x the advertised per-minute limit.
 
-    Thread-safe. ``acquire`` blocks (outside the lock) until the caller's slot comes.
+    Thread-safe. ``acquire`` blocks (outside the lock) until the caller's slot comes. Up to
+    ``burst_s`` seconds of unused budget may be caught up at once, so that a few requests in
+    flight with a long latency still use the whole budget; the long-run rate never exceeds
+    the advertised limit times ``safety``.
     """
 
     def __init__(
         self,
         safety: float = 0.95,
         *,
+        burst_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], float] = time.time,
@@ -43,6 +47,7 @@ class RateLimiter:
         if not 0 < safety <= 1:
             raise ValueError("safety must be in (0, 1]")
         self.safety = safety
+        self.burst_s = max(0.0, burst_s)
         self._clock = clock
         self._sleep = sleep
         self._wall = wall_clock
@@ -59,15 +64,18 @@ class RateLimiter:
         with self._lock:
             budget = self._budgets.setdefault(endpoint_class, _Budget())
             now = self._clock()
-            slot = max(now, budget.next_slot)
             if budget.limit and budget.limit < UNLIMITED:
+                slot = max(now - self.burst_s, budget.next_slot)
                 budget.next_slot = slot + 60.0 / (budget.limit * self.safety)
+            else:
+                slot = max(now, budget.next_slot)
             wait = slot - now
-        if wait > 0:
+        if wait > 1e-6:
             self._sleep(wait)
             with self._lock:
                 self.waited_s += wait
-        return max(0.0, wait)
+            return wait
+        return 0.0
 
     def update(self, endpoint_class: str, status: int, headers: Mapping[str, str]) -> None:
         """Learn the budget from a response's headers."""

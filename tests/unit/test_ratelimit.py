@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from airflow_provider_instasent.client.ratelimit import RateLimiter
 
 
@@ -18,9 +20,9 @@ class FakeTime:
         self.now += s
 
 
-def make(safety=1.0):
+def make(safety=1.0, burst_s=0.0):
     t = FakeTime()
-    return t, RateLimiter(safety, clock=t.clock, sleep=t.sleep, wall_clock=lambda: 1_900_000_000.0)
+    return t, RateLimiter(safety, burst_s=burst_s, clock=t.clock, sleep=t.sleep, wall_clock=lambda: 1_900_000_000.0)
 
 
 def test_no_pacing_until_a_limit_is_known():
@@ -37,6 +39,21 @@ def test_paces_at_the_advertised_rate():
         rl.acquire("ingest")
     # 600/min = one request every 0.1 s: 10 gaps in 11 requests
     assert abs(sum(t.slept) - 1.0) < 1e-9
+
+
+def test_burst_catches_up_unused_budget_but_not_more():
+    t, rl = make(burst_s=0.5)
+    rl.update("ingest", 202, {"X-RateLimit-Limit": "600"})
+    t.now += 10  # idle for a while
+    for _ in range(6):  # 0.5 s of budget at 10/s: five immediate, then paced
+        rl.acquire("ingest")
+    assert t.slept == []
+    rl.acquire("ingest")
+    assert t.slept == [pytest.approx(0.1)]
+    # sustained: the long-run rate stays at the limit
+    for _ in range(100):
+        rl.acquire("ingest")
+    assert sum(t.slept) == pytest.approx(10.1)
 
 
 def test_classes_have_separate_budgets():

@@ -1,0 +1,544 @@
+"""The ingest engine: source → rename → validate → encode → chunk → send → report.
+
+One implementation behind :func:`write_contacts`, :func:`write_events`, the Airflow
+operator and the benchmarks. See docs/ingest.md for every option.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+import numpy as np
+import pyarrow as pa
+
+from ..client.endpoints import MAX_ITEMS_PER_PUSH
+from .encode import DEFAULT_MAX_REQUEST_BYTES, Chunker, EncodedBatch, Encoder, Request
+from .errors import (
+    AutomationsGuardError,
+    IngestError,
+    IngestSchemaError,
+    RejectedRowsError,
+    RequestFailedError,
+)
+from .idempotency import EventIdDeriver
+from .report import IngestReport, RejectsSink
+from .sender import Outcome, Sender, SenderClosed
+from .sources import DEFAULT_BATCH_ROWS, ColumnMapper, Source, SpooledSource, open_source
+from .specs import USER_ID, Kind, ProjectSpecs
+from .validate import CoerceOptions, Validated, Validator
+
+log = logging.getLogger("airflow_provider_instasent.ingest")
+
+OnInvalid = Literal["fail", "skip", "dead_letter"]
+Automations = Literal["allow", "warn", "refuse"]
+
+#: ``max_rejected_ratio`` is checked while the run goes once this many rows were read, and
+#: always at the end (so that one bad row among the first ten does not stop a big run).
+RATIO_MIN_ROWS = 1000
+
+
+@dataclass(frozen=True)
+class IngestOptions:
+    """Every option of an ingest run (validated on construction). See docs/ingest.md."""
+
+    kind: Kind
+    event_type: str | None = None
+    columns: Mapping[str, str | None] | None = None
+    on_invalid: OnInvalid = "fail"
+    max_rejected_ratio: float | None = None
+    dry_run: bool = False
+    automations: Automations = "allow"
+    nulls: Literal["omit", "null"] = "omit"
+    assume_timezone: str | None = None
+    event_id_fields: Sequence[str] | None = None
+    unknown_columns: Literal["error", "ignore", "send"] = "error"
+    rejects_path: Any = None
+    rejects_table: str | None = None
+    rejects_conn_id: str | None = None
+    max_rejects_in_memory: int = 100_000
+    max_in_flight: int = 16
+    max_items: int = MAX_ITEMS_PER_PUSH
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    preflight: bool | None = None
+    progress_interval: float = 5.0
+    datasource: str | None = None
+    specs: ProjectSpecs | None = None
+    spool_dir: str | None = None
+    run_id: str | None = None
+    source_conn_id: str | None = None
+    logger: Any = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> IngestSchemaError:
+            return IngestSchemaError(msg)
+
+        if self.kind not in ("contacts", "events"):
+            raise bad(f"kind must be 'contacts' or 'events', got {self.kind!r}")
+        if self.kind == "contacts" and self.event_type:
+            raise bad("event_type applies to events only")
+        if self.on_invalid not in ("fail", "skip", "dead_letter"):
+            raise bad(f"on_invalid must be 'fail', 'skip' or 'dead_letter', got {self.on_invalid!r}")
+        if self.on_invalid == "dead_letter" and not (self.rejects_path or self.rejects_table):
+            raise bad("on_invalid='dead_letter' needs rejects_path= or rejects_table= (with rejects_conn_id=)")
+        if self.rejects_table and not self.rejects_conn_id:
+            raise bad("rejects_table needs rejects_conn_id (a common-sql connection)")
+        if self.max_rejected_ratio is not None and not 0 <= self.max_rejected_ratio <= 1:
+            raise bad("max_rejected_ratio must be between 0 and 1")
+        if self.automations not in ("allow", "warn", "refuse"):
+            raise bad(f"automations must be 'allow', 'warn' or 'refuse', got {self.automations!r}")
+        if self.automations == "refuse" and self.preflight is False:
+            raise bad("automations='refuse' checks the whole input before sending anything: it needs preflight")
+        if self.nulls not in ("omit", "null"):
+            raise bad(f"nulls must be 'omit' or 'null', got {self.nulls!r}")
+        if self.unknown_columns not in ("error", "ignore", "send"):
+            raise bad(f"unknown_columns must be 'error', 'ignore' or 'send', got {self.unknown_columns!r}")
+        if not 1 <= self.max_items <= MAX_ITEMS_PER_PUSH:
+            raise bad(f"max_items must be between 1 and {MAX_ITEMS_PER_PUSH}")
+        if self.max_request_bytes < 1024:
+            raise bad("max_request_bytes must be at least 1024")
+        if self.max_in_flight < 1:
+            raise bad("max_in_flight must be at least 1")
+        if self.batch_rows < 1:
+            raise bad("batch_rows must be at least 1")
+        if self.event_id_fields is not None and self.kind != "events":
+            raise bad("event_id_fields applies to events only")
+        if self.assume_timezone:
+            try:
+                import zoneinfo
+
+                if self.assume_timezone.upper() != "UTC":
+                    zoneinfo.ZoneInfo(self.assume_timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise bad(f"assume_timezone {self.assume_timezone!r} is not a known IANA time zone") from None
+
+    @property
+    def run_preflight(self) -> bool:
+        if self.preflight is not None:
+            return self.preflight
+        return self.automations == "refuse"
+
+    @classmethod
+    def names(cls) -> set[str]:
+        return {f.name for f in fields(cls)}
+
+
+def _user_id_strings(batch: pa.RecordBatch) -> list[Any]:
+    """The raw ``_user_id`` of each row, as text (for rejects), or None."""
+    if USER_ID not in batch.schema.names:
+        return [None] * batch.num_rows
+    col = batch.column(USER_ID)
+    try:
+        if pa.types.is_floating(col.type):
+            return [None if v is None or v != v else (str(int(v)) if float(v).is_integer() else str(v))
+                    for v in col.to_pylist()]
+        return [None if v is None else str(v) for v in col.to_pylist()]
+    except Exception:  # a struct or another odd type: leave the id out of the rejects
+        return [None] * batch.num_rows
+
+
+class Progress:
+    """Logs rows, rows/s, rejects and the ETA every ``interval`` seconds."""
+
+    def __init__(self, logger: Any, kind: str, interval: float, total: int | None) -> None:
+        self.log = logger
+        self.kind = kind
+        self.interval = interval
+        self.total = total
+        self.started = time.monotonic()
+        self.last = self.started
+
+    def tick(self, report: IngestReport, *, force: bool = False, phase: str = "") -> None:
+        now = time.monotonic()
+        if not force and (self.interval <= 0 or now - self.last < self.interval):
+            return
+        self.last = now
+        elapsed = max(now - self.started, 1e-9)
+        rate = report.rows / elapsed
+        where = f"{report.rows}" + (f"/{self.total} ({100.0 * report.rows / self.total:.1f}%)" if self.total else "")
+        eta = ""
+        if self.total and rate > 0 and report.rows < self.total:
+            eta = f", ETA {_duration((self.total - report.rows) / rate)}"
+        self.log.info(
+            "instasent %s%s: %s rows read, %.0f rows/s, %d accepted, %d rejected, %d requests%s",
+            self.kind, f" {phase}" if phase else "", where, rate, report.accepted, report.rejected,
+            report.requests, eta,
+        )
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+
+
+class IngestRun:
+    """One run of the engine. Use :func:`ingest`, :func:`write_contacts` or :func:`write_events`."""
+
+    def __init__(self, client: Any, data: Any, options: IngestOptions) -> None:
+        self.client = client
+        self.data = data
+        self.opts = options
+        self.log = options.logger or log
+        self.report = IngestReport(options.kind, dry_run=options.dry_run)
+        if options.kind == "events":
+            self.report.would_fire_automations = 0
+        self.mapper = ColumnMapper(options.columns)
+        self.rejects = RejectsSink(
+            path=options.rejects_path, table=options.rejects_table, conn_id=options.rejects_conn_id,
+            max_in_memory=options.max_rejects_in_memory, run_id=options.run_id or uuid.uuid4().hex,
+        )
+        self.report.rejects_path = str(options.rejects_path) if options.rejects_path else None
+        self.report.rejects_table = options.rejects_table
+        self._stop: IngestError | None = None
+        self._warned_window = False
+        self.sender: Sender | None = None
+
+    # -- public -------------------------------------------------------------------------------
+    def run(self) -> IngestReport:
+        opts, report = self.opts, self.report
+        started = time.monotonic()
+        stats_before = self._stats()
+        source: Source | None = None
+        try:
+            specs = opts.specs or ProjectSpecs.load(self.client, datasource=opts.datasource, kind=opts.kind)
+            validator = Validator(
+                specs, opts.kind, event_type=opts.event_type,
+                options=CoerceOptions(assume_timezone=opts.assume_timezone, unknown_columns=opts.unknown_columns),
+            )
+            encoder = Encoder(opts.kind, nulls=opts.nulls, deriver=EventIdDeriver(opts.event_id_fields))
+            source = open_source(self.data, batch_rows=opts.batch_rows, conn_id=opts.source_conn_id,
+                                 drop=self.mapper.drop)
+            report.total_rows = source.total_rows
+            self.log.info("instasent %s ingest from %s%s%s", opts.kind, source.name,
+                          f" ({source.total_rows} rows)" if source.total_rows is not None else "",
+                          " [DRY RUN]" if opts.dry_run else "")
+            if opts.run_preflight:
+                if not source.reopenable:
+                    source = SpooledSource(source, directory=opts.spool_dir)
+                self._preflight(source, validator)
+            self._send_pass(source, validator, encoder, counted=opts.run_preflight)
+            report.status = "ok"
+        except IngestError as exc:
+            report.status = "failed"
+            report.error = str(exc)
+            exc.report = report
+            raise
+        except BaseException as exc:
+            report.status = "failed"
+            report.error = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            if report.status != "ok":
+                # everything read and not decided (accepted or rejected) was not sent
+                report.skipped = max(0, report.rows - report.accepted - report.rejected)
+            report.elapsed_s = time.monotonic() - started
+            stats_after = self._stats()
+            report.retries = stats_after.get("retries", 0) - stats_before.get("retries", 0)
+            before = stats_before.get("statuses", {})
+            report.http_statuses = {
+                int(k): v - before.get(k, 0) for k, v in stats_after.get("statuses", {}).items()
+                if v - before.get(k, 0) > 0
+            }
+            try:
+                self.rejects.close()
+            finally:
+                report.rejects = self.rejects.dataframe()
+                report.reject_entries = self.rejects.entries
+                report.rejects_truncated = self.rejects.truncated
+                if isinstance(source, SpooledSource):
+                    source.close()
+            accounted = report.accepted + report.rejected + report.skipped
+            if report.status == "ok" and accounted != report.rows:
+                self.log.error("instasent ingest accounting mismatch: %d rows but %d accepted+rejected+skipped",
+                               report.rows, accounted)
+            (self.log.info if report.status == "ok" else self.log.warning)(
+                "instasent ingest %s: %s", report.status, report.summary())
+        return report
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _stats(self) -> dict[str, Any]:
+        stats = getattr(self.client, "stats", None)
+        return stats.snapshot() if stats is not None else {}
+
+    def _batches(self, source: Source) -> Iterator[tuple[int, pa.RecordBatch]]:
+        offset = 0
+        for raw in source.batches():
+            batch = self.mapper(raw)
+            yield offset, batch
+            offset += batch.num_rows
+
+    def _local_rejects(self, validated: Validated, batch: pa.RecordBatch, offset: int) -> int:
+        rows, fields_, reasons = validated.errors.records()
+        if not len(rows):
+            return 0
+        users = _user_id_strings(batch)
+        self.rejects.add((rows + offset).tolist(), [users[i] for i in rows], fields_, reasons, "local")
+        bad = len(np.unique(rows))
+        self.report.rejected += bad
+        self.report.rejected_local += bad
+        return bad
+
+    def _check_ratio(self, final: bool = False) -> None:
+        ratio, report = self.opts.max_rejected_ratio, self.report
+        if ratio is None or report.rows == 0 or (not final and report.rows < RATIO_MIN_ROWS):
+            return
+        if report.rejected / report.rows > ratio:
+            raise RejectedRowsError(
+                f"{report.rejected} of {report.rows} rows rejected ({report.rejected / report.rows:.2%}), more "
+                f"than max_rejected_ratio={ratio:.2%}; stopping. See the rejects"
+                + (f" in {report.rejects_path}" if report.rejects_path else "")
+                + (f" in table {report.rejects_table}" if report.rejects_table else ""),
+                report,
+            )
+
+    def _fail_on_local(self, bad: int, validated: Validated, offset: int, *, sent: bool = True
+                       ) -> RejectedRowsError:
+        rows, fields_, reasons = validated.errors.records()
+        first = ", ".join(f"row {r + offset} {f or '(item)'}: {m}" for r, f, m in
+                          list(zip(rows.tolist(), fields_, reasons))[:5])
+        where = "nothing of this batch was sent" if sent else "checked before sending: nothing was sent"
+        return RejectedRowsError(
+            f"{bad} invalid row(s) with on_invalid='fail' ({where}): {first}"
+            + (" ..." if len(rows) > 5 else "") + ". Fix the data, or pass on_invalid='skip' / 'dead_letter'.",
+            self.report,
+        )
+
+    # -- preflight ----------------------------------------------------------------------------
+    def _preflight(self, source: Source, validator: Validator) -> None:
+        """Validate everything and count the automation window before sending anything."""
+        opts, report = self.opts, self.report
+        progress = Progress(self.log, opts.kind, opts.progress_interval, source.total_rows)
+        in_window = 0
+        for offset, batch in self._batches(source):
+            report.rows += batch.num_rows
+            validated = validator(batch)
+            bad = self._local_rejects(validated, batch, offset)
+            if bad and opts.on_invalid == "fail":
+                raise self._fail_on_local(bad, validated, offset, sent=False)
+            valid = validated.valid
+            for group in validated.groups:
+                if group.in_window is not None:
+                    rows = np.arange(group.n) if group.rows is None else group.rows
+                    in_window += int(np.count_nonzero(group.in_window & valid[rows]))
+            self._check_ratio()
+            progress.tick(report, phase="preflight")
+        self._check_ratio(final=True)
+        if opts.kind == "events" and in_window:
+            message = (f"{in_window} event(s) have an _event_date within ±1 hour of now (or none, which means "
+                       f"now): sending them would fire automations")
+            if opts.automations == "refuse" and not opts.dry_run:
+                raise AutomationsGuardError(
+                    message + "; nothing was sent (automations='refuse'). Send them with automations='allow' "
+                    "if that is intended, or fix their dates.", report)
+            if opts.automations == "warn" and not opts.dry_run:
+                self.log.warning("%s (automations='warn')", message)
+                self._warned_window = True
+
+    # -- the send pass ----------------------------------------------------------------------
+    def _send_pass(self, source: Source, validator: Validator, encoder: Encoder, *, counted: bool) -> None:
+        opts, report = self.opts, self.report
+        chunker = Chunker(max_items=opts.max_items, max_bytes=opts.max_request_bytes,
+                          distinct_users=opts.kind == "contacts")
+        sender = Sender(self.client, opts.kind, max_in_flight=opts.max_in_flight, dry_run=opts.dry_run,
+                        datasource=opts.datasource, ordered=opts.kind == "contacts")
+        self.sender = sender
+        progress = Progress(self.log, opts.kind, opts.progress_interval, source.total_rows)
+        cancel = True
+        try:
+            for offset, batch in self._batches(source):
+                n = batch.num_rows
+                if not counted:
+                    report.rows += n
+                validated = validator(batch)
+                valid = validated.valid
+                n_bad = n - int(np.count_nonzero(valid))
+                if n_bad and not counted:
+                    self._local_rejects(validated, batch, offset)
+                    if opts.on_invalid == "fail":
+                        report.skipped += n - n_bad
+                        self._stop = self._fail_on_local(n_bad, validated, offset)
+                        break
+                encoded = encoder(validated, valid)
+                if not self._window_ok(encoded):
+                    break
+                windows = encoded.in_window.tolist() if encoded.in_window is not None else None
+                for request in chunker.add(encoded.items, (encoded.rows + offset).tolist(), encoded.user_ids,
+                                           windows):
+                    self._submit(sender, request)
+                self._record_oversize(chunker)
+                for outcome in sender.poll():
+                    self._handle(outcome)
+                if self._stop is None:
+                    try:
+                        self._check_ratio()
+                    except RejectedRowsError as exc:
+                        self._stop = exc
+                if self._stop is not None:
+                    break
+                progress.tick(report)
+            for request in chunker.flush():
+                self._submit(sender, request)
+            self._record_oversize(chunker)
+            for outcome in sender.drain():
+                self._handle(outcome)
+            cancel = False
+        finally:
+            sender.close(cancel=cancel)
+            for outcome in sender.poll():
+                self._handle(outcome)
+            for request in sender.unfinished():  # cancelled before they were sent
+                report.requests -= 1
+                report.sent -= request.n_items
+                report.skipped += request.n_items
+        progress.tick(report, force=True)
+        if self._stop is not None:
+            raise self._stop
+        self._check_ratio(final=True)
+
+    def _submit(self, sender: Sender, request: Request) -> None:
+        if self._stop is not None:
+            self.report.skipped += request.n_items
+            return
+        self.report.requests += 1
+        self.report.sent += request.n_items
+        for outcome in sender.submit(request):
+            self._handle(outcome)
+
+    def _record_oversize(self, chunker: Chunker) -> None:
+        big = chunker.take_oversize()
+        if not big:
+            return
+        reasons = [f"the item is {b.size} bytes, more than max_request_bytes={chunker.max_bytes}" for b in big]
+        self.rejects.add([b.row for b in big], [b.user_id for b in big], [""] * len(big), reasons, "local")
+        self.report.rejected += len(big)
+        self.report.rejected_local += len(big)
+
+    def _window_ok(self, encoded: EncodedBatch) -> bool:
+        """The automations guard at send time (dates in the future can enter the window)."""
+        opts = self.opts
+        if opts.kind != "events" or opts.dry_run or encoded.in_window is None or opts.automations == "allow":
+            return True
+        count = int(np.count_nonzero(encoded.in_window))
+        if not count:
+            return True
+        if opts.automations == "refuse":
+            self.report.skipped += len(encoded)
+            self._stop = AutomationsGuardError(
+                f"{count} event(s) of this batch are now within ±1 hour of the current time (future-dated events "
+                f"entering the automation window); stopped before sending them (automations='refuse')", self.report)
+            return False
+        if not self._warned_window:
+            self._warned_window = True
+            self.log.warning("%d event(s) are within ±1 hour of now and will fire automations (automations='warn'); "
+                             "the report counts all of them in would_fire_automations", count)
+        return True
+
+    def _handle(self, outcome: Outcome) -> None:
+        report, request = self.report, outcome.request
+        n = request.n_items
+        if isinstance(outcome.error, SenderClosed):  # never sent: skipped, not rejected
+            report.requests -= 1
+            report.sent -= n
+            report.skipped += n
+            return
+        if outcome.error is not None or outcome.result is None:
+            err = outcome.error
+            reason = f"request failed: {err}" if err is not None else "request failed"
+            self.rejects.add(request.rows, request.user_ids, [""] * n, [reason] * n, "api")
+            report.rejected += n
+            report.rejected_api += n
+            if self._stop is None:
+                self._stop = RequestFailedError(
+                    f"a push request of {n} items failed after the client's retries: {err}. Its rows are in the "
+                    f"rejects (stage 'api'); re-running is safe (contacts are upserts, events carry a stable "
+                    f"_event_id).", report)
+            return
+        result = outcome.result
+        errors: dict[int, list[tuple[str, str]]] = {}
+        for item_error in result.errors:
+            if 0 <= item_error.position < n:
+                errors.setdefault(item_error.position, []).extend(item_error.reasons())
+        accepted = {p for p in result.accepted if 0 <= p < n and p not in errors}
+        missing = [p for p in range(n) if p not in accepted and p not in errors]
+        for p in missing:
+            errors[p] = [("", "the API returned no result for this item")]
+        if errors:
+            rows: list[int] = []
+            users: list[str] = []
+            fields_: list[str] = []
+            reasons: list[str] = []
+            for p in sorted(errors):
+                for field_name, reason in errors[p]:
+                    rows.append(request.rows[p])
+                    users.append(request.user_ids[p])
+                    fields_.append(field_name)
+                    reasons.append(reason)
+            self.rejects.add(rows, users, fields_, reasons, "api")
+            report.rejected += len(errors)
+            report.rejected_api += len(errors)
+            if self.opts.on_invalid == "fail" and self._stop is None:
+                first = "; ".join(f"row {r} {f or '(item)'}: {m}" for r, f, m in list(zip(rows, fields_, reasons))[:5])
+                self._stop = RejectedRowsError(
+                    f"the API rejected {len(errors)} row(s) with on_invalid='fail': {first}", report)
+        report.accepted += len(accepted)
+        if report.would_fire_automations is not None and request.in_window:
+            report.would_fire_automations += sum(1 for p in accepted if request.in_window[p])
+
+
+# ---------------------------------------------------------------------------------------------
+# public functions
+# ---------------------------------------------------------------------------------------------
+def ingest(client: Any, kind: Kind, data: Any, **options: Any) -> IngestReport:
+    """Validate, encode and push ``data`` as ``kind`` (``"contacts"`` or ``"events"``)."""
+    unknown = set(options) - IngestOptions.names()
+    if unknown:
+        raise IngestSchemaError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    return IngestRun(client, data, IngestOptions(kind=kind, **options)).run()
+
+
+def write_contacts(client: Any, data: Any, **options: Any) -> IngestReport:
+    """Upsert contacts: one column per attribute uid, ``_user_id`` required.
+
+    ``data``: a pandas DataFrame, a pyarrow Table / RecordBatch / RecordBatchReader, a Parquet
+    path/glob/directory (or ObjectStoragePath), a :class:`~.sources.SqlSource`, or a callable
+    returning one. Options: see docs/ingest.md. Returns an :class:`IngestReport`; raises an
+    :class:`~.errors.IngestError` (with ``.report``) when the run stops.
+    """
+    return ingest(client, "contacts", data, **options)
+
+
+def write_events(client: Any, data: Any, *, event_type: str | None = None, **options: Any) -> IngestReport:
+    """Append events: ``_user_id``, optional ``_event_id`` / ``_event_date`` / ``_user_data``,
+    and the parameters as flat columns or one ``_event_parameters`` struct column; one type per
+    frame (``event_type=``) or an ``_event_type`` column. See :func:`write_contacts`."""
+    return ingest(client, "events", data, event_type=event_type, **options)
+
+
+def prepare(specs: ProjectSpecs, kind: Kind, data: Any, **options: Any) -> Iterator[Request]:
+    """Validate, encode and chunk ``data`` without sending: yields the push requests.
+
+    Invalid rows are left out (no report). For benchmarks, previews and tests.
+    """
+    opts = IngestOptions(kind=kind, specs=specs, **options)
+    validator = Validator(specs, kind, event_type=opts.event_type,
+                          options=CoerceOptions(assume_timezone=opts.assume_timezone,
+                                                unknown_columns=opts.unknown_columns))
+    encoder = Encoder(kind, nulls=opts.nulls, deriver=EventIdDeriver(opts.event_id_fields))
+    chunker = Chunker(max_items=opts.max_items, max_bytes=opts.max_request_bytes, distinct_users=kind == "contacts")
+    mapper = ColumnMapper(opts.columns)
+    offset = 0
+    for raw in open_source(data, batch_rows=opts.batch_rows, drop=mapper.drop).batches():
+        batch = mapper(raw)
+        encoded = encoder(validator(batch))
+        yield from chunker.add(encoded.items, (encoded.rows + offset).tolist(), encoded.user_ids)
+        offset += batch.num_rows
+    yield from chunker.flush()
