@@ -11,6 +11,11 @@ try:
 except ImportError:  # Airflow 3.0
     from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined]
 
+try:
+    from airflow.sdk.exceptions import AirflowFailException
+except ImportError:  # Airflow 3.0
+    from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
+
 from airflow.sdk import BaseOperator, Context, ObjectStoragePath
 
-__all__ = ["BaseHook", "BaseOperator", "Context", "ObjectStoragePath"]
+__all__ = ["AirflowFailException", "BaseHook", "BaseOperator", "Context", "ObjectStoragePath"]

@@ -49,7 +49,17 @@ _WHERE = {
     "read_events_arrow": ".export",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = [
+    "IngestReport",
+    "read_audience",
+    "read_audience_arrow",
+    "read_events",
+    "read_events_arrow",
+    "read_segment",
+    "read_segment_arrow",
+    "write_contacts",
+    "write_events",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -9,8 +9,9 @@ the task fails only when more than 5% of a file is rejected. Events carry their 
 
 from __future__ import annotations
 
+import os
+
 import pendulum
-from _settings import DATA_DIR
 from airflow.sdk import Param, dag
 
 from airflow_provider_instasent.operators.ingest import InstasentIngestOperator
@@ -23,9 +24,13 @@ COMMON = {
     "retry_delay": pendulum.duration(minutes=2),
 }
 
+# Default root of the example files; every path is also a DAG Param (the demo sets the variable).
+DATA_DIR = os.environ.get("INSTASENT_EXAMPLES_DIR", "/tmp/instasent-examples")
+
 
 @dag(
     dag_id="instasent_daily_events",
+    doc_md=__doc__,
     schedule="@daily",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,

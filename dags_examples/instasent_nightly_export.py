@@ -8,15 +8,20 @@ the columns stay stable; which of them carry values depends on the token's priva
 
 from __future__ import annotations
 
+import os
+
 import pendulum
-from _settings import DATA_DIR
 from airflow.sdk import Param, dag
 
 from airflow_provider_instasent.operators.export import InstasentToParquetOperator, InstasentToSqlOperator
 
+# Default root of the example files; every path is also a DAG Param (the demo sets the variable).
+DATA_DIR = os.environ.get("INSTASENT_EXAMPLES_DIR", "/tmp/instasent-examples")
+
 
 @dag(
     dag_id="instasent_nightly_export",
+    doc_md=__doc__,
     schedule="0 2 * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,

@@ -9,15 +9,20 @@ the DAG is safe. A missing value is *omitted* (``nulls="omit"``): Instasent keep
 
 from __future__ import annotations
 
+import os
+
 import pendulum
-from _settings import DATA_DIR
 from airflow.sdk import Param, dag
 
 from airflow_provider_instasent.operators.ingest import InstasentIngestOperator
 
+# Default root of the example files; every path is also a DAG Param (the demo sets the variable).
+DATA_DIR = os.environ.get("INSTASENT_EXAMPLES_DIR", "/tmp/instasent-examples")
+
 
 @dag(
     dag_id="instasent_reverse_etl_contacts",
+    doc_md=__doc__,
     schedule="0 5 * * *",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,

@@ -15,6 +15,7 @@ from airflow_provider_instasent.operators.sms import InstasentSendSmsOperator
 
 @dag(
     dag_id="instasent_sms_notification",
+    doc_md=__doc__,
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,

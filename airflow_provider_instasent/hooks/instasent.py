@@ -34,7 +34,8 @@ class InstasentHook(BaseHook):
 
     Args:
         instasent_conn_id: the connection id (default ``instasent_default``).
-        project / datasource: override the connection's extra.
+        project: overrides the connection's ``project`` extra.
+        datasource: overrides the connection's ``datasource`` extra.
         client_kwargs: extra keyword arguments for :class:`InstasentClient` (e.g. ``pool_size``).
     """
 

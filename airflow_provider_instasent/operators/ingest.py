@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from ..client.errors import InstasentHTTPError
 from ..hooks.instasent import InstasentHook
 from ..ingest.engine import IngestOptions
 from ..ingest.errors import IngestError, IngestSchemaError
@@ -211,9 +212,31 @@ class InstasentIngestOperator(BaseOperator):
             except IngestError as exc:
                 if exc.report is not None and hasattr(exc.report, "to_dict"):
                     _push_report(context, exc.report.to_dict())
+                _fail_fast_if_final(exc)
+                raise
+            except InstasentHTTPError as exc:
+                _fail_fast_if_final(exc)
                 raise
         self.log.info("%s", report.summary())
         return report.to_dict()
+
+
+def _fail_fast_if_final(exc: Exception) -> None:
+    """Turn errors that a retry cannot fix into ``AirflowFailException`` (no task retry).
+
+    The same input gives the same rejected rows, the same refused automation window and the
+    same unknown columns; a 401/403/404/400 does not heal by itself either. Lost connections,
+    5xx and 429s (``RequestFailedError``) stay retryable: the engine is idempotent.
+    """
+    from .._airflow_compat import AirflowFailException
+    from ..ingest.errors import AutomationsGuardError, RejectedRowsError
+
+    final = isinstance(exc, (IngestSchemaError, RejectedRowsError, AutomationsGuardError)) or (
+        isinstance(exc, InstasentHTTPError) and 400 <= exc.status < 500 and exc.status != 429
+    )
+    if final:
+        raise AirflowFailException(f"{type(exc).__name__}: {exc} (not retried: a retry would fail the same way)"
+                                   ) from exc
 
 
 def _as_bool(value: Any) -> bool:
@@ -307,5 +330,9 @@ class InstasentDeleteContactsOperator(BaseOperator):
             except IngestError as exc:
                 if exc.report is not None and hasattr(exc.report, "to_dict"):
                     _push_report(context, exc.report.to_dict())
+                _fail_fast_if_final(exc)
+                raise
+            except InstasentHTTPError as exc:
+                _fail_fast_if_final(exc)
                 raise
         return report.to_dict()

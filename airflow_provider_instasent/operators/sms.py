@@ -26,7 +26,9 @@ class InstasentSendSmsOperator(BaseOperator):
 
     Args:
         text: message body (templated).
-        audience_id / user_id: the recipient (templated); exactly one is required.
+        audience_id: the recipient's audience id (templated); or
+        user_id: the recipient's ``_user_id``, resolved through the audience (templated).
+            Exactly one of ``audience_id`` and ``user_id`` is required.
         sender: sender id, or ``"default"`` for the project's default sender.
         utm_term: optional campaign term (at most 40 characters).
         allow_unicode: allow Unicode (more segments per message).

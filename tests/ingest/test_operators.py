@@ -69,14 +69,17 @@ def test_ingest_from_sql_with_rejects_table(instasent_conn, sqlite_conn):
 
 
 def test_ingest_failure_pushes_counts_and_raises(instasent_conn):
+    from airflow_provider_instasent._airflow_compat import AirflowFailException
     from airflow_provider_instasent.ingest import RejectedRowsError
     from airflow_provider_instasent.operators.ingest import InstasentIngestOperator
 
     bad = orders(5).assign(amount=None)
     op = InstasentIngestOperator(task_id="e", kind="events", event_type=ORDER, python_callable=lambda: bad)
     ti = FakeTI()
-    with pytest.raises(RejectedRowsError):
+    # the same input would be rejected again: fail the task without retrying it
+    with pytest.raises(AirflowFailException) as info:
         op.execute(context={"ti": ti})
+    assert isinstance(info.value.__cause__, RejectedRowsError)
     assert ti.xcom["ingest_report"]["rejected"] == 5
 
 

@@ -105,3 +105,17 @@ def test_repr_and_pickle_never_leak_the_token():
     assert "super-secret-token" not in repr(c)
     with pytest.raises(TypeError):
         pickle.dumps(c)
+
+
+def test_environment_proxies_and_ca_bundle_are_read_once(monkeypatch):
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/corp.pem")
+    c = InstasentClient(token="t" * 8, base_url="https://api.example.com")
+    assert c.session.trust_env is False
+    assert c.session.proxies.get("https") == "http://proxy.internal:3128"
+    assert c.session.verify == "/etc/ssl/corp.pem"
+    explicit = InstasentClient(token="t" * 8, base_url="https://api.example.com", verify="/my/ca.pem")
+    assert explicit.session.verify == "/my/ca.pem"
+    off = InstasentClient(token="t" * 8, base_url="https://api.example.com", verify=False)
+    assert off.session.verify is False

@@ -1,0 +1,145 @@
+"""Export the unified audience, a segment's contacts or audience events.
+
+Dataframe API (no Airflow import)::
+
+    from airflow_provider_instasent.export import read_audience, read_events_arrow
+
+    df = read_audience(client)                      # pandas DataFrame, stable columns
+    for batch in read_events_arrow(client):         # pyarrow.RecordBatchReader, flat memory
+        ...
+
+The SQL and Parquet writers (``export.sql``, ``export.parquet``) and the operators in
+``airflow_provider_instasent.operators.export`` build on the same :class:`Export` engine.
+See docs/export.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from ..client import InstasentClient
+from .convert import InvalidValues
+from .engine import DEFAULT_BATCH_SIZE, Export, ExportStats, privacy_level
+from .schema import ExportSchema, TableName, audience_schema, events_schema
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "Export",
+    "ExportSchema",
+    "ExportStats",
+    "InvalidValues",
+    "TableName",
+    "audience_schema",
+    "events_schema",
+    "privacy_level",
+    "read_audience",
+    "read_audience_arrow",
+    "read_events",
+    "read_events_arrow",
+    "read_segment",
+    "read_segment_arrow",
+]
+
+
+def _to_pandas(reader: pa.RecordBatchReader, dtype_backend: str | None) -> Any:
+    table = reader.read_all()
+    if dtype_backend is None:
+        return table.to_pandas()
+    import pandas as pd
+
+    if dtype_backend == "pyarrow":
+        return table.to_pandas(types_mapper=pd.ArrowDtype)
+    if dtype_backend == "numpy_nullable":
+        mapping = {
+            pa.int64(): pd.Int64Dtype(),
+            pa.float64(): pd.Float64Dtype(),
+            pa.bool_(): pd.BooleanDtype(),
+            pa.string(): pd.StringDtype(),
+        }
+        return table.to_pandas(types_mapper=mapping.get)
+    raise ValueError(f"dtype_backend must be None, 'numpy_nullable' or 'pyarrow'; got {dtype_backend!r}")
+
+
+def read_audience_arrow(
+    client: InstasentClient,
+    filter: Mapping[str, Any] | None = None,
+    *,
+    attributes: Sequence[str] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    page_size: int = 100,
+) -> pa.RecordBatchReader:
+    """The unified audience as a streaming :class:`pyarrow.RecordBatchReader`.
+
+    ``filter`` is an AudienceQueryFilter ``root`` (or ``{"root": ...}``); ``attributes``
+    restricts the attribute columns. The scroll starts on the first read.
+    """
+    return Export(client, "audience", filter=filter, attributes=attributes, batch_size=batch_size,
+                  page_size=page_size).reader()
+
+
+def read_segment_arrow(
+    client: InstasentClient,
+    segment_uid: str,
+    parameter: str | None = None,
+    *,
+    filter: Mapping[str, Any] | None = None,
+    attributes: Sequence[str] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    page_size: int = 100,
+) -> pa.RecordBatchReader:
+    """A segment's contacts (same schema as the audience) as a RecordBatchReader."""
+    return Export(client, "segment", segment=segment_uid, parameter=parameter, filter=filter,
+                  attributes=attributes, batch_size=batch_size, page_size=page_size).reader()
+
+
+def read_events_arrow(
+    client: InstasentClient,
+    filter: Mapping[str, Any] | None = None,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    page_size: int = 100,
+) -> pa.RecordBatchReader:
+    """Audience events as a RecordBatchReader (``filter``: an EventQueryFilter ``root``)."""
+    return Export(client, "events", filter=filter, batch_size=batch_size, page_size=page_size).reader()
+
+
+def read_audience(
+    client: InstasentClient,
+    filter: Mapping[str, Any] | None = None,
+    *,
+    attributes: Sequence[str] | None = None,
+    dtype_backend: str | None = None,
+) -> Any:
+    """The unified audience as a pandas DataFrame (columns from ``/specs/attributes``).
+
+    ``dtype_backend``: ``None`` (pyarrow's default conversion), ``"numpy_nullable"`` or
+    ``"pyarrow"`` (``pd.ArrowDtype`` columns, lists stay lists).
+    """
+    return _to_pandas(read_audience_arrow(client, filter, attributes=attributes), dtype_backend)
+
+
+def read_segment(
+    client: InstasentClient,
+    segment_uid: str,
+    parameter: str | None = None,
+    *,
+    filter: Mapping[str, Any] | None = None,
+    attributes: Sequence[str] | None = None,
+    dtype_backend: str | None = None,
+) -> Any:
+    """A segment's contacts as a pandas DataFrame (``parameter`` for parameterised segments)."""
+    return _to_pandas(read_segment_arrow(client, segment_uid, parameter, filter=filter, attributes=attributes),
+                      dtype_backend)
+
+
+def read_events(
+    client: InstasentClient,
+    filter: Mapping[str, Any] | None = None,
+    *,
+    dtype_backend: str | None = None,
+) -> Any:
+    """Audience events as a pandas DataFrame (``_event_parameters`` is a JSON string)."""
+    return _to_pandas(read_events_arrow(client, filter), dtype_backend)

@@ -1,0 +1,219 @@
+"""Operators exporting the Instasent audience, a segment or events to SQL tables and Parquet.
+
+Both are thin: they build an :class:`~airflow_provider_instasent.export.Export` from an
+Instasent connection and hand its batches to a writer (``export.sql`` / ``export.parquet``).
+The scroll and conversion (fetch thread) overlap with the load (task thread).
+They return counts and the target to XCom, never the data. See docs/export.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from airflow.sdk import BaseHook, BaseOperator
+
+from ..client.errors import InstasentConfigError
+from ..export.engine import DEFAULT_BATCH_SIZE, SOURCES, Export, privacy_level
+from ..export.parquet import write_parquet
+from ..export.schema import TableName
+from ..export.sql import WRITE_DISPOSITIONS, SqlWriter
+from ..hooks.instasent import InstasentHook
+
+
+class _InstasentExportBase(BaseOperator):
+    """Options shared by the export operators.
+
+    Args:
+        source: ``"audience"``, ``"segment"`` or ``"events"``.
+        segment: the segment uid (``source="segment"``).
+        parameter: the parameter of a parameterised dynamic segment (e.g. ``"pro|business"``).
+        filter: a query-filter ``root`` (AudienceQueryFilter; EventQueryFilter for events).
+        attributes: only these attribute columns (audience/segment).
+        instasent_conn_id: the Instasent connection.
+        project: overrides the connection's project.
+        batch_size: rows per Arrow batch: one SQL load step, one Parquet row group.
+        page_size: scroll page size (1..100).
+        prefetch_pages: pages the fetch thread may read ahead (default: one batch plus 20).
+        progress_interval: seconds between progress log lines (0 disables them).
+        **kwargs: passed to ``BaseOperator`` (``task_id``...).
+    """
+
+    template_fields: Sequence[str] = ("source", "segment", "parameter", "filter", "attributes", "project",
+                                      "instasent_conn_id")
+    template_fields_renderers = {"filter": "json"}
+    ui_color = "#e8f4fd"
+
+    def __init__(
+        self,
+        *,
+        source: str = "audience",
+        segment: str | None = None,
+        parameter: str | None = None,
+        filter: Mapping[str, Any] | None = None,
+        attributes: Sequence[str] | None = None,
+        instasent_conn_id: str = "instasent_default",
+        project: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        page_size: int = 100,
+        prefetch_pages: int | None = None,
+        progress_interval: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.source = source
+        self.segment = segment
+        self.parameter = parameter
+        self.filter = filter
+        self.attributes = attributes
+        self.instasent_conn_id = instasent_conn_id
+        self.project = project
+        self.batch_size = batch_size
+        self.page_size = page_size
+        self.prefetch_pages = prefetch_pages
+        self.progress_interval = progress_interval
+
+    def _check(self) -> None:
+        if self.source not in SOURCES:
+            raise InstasentConfigError(f"source must be one of {', '.join(SOURCES)}; got {self.source!r}")
+
+    def _export(self, client: Any) -> Export:
+        export = Export(
+            client,
+            self.source,
+            segment=self.segment or None,
+            parameter=self.parameter or None,
+            filter=self.filter or None,
+            attributes=list(self.attributes) if self.attributes else None,
+            batch_size=self.batch_size,
+            page_size=self.page_size,
+            prefetch_pages=self.prefetch_pages,
+            progress_interval=self.progress_interval,
+            logger=self.log,
+        )
+        if self.source != "events":
+            try:
+                level = privacy_level(client.token_scopes())
+                self.log.info("token data-privacy level: %s (attributes it cannot see are exported as null)",
+                              level)
+            except Exception:  # informative only; the scroll reports real permission errors
+                self.log.debug("could not read the token scopes", exc_info=True)
+        return export
+
+    def _hook(self) -> InstasentHook:
+        return InstasentHook(self.instasent_conn_id, project=self.project or None)
+
+
+class InstasentToSqlOperator(_InstasentExportBase):
+    """Export the audience, a segment's contacts or events into a table of any common-sql database.
+
+    Takes every argument of the shared export options (``source``, ``segment``, ``parameter``,
+    ``filter``, ``attributes``, ``instasent_conn_id``, ``project``, ``batch_size``,
+    ``page_size``, ``prefetch_pages``, ``progress_interval``), plus the ones below.
+
+    Args:
+        sql_conn_id: an Airflow connection whose hook is a common-sql ``DbApiHook``
+            (postgres, duckdb, sqlite, mysql...).
+        table: ``table`` or ``schema.table`` (letters, digits, underscores).
+        write_disposition: ``"replace"`` (atomic swap), ``"append"`` or ``"merge"`` (upsert on
+            ``audience_id``; ``_event_id`` for events).
+        hook_params: extra keyword arguments for the SQL hook.
+        **kwargs: the shared export options and ``BaseOperator`` arguments.
+
+    Returns (XCom): ``{"source", "rows", "pages", "batches", "total_hits", "invalid_values",
+    "invalid_by_column", "seconds", "rows_per_second", "target": {"conn_id", "table", "dialect",
+    "write_disposition"}}``.
+    """
+
+    template_fields: Sequence[str] = (*_InstasentExportBase.template_fields, "sql_conn_id", "table",
+                                      "write_disposition")
+
+    def __init__(
+        self,
+        *,
+        sql_conn_id: str,
+        table: str,
+        write_disposition: str = "replace",
+        hook_params: Mapping[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.sql_conn_id = sql_conn_id
+        self.table = table
+        self.write_disposition = write_disposition
+        self.hook_params = dict(hook_params or {})
+
+    def _check(self) -> None:
+        super()._check()
+        if self.write_disposition not in WRITE_DISPOSITIONS:
+            raise InstasentConfigError(
+                f"write_disposition must be one of {', '.join(WRITE_DISPOSITIONS)}; got {self.write_disposition!r}"
+            )
+        TableName.parse(self.table)
+
+    def get_sql_hook(self) -> Any:
+        hook = BaseHook.get_connection(self.sql_conn_id).get_hook(hook_params=self.hook_params or None)
+        if not hasattr(hook, "get_conn") or not hasattr(hook, "insert_rows"):
+            raise InstasentConfigError(
+                f"connection {self.sql_conn_id!r} does not give a common-sql DbApiHook ({type(hook).__name__})"
+            )
+        return hook
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        self._check()
+        sql_hook = self.get_sql_hook()
+        with self._hook().get_conn() as client:
+            export = self._export(client)
+            writer = SqlWriter(sql_hook, self.table, export.schema, write_disposition=self.write_disposition,
+                               key=export.key, logger=self.log)
+            self.log.info("exporting %s into %s (%s, %s)", export.describe_target(), writer.target,
+                          writer.dialect, self.write_disposition)
+            result = writer.write(export.batches())
+        out = export.stats.as_dict()
+        out["target"] = {"conn_id": self.sql_conn_id, "table": result.table, "dialect": result.dialect,
+                         "write_disposition": result.write_disposition}
+        return out
+
+
+class InstasentToParquetOperator(_InstasentExportBase):
+    """Export the audience, a segment's contacts or events to one Parquet file.
+
+    Takes every argument of the shared export options (as :class:`InstasentToSqlOperator`),
+    plus the ones below. Each batch (``batch_size`` rows) becomes one Parquet row group.
+
+    Args:
+        path: a local path, a URL (``s3://bucket/key.parquet``: opened as an Airflow
+            ``ObjectStoragePath`` with ``object_storage_conn_id``) or an ``ObjectStoragePath``.
+        object_storage_conn_id: the connection for a URL ``path``.
+        compression: Parquet codec (default ``zstd``).
+        **kwargs: the shared export options and ``BaseOperator`` arguments.
+
+    Returns (XCom): the export counts plus ``"target": {"path", "row_groups", "bytes"}``.
+    """
+
+    template_fields: Sequence[str] = (*_InstasentExportBase.template_fields, "path", "object_storage_conn_id")
+
+    def __init__(
+        self,
+        *,
+        path: Any,
+        object_storage_conn_id: str | None = None,
+        compression: str = "zstd",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.path = path
+        self.object_storage_conn_id = object_storage_conn_id
+        self.compression = compression
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        self._check()
+        with self._hook().get_conn() as client:
+            export = self._export(client)
+            self.log.info("exporting %s to %s", export.describe_target(), self.path)
+            result = write_parquet(export.batches(), self.path, export.schema,
+                                   compression=self.compression, conn_id=self.object_storage_conn_id,
+                                   logger=self.log)
+        out = export.stats.as_dict()
+        out["target"] = {"path": result.path, "row_groups": result.row_groups, "bytes": result.bytes}
+        return out
