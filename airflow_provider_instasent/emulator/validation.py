@@ -52,7 +52,7 @@ def normalize_email(value: Any) -> str:
 def iso_ms(ts: float) -> str:
     """``2024-01-01T10:00:00.000Z`` for a Unix timestamp."""
     dt = datetime.fromtimestamp(ts, UTC)
-    return f"{dt:%Y-%m-%dT%H:%M:%S}.{dt.microsecond // 1000:03d}Z"
+    return f"{dt.year:04d}-{dt:%m-%dT%H:%M:%S}.{dt.microsecond // 1000:03d}Z"
 
 
 def parse_datetime(value: Any, *, require_tz: bool) -> float | None:

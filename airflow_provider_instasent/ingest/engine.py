@@ -88,6 +88,14 @@ class IngestOptions:
             raise bad("on_invalid='dead_letter' needs rejects_path= or rejects_table= (with rejects_conn_id=)")
         if self.rejects_table and not self.rejects_conn_id:
             raise bad("rejects_table needs rejects_conn_id (a common-sql connection)")
+        if self.rejects_table:
+            from ..client.errors import InstasentConfigError
+            from ..export.schema import TableName
+
+            try:
+                TableName.parse(self.rejects_table)
+            except InstasentConfigError as exc:
+                raise bad(f"rejects_table: {exc}") from None
         if self.max_rejected_ratio is not None and not 0 <= self.max_rejected_ratio <= 1:
             raise bad("max_rejected_ratio must be between 0 and 1")
         if self.automations not in ("allow", "warn", "refuse"):
@@ -371,10 +379,8 @@ class IngestRun:
                 if not self._window_ok(encoded):
                     break
                 windows = encoded.in_window.tolist() if encoded.in_window is not None else None
-                for request in chunker.add(encoded.items, (encoded.rows + offset).tolist(), encoded.user_ids,
-                                           windows):
-                    self._submit(sender, request)
-                self._record_oversize(chunker)
+                self._submit_all(sender, chunker, chunker.add(encoded.items, (encoded.rows + offset).tolist(),
+                                                              encoded.user_ids, windows))
                 for outcome in sender.poll():
                     self._handle(outcome)
                 if self._stop is None:
@@ -385,9 +391,7 @@ class IngestRun:
                 if self._stop is not None:
                     break
                 progress.tick(report)
-            for request in chunker.flush():
-                self._submit(sender, request)
-            self._record_oversize(chunker)
+            self._submit_all(sender, chunker, chunker.flush())
             for outcome in sender.drain():
                 self._handle(outcome)
             cancel = False
@@ -413,14 +417,27 @@ class IngestRun:
         for outcome in sender.submit(request):
             self._handle(outcome)
 
-    def _record_oversize(self, chunker: Chunker) -> None:
+    def _submit_all(self, sender: Sender, chunker: Chunker, requests: Any) -> None:
+        """Submit the chunker's requests, after recording the rows too large for any request
+        (with ``on_invalid="fail"`` such a row stops the run like any invalid row)."""
+        pending = list(requests)
+        big = self._record_oversize(chunker)
+        if big and self.opts.on_invalid == "fail" and self._stop is None:
+            self._stop = RejectedRowsError(
+                f"{len(big)} row(s) larger than max_request_bytes with on_invalid='fail' (not sent, nor the rows "
+                f"after them): " + ", ".join(f"row {r} (item): {m}" for r, m in big[:5]), self.report)
+        for request in pending:
+            self._submit(sender, request)
+
+    def _record_oversize(self, chunker: Chunker) -> list[tuple[int, str]]:
         big = chunker.take_oversize()
         if not big:
-            return
+            return []
         reasons = [f"the item is {b.size} bytes, more than max_request_bytes={chunker.max_bytes}" for b in big]
         self.rejects.add([b.row for b in big], [b.user_id for b in big], [""] * len(big), reasons, "local")
         self.report.rejected += len(big)
         self.report.rejected_local += len(big)
+        return [(b.row, r) for b, r in zip(big, reasons)]
 
     def _window_ok(self, encoded: EncodedBatch) -> bool:
         """The automations guard at send time (dates in the future can enter the window)."""
@@ -461,6 +478,7 @@ class IngestRun:
                     f"a push request of {n} items failed after the client's retries: {err}. Its rows are in the "
                     f"rejects (stage 'api'); re-running is safe (contacts are upserts, events carry a stable "
                     f"_event_id).", report)
+                self._stop.__cause__ = err
             return
         result = outcome.result
         errors: dict[int, list[tuple[str, str]]] = {}

@@ -39,4 +39,5 @@ class AutomationsGuardError(IngestError):
 
 class RequestFailedError(IngestError):
     """A push request got no usable answer after the client's retries (a 400, a 5xx or a lost
-    connection). The rows of that request are reported as rejected at stage ``"api"``."""
+    connection). The rows of that request are reported as rejected at stage ``"api"``; the
+    client's error is ``__cause__``."""

@@ -216,9 +216,13 @@ class RejectsSink:
         if self._hook is None:
             from airflow.sdk import BaseHook
 
+            from ..export.schema import TableName, qualified
+            from ..export.sql import detect_dialect
+
             hook = BaseHook.get_connection(str(self.conn_id)).get_hook()
+            self._quoted = qualified(TableName.parse(str(self.table)), detect_dialect(hook))
             hook.run(
-                f"CREATE TABLE IF NOT EXISTS {self.table} (source_row BIGINT, _user_id TEXT, field TEXT, "
+                f"CREATE TABLE IF NOT EXISTS {self._quoted} (source_row BIGINT, _user_id TEXT, field TEXT, "
                 f"reason TEXT, stage TEXT, run_id TEXT)"
             )
             self._hook = hook
@@ -228,7 +232,7 @@ class RejectsSink:
         hook = self._sql_hook()
         columns = [table.column(c).to_pylist() for c in REJECT_COLUMNS]
         rows = [(*values, self.run_id) for values in zip(*columns)]
-        hook.insert_rows(self.table, rows, target_fields=[*REJECT_COLUMNS, "run_id"], commit_every=5000)
+        hook.insert_rows(self._quoted, rows, target_fields=[*REJECT_COLUMNS, "run_id"], commit_every=5000)
 
     def close(self) -> None:
         """Write what is pending; a Parquet destination is written even with no rejects."""

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -60,10 +61,24 @@ class Source(Protocol):
 # ---------------------------------------------------------------------------------------------
 # in-memory
 # ---------------------------------------------------------------------------------------------
+def _missing(v: Any) -> bool:
+    import pandas as pd
+
+    return v is None or v is pd.NaT or (isinstance(v, float) and v != v)
+
+
+def _list_column(values: list[Any]) -> pa.Array:
+    lists = [None if _missing(v) else list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v] for v in values]
+    try:
+        return pa.array(lists)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed element types: text, element by element
+        return pa.array([None if xs is None else [None if _missing(x) else str(x) for x in xs] for xs in lists],
+                        pa.list_(pa.string()))
+
+
 def _pandas_batch(df: Any) -> pa.RecordBatch:
     """A DataFrame slice as a record batch; object columns Arrow cannot type (mixed values)
     fall back to their ``str()`` form, so that each bad value is reported per row."""
-    import pandas as pd
 
     arrays: list[pa.Array] = []
     names: list[str] = []
@@ -72,9 +87,13 @@ def _pandas_batch(df: Any) -> pa.RecordBatch:
         try:
             arr = pa.array(col, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
-            values = [None if (v is None or (isinstance(v, float) and v != v) or v is pd.NaT) else str(v)
-                      for v in col.tolist()]
-            arr = pa.array(values, pa.string())
+            raw = col.tolist()
+            present = [v for v in raw if not _missing(v)]
+            if any(isinstance(v, (list, tuple, np.ndarray)) for v in present) and all(
+                    isinstance(v, (list, tuple, np.ndarray, str)) for v in present):
+                arr = _list_column(raw)  # a scalar becomes a one-element list, as for Arrow input
+            else:
+                arr = pa.array([None if _missing(v) else str(v) for v in raw], pa.string())
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
         arrays.append(arr)

@@ -286,8 +286,18 @@ class Coercer:
         if pa.types.is_binary(t) or pa.types.is_large_binary(t):
             try:
                 return arr.cast(pa.large_string())
-            except pa.ArrowInvalid:
-                raise _type_error(name, t, spec, "binary values that are not UTF-8") from None
+            except pa.ArrowInvalid:  # some values are not UTF-8: reject those rows only
+                values = arr.to_pylist()
+                text: list[str | None] = []
+                bad: list[int] = []
+                for i, v in enumerate(values):
+                    try:
+                        text.append(None if v is None else v.decode("utf-8"))
+                    except UnicodeDecodeError:
+                        text.append(None)
+                        bad.append(i)
+                errors.add(bad, name, [f"not UTF-8 text: {_show(values[i])}" for i in bad])
+                return pa.array(text, pa.large_string())
         raise _type_error(name, t, spec)
 
     def contact_point(self, arr: pa.Array, spec: FieldSpec, name: str, errors: RowErrors) -> pa.Array:
@@ -414,11 +424,14 @@ class Coercer:
         if pc.any(with_tz).as_py():
             normal = pc.replace_substring_regex(pc.if_else(with_tz, arr, None), r"[zZ]$", "+00:00")
             normal = pc.replace_substring(normal, " ", "T", max_replacements=1)
-            parsed = _cast_each(normal, pa.timestamp("ns", "UTC"))
+            # microseconds cover years 1..9999 (nanoseconds only 1677..2262); drop digits beyond them
+            normal = pc.replace_substring_regex(normal, r"(\.\d{6})\d+", r"\1")
+            parsed = _cast_each(normal, pa.timestamp("us", "UTC"))
             result = pc.if_else(with_tz, pc.cast(parsed, pa.timestamp("ms", "UTC"), safe=False), result)
         if naive is not None and pc.any(naive).as_py():
             text = pc.replace_substring(pc.if_else(naive, arr, None), " ", "T", max_replacements=1)
-            parsed = _cast_each(text, pa.timestamp("ns"))
+            text = pc.replace_substring_regex(text, r"(\.\d{6})\d+", r"\1")
+            parsed = _cast_each(text, pa.timestamp("us"))
             local = pc.assume_timezone(parsed, zone, ambiguous="earliest", nonexistent="latest")
             result = pc.if_else(naive, pc.cast(local, pa.timestamp("ms", "UTC"), safe=False), result)
         bad = pc.and_(pc.is_valid(arr), pc.is_null(result))

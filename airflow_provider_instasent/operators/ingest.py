@@ -231,8 +231,9 @@ def _fail_fast_if_final(exc: Exception) -> None:
     from .._airflow_compat import AirflowFailException
     from ..ingest.errors import AutomationsGuardError, RejectedRowsError
 
+    http = exc if isinstance(exc, InstasentHTTPError) else exc.__cause__  # a failed push keeps its cause
     final = isinstance(exc, (IngestSchemaError, RejectedRowsError, AutomationsGuardError)) or (
-        isinstance(exc, InstasentHTTPError) and 400 <= exc.status < 500 and exc.status != 429
+        isinstance(http, InstasentHTTPError) and 400 <= http.status < 500 and http.status != 429
     )
     if final:
         raise AirflowFailException(f"{type(exc).__name__}: {exc} (not retried: a retry would fail the same way)"

@@ -23,9 +23,9 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def dagbag():
-    from airflow.dag_processing.dagbag import DagBag
+    from tests.airflow.dag_utils import dagbag_class
 
-    return DagBag(dag_folder=str(DAGS_DIR))
+    return dagbag_class()(dag_folder=str(DAGS_DIR))
 
 
 def test_dags_import_without_errors(dagbag):
@@ -66,7 +66,7 @@ def example_env(tmp_path: Path, instasent_conn: str, monkeypatch: pytest.MonkeyP
 
 
 def _run(dagbag, dag_id: str, conf: dict):
-    from airflow.sdk import DagRunState
+    from airflow.utils.state import DagRunState
 
     from tests.airflow.dag_utils import sync_dag_to_db
 
@@ -140,7 +140,7 @@ def test_backfill_refuses_recent_events(dagbag, example_env, emu, tmp_path):
         "amount": [10.0] * 20,
     })
     pq.write_table(recent, tmp_path / "recent.parquet")
-    from airflow.sdk import DagRunState
+    from airflow.utils.state import DagRunState
 
     from tests.airflow.dag_utils import sync_dag_to_db
 

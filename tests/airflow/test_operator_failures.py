@@ -42,4 +42,13 @@ def test_final_errors_fail_without_retry(exc):
     ],
 )
 def test_transient_errors_stay_retryable(exc):
+    if isinstance(exc, RequestFailedError):
+        exc.__cause__ = error_for_status(503, "POST", "/x", {"message": "down"})
     _fail_fast_if_final(exc)  # returns: the operator re-raises the original, Airflow retries
+
+
+def test_a_push_refused_with_403_is_final():
+    exc = RequestFailedError("a push request of 100 items failed after the client's retries")
+    exc.__cause__ = error_for_status(403, "POST", "/x", {"message": "Token lacks scope PROJECT_DATASOURCE_WRITE"})
+    with pytest.raises(AirflowFailException):
+        _fail_fast_if_final(exc)
