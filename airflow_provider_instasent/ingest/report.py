@@ -214,8 +214,7 @@ class RejectsSink:
 
     def _sql_hook(self) -> Any:
         if self._hook is None:
-            from airflow.sdk import BaseHook
-
+            from .._airflow_compat import BaseHook
             from ..export.schema import TableName, qualified
             from ..export.sql import detect_dialect
 

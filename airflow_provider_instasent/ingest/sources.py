@@ -316,7 +316,7 @@ class SqlSource:
     def get_hook(self) -> Any:
         if self.hook is not None:
             return self.hook
-        from airflow.sdk import BaseHook
+        from .._airflow_compat import BaseHook
 
         return BaseHook.get_connection(str(self.conn_id)).get_hook()
 

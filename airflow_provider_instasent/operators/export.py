@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow.sdk import BaseHook, BaseOperator
+from airflow.sdk import BaseOperator
 
+from .._airflow_compat import BaseHook
 from ..client.errors import InstasentConfigError
 from ..export.engine import DEFAULT_BATCH_SIZE, SOURCES, Export, privacy_level
 from ..export.parquet import write_parquet

@@ -18,7 +18,21 @@ EXPECTED = {
     "instasent_nightly_export",
     "instasent_backfill_events",
     "instasent_sms_notification",
+    "instasent_sharded_backfill",
 }
+
+
+def _airflow_version() -> tuple[int, int]:
+    import airflow
+
+    major, minor = airflow.__version__.split(".")[:2]
+    return int(major), int(minor)
+
+
+# Airflow 3.0.x's dag.test() fails in the task-instance start call of its in-process execution
+# API (a request validation error, before any operator code runs). The operators themselves are
+# tested on 3.0 by calling execute(); whole DAG runs are verified on the newest Airflow.
+runs_dags = pytest.mark.skipif(_airflow_version() < (3, 1), reason="dag.test() is broken on Airflow 3.0.x")
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +92,7 @@ def _run(dagbag, dag_id: str, conf: dict):
     return run
 
 
+@runs_dags
 @pytest.mark.integration
 @pytest.mark.airflow
 @pytest.mark.usefixtures("airflow_db")
@@ -123,6 +138,7 @@ def test_examples_run_end_to_end(dagbag, example_env, emu):
         assert len(list(c.list_sms_for_audience(aid))) == 1
 
 
+@runs_dags
 @pytest.mark.integration
 @pytest.mark.airflow
 @pytest.mark.usefixtures("airflow_db")

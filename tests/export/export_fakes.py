@@ -112,7 +112,7 @@ class FakeClient:
 
 
 def sql_hook(conn_id: str) -> Any:
-    from airflow.sdk import BaseHook
+    from airflow_provider_instasent._airflow_compat import BaseHook
 
     return BaseHook.get_connection(conn_id).get_hook()
 
