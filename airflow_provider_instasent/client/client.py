@@ -29,9 +29,14 @@ from .errors import (
     error_for_status,
     redact,
 )
-from .models import ApiResponse, PushResult, ScrollPage
+from .models import ApiResponse, PushResult, RawScrollPage, ScrollPage
 from .ratelimit import RateLimiter
 from .retry import RetryPolicy
+
+try:  # installed with Airflow; without it, a raw page's metadata is read with orjson
+    import msgspec
+except ImportError:  # pragma: no cover
+    msgspec = None  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -232,12 +237,15 @@ class InstasentClient:
         json: Any = None,
         body: bytes | None = None,
         accept_statuses: Iterable[int] = (),
+        decode: bool = True,
     ) -> ApiResponse:
         """Send one request to ``endpoint`` with pacing, retries and error mapping.
 
         ``path_params`` fill the path template (``project``/``datasource`` default to the
         client's). ``json`` is encoded with orjson; ``body`` sends pre-encoded JSON bytes.
-        Statuses in ``accept_statuses`` are returned instead of raised.
+        Statuses in ``accept_statuses`` are returned instead of raised. With
+        ``decode=False`` a returned response's ``data`` is the body's bytes, not decoded
+        (error responses are decoded as usual, for the exception).
         """
         path = ep.API_PREFIX + self._path(endpoint, {k: v for k, v in (path_params or {}).items() if v})
         if path.endswith("/") and len(path) > len(ep.API_PREFIX) + 1:
@@ -269,6 +277,8 @@ class InstasentClient:
                 self.stats.record(status, len(payload or b""), retry > 0)
                 if self.pace:
                     self.rate_limiter.update(endpoint.endpoint_class, status, resp_headers)
+                if not decode and (status < 400 or status in accepted):
+                    return ApiResponse(status, response.content, resp_headers)
                 data = _decode(response)
                 if status < 400 or status in accepted:
                     return ApiResponse(status, data, resp_headers)
@@ -337,21 +347,32 @@ class InstasentClient:
         A page request that fails transiently is retried with the *same* cursor, so no page
         is lost or read twice.
         """
-        if not 1 <= page_size <= ep.MAX_SCROLL_LIMIT:
-            raise InstasentConfigError(f"page_size must be between 1 and {ep.MAX_SCROLL_LIMIT}")
+        _check_page_size(page_size)
         cursor: str | None = None
         while True:
-            payload = {k: v for k, v in body.items() if v is not None}
-            payload["limit"] = page_size
-            if cursor:
-                payload[ep.CURSOR] = cursor
-            data = self._post(endpoint, payload, query, **path) or {}
-            entities = data.get(ep.ENTITIES) or []
-            meta = data.get(ep.METADATA) or {}
-            cursor = meta.get(ep.CURSOR)
-            total = meta.get(ep.TOTAL_HITS)
-            yield ScrollPage(entities, cursor, int(total) if total is not None else None)
+            data = self._post(endpoint, _scroll_payload(body, page_size, cursor), query, **path)
+            entities, cursor, total = _page_fields(data)
+            yield ScrollPage(entities, cursor, total)
             if not cursor or not entities:
+                return
+
+    def _scroll_raw(
+        self, endpoint: Endpoint, body: Mapping[str, Any], page_size: int, query: Mapping[str, Any] | None = None,
+        **path: Any,
+    ) -> Iterator[RawScrollPage]:
+        """:meth:`_scroll`, but each page's body is kept as bytes: only its metadata is read.
+
+        The same requests, retries (same cursor) and end of the scroll as :meth:`_scroll`;
+        what it saves is building Python objects for every entity.
+        """
+        _check_page_size(page_size)
+        cursor: str | None = None
+        while True:
+            payload = _scroll_payload(body, page_size, cursor)
+            content = self.call(endpoint, path_params=path, query=query, json=payload, decode=False).data
+            has_entities, cursor, total = _raw_page_fields(content)
+            yield RawScrollPage(content, cursor, total, has_entities)
+            if not cursor or not has_entities:
                 return
 
     # -- organization and project ---------------------------------------------------------
@@ -524,6 +545,12 @@ class InstasentClient:
         """Pages of the unified audience (optionally filtered by an AudienceQueryFilter ``root``)."""
         return self._scroll(ep.AUDIENCE_SCROLL, {"root": root}, page_size)
 
+    def scroll_audience_raw_pages(
+        self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
+    ) -> Iterator[RawScrollPage]:
+        """:meth:`scroll_audience_pages` with each page's JSON body as bytes (not decoded)."""
+        return self._scroll_raw(ep.AUDIENCE_SCROLL, {"root": root}, page_size)
+
     def scroll_audience(
         self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[dict[str, Any]]:
@@ -542,6 +569,18 @@ class InstasentClient:
         """Pages of a segment's contacts; ``parameter`` for parameterised dynamic segments."""
         query = {"parameter": parameter} if parameter is not None else None
         return self._scroll(ep.SEGMENT_SCROLL, {"root": root}, page_size, query, segment_uid=segment_uid)
+
+    def scroll_segment_raw_pages(
+        self,
+        segment_uid: str,
+        *,
+        parameter: str | None = None,
+        root: Mapping[str, Any] | None = None,
+        page_size: int = ep.MAX_SCROLL_LIMIT,
+    ) -> Iterator[RawScrollPage]:
+        """:meth:`scroll_segment_pages` with each page's JSON body as bytes (not decoded)."""
+        query = {"parameter": parameter} if parameter is not None else None
+        return self._scroll_raw(ep.SEGMENT_SCROLL, {"root": root}, page_size, query, segment_uid=segment_uid)
 
     def scroll_segment(
         self, segment_uid: str, *, parameter: str | None = None, page_size: int = ep.MAX_SCROLL_LIMIT
@@ -599,6 +638,12 @@ class InstasentClient:
         self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[ScrollPage]:
         return self._scroll(ep.EVENT_SCROLL, {"root": root}, page_size)
+
+    def scroll_events_raw_pages(
+        self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
+    ) -> Iterator[RawScrollPage]:
+        """:meth:`scroll_events_pages` with each page's JSON body as bytes (not decoded)."""
+        return self._scroll_raw(ep.EVENT_SCROLL, {"root": root}, page_size)
 
     def scroll_events(
         self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
@@ -682,6 +727,78 @@ def _entities(data: Any) -> list[dict[str, Any]]:
     if value is None and isinstance(data.get(ep.ENTITY), Mapping):
         value = [data[ep.ENTITY]]
     return list(value or [])
+
+
+def _check_page_size(page_size: int) -> None:
+    if not 1 <= page_size <= ep.MAX_SCROLL_LIMIT:
+        raise InstasentConfigError(f"page_size must be between 1 and {ep.MAX_SCROLL_LIMIT}")
+
+
+def _scroll_payload(body: Mapping[str, Any], page_size: int, cursor: str | None) -> dict[str, Any]:
+    payload = {k: v for k, v in body.items() if v is not None}
+    payload["limit"] = page_size
+    if cursor:
+        payload[ep.CURSOR] = cursor
+    return payload
+
+
+def _page_fields(data: Any) -> tuple[Any, str | None, int | None]:
+    """A decoded scroll page's entities, cursor and total hits."""
+    data = data or {}
+    entities = data.get(ep.ENTITIES) or []
+    meta = data.get(ep.METADATA) or {}
+    total = meta.get(ep.TOTAL_HITS)
+    return entities, meta.get(ep.CURSOR), int(total) if total is not None else None
+
+
+if msgspec is not None:
+
+    class _Envelope(msgspec.Struct):
+        """A scroll page with its entities left undecoded (``msgspec.Raw``: skipped, not parsed)."""
+
+        entities: msgspec.Raw = msgspec.Raw()
+        metadata: Any = None
+
+    _ENVELOPE: Any = msgspec.json.Decoder(_Envelope)
+    _ENVELOPE_ERRORS: tuple[type[Exception], ...] = (msgspec.DecodeError, msgspec.ValidationError)
+else:  # pragma: no cover
+    _ENVELOPE = None
+    _ENVELOPE_ERRORS = ()
+
+
+def _raw_page_fields(content: bytes) -> tuple[bool, str | None, int | None]:
+    """Whether a raw scroll page has entities, its cursor and total hits, as :func:`_page_fields`
+    reads them from the decoded page; the entities are not decoded (with msgspec)."""
+    if _ENVELOPE is not None:
+        try:
+            page = _ENVELOPE.decode(content)
+        except _ENVELOPE_ERRORS:
+            pass  # not a JSON object, or no body: decoded in full below
+        else:
+            _, cursor, total = _page_fields({ep.METADATA: page.metadata})
+            return _json_truthy(bytes(page.entities)), cursor, total
+    entities, cursor, total = _page_fields(_decode_content(content))
+    return bool(entities), cursor, total
+
+
+def _json_truthy(text: bytes) -> bool:
+    """``bool(orjson.loads(text))`` without decoding a large array or object."""
+    text = text.strip()
+    if not text:
+        return False  # the field is absent
+    if text[:1] in (b"[", b"{"):
+        return bool(text[1:-1].strip())
+    return bool(orjson.loads(text))
+
+
+def _decode_content(content: bytes) -> Any:
+    """What :func:`_decode` returns for a response with this body."""
+    if not content:
+        return None
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return content.decode("utf-8", errors="replace")
 
 
 def _decode(response: requests.Response) -> Any:

@@ -97,3 +97,19 @@ class ScrollPage:
     entities: list[dict[str, Any]]
     cursor: str | None
     total_hits: int | None
+
+
+@dataclass(frozen=True)
+class RawScrollPage:
+    """One page of a cursor scroll as the API sent it: the JSON body, not decoded.
+
+    Only the page's ``metadata`` (cursor, total) is read; ``content`` is the whole body
+    (``{"entities": [...], "metadata": {...}}``), for readers that parse it straight into
+    another format (the export engine parses it into Arrow). ``has_entities`` says whether
+    the page's ``entities`` is non-empty (an empty page ends the scroll).
+    """
+
+    content: bytes
+    cursor: str | None
+    total_hits: int | None
+    has_entities: bool = True

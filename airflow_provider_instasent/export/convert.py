@@ -1,11 +1,13 @@
-"""Turn lists of JSON entities into Arrow arrays of a fixed type, without crashing on bad data.
+"""Turn JSON entities into Arrow arrays of a fixed type, without crashing on bad data.
 
-Each column is built from the page's list of dicts with one list comprehension and one
-``pyarrow.array`` call (the fast path). Only when that fails does the column fall back to a
-per-value coercion: safe coercions are applied (``"12.5"`` -> 12.5 for a number, ``"1"`` ->
-true for a boolean, a scalar -> a one-element list for a multi-value attribute, a number ->
-its text for a string...), and a value that cannot be represented becomes null and is
-counted in :class:`InvalidValues` (and the first few are logged).
+Each column is built from its list of values with one ``pyarrow.array`` call (the fast path
+of :func:`to_array`), or, for raw scroll pages, read from the pages' JSON bodies by Arrow's
+JSON reader when it reads them exactly (see :class:`BatchBuilder`). Only when the fast path
+fails does the column fall back to a per-value coercion: safe coercions are applied
+(``"12.5"`` -> 12.5 for a number, ``"1"`` -> true for a boolean, a scalar -> a one-element
+list for a multi-value attribute, a number -> its text for a string...), and a value that
+cannot be represented becomes null and is counted in :class:`InvalidValues` (and the first
+few are logged).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pajson
 
 from .schema import ExportSchema
 
@@ -33,6 +36,8 @@ _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off", ""}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _LIST_OR_NONE = frozenset({list, type(None)})
+_ENTITIES = "entities"  # a scroll page's list of entities
+_ATTRIBUTES = "attributesData"  # an audience contact's attributes
 
 
 class InvalidValues:
@@ -293,45 +298,216 @@ def _json_texts(values: Sequence[Any], column: str, invalid: InvalidValues) -> l
     return out
 
 
-class BatchBuilder:
-    """Collects entities column by column, then builds one RecordBatch with ``schema``.
+def _json_type(t: pa.DataType) -> pa.DataType | None:
+    """The type Arrow's JSON reader reads a column of type ``t`` as, or None if it cannot.
 
-    :meth:`add` copies each page's values out of its dicts (one dict lookup per cell, a list
-    comprehension per column), so the page's dicts can be freed at once: holding thousands
-    of decoded dicts across pages made the garbage collector cost as much as the
-    conversion. :meth:`build` makes one Arrow array per column (the fast paths above).
+    Dates and timestamps are read as text and cast like :func:`to_array` casts them; lists
+    hold any of the other types.
+    """
+    if pa.types.is_string(t) or pa.types.is_boolean(t) or t in (pa.float64(), pa.int64()):
+        return t
+    if pa.types.is_date(t) or pa.types.is_timestamp(t):
+        return pa.string()
+    if pa.types.is_list(t) and not pa.types.is_list(t.value_type):
+        inner = _json_type(t.value_type)
+        return pa.list_(inner) if inner is not None else None
+    return None
+
+
+class _Page:
+    """One page of a chunk: its entities as a struct array (from the JSON reader), or the
+    Python values of every column (``values``, by column index); and its number of rows."""
+
+    __slots__ = ("entities", "rows", "values")
+
+    def __init__(self, rows: int, entities: pa.StructArray | None = None,
+                 values: dict[int, list[Any]] | None = None) -> None:
+        self.rows = rows
+        self.entities = entities
+        self.values = values or {}
+
+
+class _NeedsDecoding(Exception):
+    """Raw pages that the JSON reader cannot convert exactly: they are decoded instead."""
+
+
+class BatchBuilder:
+    """Collects scroll pages, then builds one RecordBatch with ``schema``.
+
+    Pages come decoded (:meth:`add`: a list of dicts) or as the API sent them
+    (:meth:`add_raw`: the JSON body's bytes, when :attr:`reads_raw`).
+
+    A decoded page's values are copied into per-column lists as it arrives, so its dicts can
+    be freed at once (holding decoded dicts across pages made the garbage collector cost as
+    much as the conversion); :meth:`build` converts each column of the chunk with
+    :func:`to_array` (one ``pyarrow.array`` call, then per-value coercions if it fails).
+
+    Raw pages are parsed at :meth:`build` by Arrow's JSON reader, the pages of a chunk in one
+    call that runs in C++ without holding the GIL, into one struct per entity (the audience
+    fields, with the attributes as a nested struct). The reader is strict: a value whose
+    JSON type is not its column's (a number in a text column, a boolean in a number column,
+    ``1.5`` in an integer column, a text in a list column), a ``null`` entity or a duplicate
+    key is an error, never a conversion. The pages are then parsed one by one and those that
+    fail are decoded and added as decoded pages. A column whose values all came from the
+    reader is taken as it is (dates and timestamps cast from text, as :func:`to_array` does);
+    any other column is converted with :func:`to_array` from the chunk's values (the
+    reader's as Python values, which :func:`to_array` converts to the same thing). Either way
+    a value ends up as :func:`to_array` makes it from the decoded JSON, with the same invalid
+    counts.
     """
 
     def __init__(self, schema: ExportSchema, invalid: InvalidValues) -> None:
         self.schema = schema
         self.invalid = invalid
         self._columns = schema.columns
-        self._values: list[list[Any]] = [[] for _ in self._columns]
-        self.rows = 0
+        fields: dict[str, dict[str, tuple[int, pa.DataType]]] = {"top": {}, "attr": {}}
+        #: per column: (where, child index) in the entity struct, None if the reader cannot read it
+        self._route: list[tuple[str, int] | None] = []
+        for col in self._columns:
+            json_type = None if col.name == "_event_parameters" else _json_type(col.type)
+            known = fields[col.where].get(col.key)
+            if json_type is None or (known is not None and known[1] != json_type) or (
+                    col.where == "top" and col.key == _ATTRIBUTES):
+                self._route.append(None)
+                continue
+            if known is None:
+                known = fields[col.where][col.key] = (len(fields[col.where]), json_type)
+            self._route.append((col.where, known[0]))
+        self._has_attr = any(col.where == "attr" for col in self._columns)
+        #: whether :meth:`add_raw` can be used: the reader reads every column
+        self.reads_raw = bool(self._route) and all(r is not None for r in self._route)
+        entity_fields = [pa.field(k, t) for k, (_, t) in fields["top"].items()]
+        self._attr_index: int | None = None
+        if fields["attr"]:
+            self._attr_index = len(entity_fields)
+            attrs = pa.struct([pa.field(k, t) for k, (_, t) in fields["attr"].items()])
+            entity_fields.append(pa.field(_ATTRIBUTES, attrs))
+        self._entity_type = pa.struct(entity_fields)
+        self._json_options = pajson.ParseOptions(
+            explicit_schema=pa.schema([pa.field(_ENTITIES, pa.list_(self._entity_type))]),
+            unexpected_field_behavior="ignore", newlines_in_values=True)
+        self._pages: list[_Page | bytes] = []
+        self.rows = 0  # rows of the decoded pages added since the last build
+        self.pages = 0  # pages added since the last build (decoded and raw)
 
+    # -- decoded pages ----------------------------------------------------------------------
     def add(self, entities: Sequence[Any]) -> None:
+        """Add one page of decoded entities (entities that are not JSON objects are skipped)."""
+        self.pages += 1
+        page = self._decoded(entities)
+        if page is not None:
+            self._pages.append(page)
+            self.rows += page.rows
+
+    def _decoded(self, entities: Sequence[Any]) -> _Page | None:
         rows = [e for e in entities if isinstance(e, dict)]
         if not rows:
-            return
-        attrs: list[dict[str, Any]] | None = None
-        for col, acc in zip(self._columns, self._values):
+            return None
+        attrs: list[dict[str, Any]] = []
+        if self._has_attr:
+            attrs = [a if isinstance(a := e.get(_ATTRIBUTES), dict) else {} for e in rows]
+        values: dict[int, list[Any]] = {}
+        for i, col in enumerate(self._columns):
             key = col.key
             if col.where == "attr":
-                if attrs is None:
-                    attrs = [a if isinstance(a := e.get("attributesData"), dict) else {} for e in rows]
-                acc.extend([a.get(key) for a in attrs])
+                values[i] = [a.get(key) for a in attrs]
             elif col.name == "_event_parameters":
-                acc.extend(_json_texts([e.get(key) for e in rows], col.name, self.invalid))
+                values[i] = _json_texts([e.get(key) for e in rows], col.name, self.invalid)
             else:
-                acc.extend([e.get(key) for e in rows])
-        self.rows += len(rows)
+                values[i] = [e.get(key) for e in rows]
+        return _Page(len(rows), values=values)
 
+    # -- raw pages --------------------------------------------------------------------------
+    def add_raw(self, content: bytes) -> None:
+        """Add one scroll page's JSON body (``{"entities": [...], ...}``); it is parsed at
+        :meth:`build`. Only when :attr:`reads_raw`."""
+        if not self.reads_raw:
+            raise ValueError("Arrow's JSON reader cannot read every column of this schema: use add()")
+        self.pages += 1
+        self._pages.append(content)
+
+    def _read(self, content: bytes) -> _Page:
+        """The entities of one or more page bodies (one per line) as one struct array."""
+        buf = pa.py_buffer(content)
+        options = pajson.ReadOptions(use_threads=False, block_size=max(1 << 20, buf.size + 1))
+        try:
+            table = pajson.read_json(pa.BufferReader(buf), read_options=options, parse_options=self._json_options)
+        except _ARROW_ERRORS as exc:
+            raise _NeedsDecoding from exc
+        lists = table.column(0)
+        if lists.num_chunks == 0:
+            return _Page(0)
+        entities = (lists.chunk(0) if lists.num_chunks == 1 else lists.combine_chunks()).flatten()
+        if entities.null_count:
+            raise _NeedsDecoding  # a null entity, which the decoded route skips
+        return _Page(len(entities), entities=entities)
+
+    def _read_pages(self, contents: list[bytes]) -> list[_Page]:
+        if len(contents) > 1:
+            try:
+                return [self._read(b"\n".join(contents))]
+            except _NeedsDecoding:
+                pass  # find the page(s) to decode
+        pages: list[_Page] = []
+        for content in contents:
+            try:
+                pages.append(self._read(content))
+            except _NeedsDecoding:
+                data = orjson.loads(content) if content else None
+                page = self._decoded((data or {}).get(_ENTITIES) or [])  # as the client decodes a page
+                if page is not None:
+                    pages.append(page)
+        return pages
+
+    # -- batches ----------------------------------------------------------------------------
     def build(self) -> pa.RecordBatch:
-        arrays = [to_array(values, col.type, col.name, self.invalid)
-                  for col, values in zip(self._columns, self._values)]
-        self._values = [[] for _ in self._columns]
-        self.rows = 0
+        """The pages added since the last build as one RecordBatch (maybe with no rows)."""
+        items, self._pages, self.rows, self.pages = self._pages, [], 0, 0
+        pages: list[_Page] = []
+        raw: list[bytes] = []
+        for item in [*items, None]:
+            if isinstance(item, bytes):
+                raw.append(item)
+                continue
+            if raw:
+                pages += self._read_pages(raw)
+                raw = []
+            if item is not None:
+                pages.append(item)
+        pages = [p for p in pages if p.rows]
+        read = None  # the columns, when the reader read every page
+        if pages and all(p.entities is not None for p in pages):
+            structs = [p.entities for p in pages]
+            read = self._split(structs[0] if len(structs) == 1 else pa.concat_arrays(structs))
+        arrays = []
+        for i, (col, route) in enumerate(zip(self._columns, self._route)):
+            if read is not None:
+                assert route is not None
+                arrays.append(self._finish(read[route[0]][route[1]], col.type, col.name))
+                continue
+            values: list[Any] = []
+            for p in pages:
+                if p.entities is None:
+                    values.extend(p.values[i])
+                else:  # a page the reader read, in a chunk with a decoded page
+                    assert route is not None
+                    values.extend(self._split(p.entities)[route[0]][route[1]].to_pylist())
+            arrays.append(to_array(values, col.type, col.name, self.invalid))
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema.arrow)
+
+    def _split(self, entities: pa.StructArray) -> dict[str, list[pa.Array]]:
+        """The entity struct's columns: the audience fields (``top``) and the attributes."""
+        top = entities.flatten()
+        attrs = top[self._attr_index].flatten() if self._attr_index is not None else []
+        return {"top": top, "attr": attrs}
+
+    def _finish(self, arr: pa.Array, t: pa.DataType, column: str) -> pa.Array:
+        if arr.type == t:
+            return arr
+        try:  # dates and timestamps (or lists of them): text -> the column's type, as to_array does
+            return pc.cast(arr, t)
+        except _ARROW_ERRORS:
+            return to_array(arr.to_pylist(), t, column, self.invalid)
 
 
 def entities_to_batch(entities: Sequence[Any], schema: ExportSchema,

@@ -1,11 +1,12 @@
 """The export engine: scroll pages -> Arrow RecordBatches with a stable schema, streaming.
 
 A background thread follows the scroll (pages of at most 100 entities, retried by the
-client with the same cursor on 429/5xx/lost connections), converts every few pages to a
-small Arrow RecordBatch and feeds a bounded queue; the consumer joins them into
-RecordBatches of ``batch_size`` rows. At most ``prefetch_pages`` pages (as Arrow data) plus
-the batch being assembled and the one being written are in memory, whatever the size of
-the audience.
+client with the same cursor on 429/5xx/lost connections) and feeds a bounded queue; every
+few pages become a small Arrow RecordBatch (in the consumer's thread from the pages' raw
+JSON bodies, or in the fetch thread from decoded pages: see :meth:`Export.batches`), and
+the consumer joins them into RecordBatches of ``batch_size`` rows. At most
+``prefetch_pages`` pages (raw, or as Arrow data) plus the batch being assembled and the one
+being written are in memory, whatever the size of the audience.
 
 No module here imports Airflow.
 """
@@ -16,7 +17,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -132,7 +133,7 @@ class _Failure:
         self.exc = exc
 
 
-def prefetch(items: Iterable[T], maxsize: int, name: str = "instasent-prefetch") -> Iterator[T]:
+def prefetch(items: Iterable[T], maxsize: int, name: str = "instasent-prefetch") -> Generator[T, None, None]:
     """Iterate ``items`` in a daemon thread, at most ``maxsize`` items ahead of the consumer.
 
     An exception in the producer is re-raised in the consumer. When the consumer stops early
@@ -197,7 +198,7 @@ class Export:
         batch_size: rows per RecordBatch (and per Parquet row group / SQL load step).
         page_size: scroll page size, 1..100.
         prefetch_pages: how many pages the fetch thread may read ahead (default: one batch
-            plus 20 pages), as converted Arrow data: this bounds the memory.
+            plus 20 pages), as raw page bodies or converted Arrow data: this bounds the memory.
         progress_interval: seconds between progress log lines (0 disables them).
         specs: attribute specs to use instead of ``GET /specs/attributes``.
     """
@@ -275,7 +276,7 @@ class Export:
 
     # -- pages and batches ----------------------------------------------------------------
     def pages(self) -> Iterator[Any]:
-        """The raw scroll pages (:class:`~airflow_provider_instasent.client.ScrollPage`)."""
+        """The decoded scroll pages (:class:`~airflow_provider_instasent.client.ScrollPage`)."""
         if self.source == "audience":
             return self.client.scroll_audience_pages(self.root, page_size=self.page_size)
         if self.source == "segment":
@@ -284,26 +285,38 @@ class Export:
                                                     page_size=self.page_size)
         return self.client.scroll_events_pages(self.root, page_size=self.page_size)
 
+    def raw_pages(self) -> Iterator[Any] | None:
+        """The scroll pages with their JSON bodies undecoded
+        (:class:`~airflow_provider_instasent.client.models.RawScrollPage`), or None when the client
+        cannot give them (a client other than :class:`InstasentClient`)."""
+        method = getattr(self.client, f"scroll_{self.source}_raw_pages", None)
+        if method is None:
+            return None
+        if self.source == "segment":
+            return method(self.segment, parameter=self.parameter, root=self.root, page_size=self.page_size)
+        return method(self.root, page_size=self.page_size)
+
     @property
     def chunk_pages(self) -> int:
-        """Pages converted together by the fetch thread (at most 10, at most one batch)."""
+        """Pages converted together (at most 10, at most one batch)."""
         return max(1, min(10, -(-self.batch_size // self.page_size)))
 
-    def _chunks(self, schema: ExportSchema) -> Iterator[pa.RecordBatch]:
-        """Runs in the fetch thread: pages -> small RecordBatches of ``chunk_pages`` pages.
-
-        Each page's values are copied into per-column lists as it arrives, so its dicts are
-        freed at once (little garbage-collector work, flat memory); converting here, rather
-        than in another thread, keeps the latency-sensitive fetch thread from waiting for the
-        GIL behind a long conversion (the "convoy effect", which halved the export rate).
-        """
+    def _counted(self, pages: Iterable[Any]) -> Iterator[Any]:
         stats = self.stats
-        rows_per_chunk = self.chunk_pages * self.page_size
-        builder = BatchBuilder(schema, stats.invalid)
-        for page in self.pages():
+        for page in pages:
             stats.pages += 1
             if page.total_hits is not None:
                 stats.total_hits = page.total_hits
+            yield page
+
+    def _raw_source(self, builder: BatchBuilder) -> Iterator[Any] | None:
+        return self.raw_pages() if builder.reads_raw else None
+
+    def _decoded_chunks(self, builder: BatchBuilder) -> Iterator[pa.RecordBatch]:
+        """Decoded pages -> small RecordBatches of ``chunk_pages`` pages, converted page by
+        page as they arrive (see :class:`BatchBuilder`)."""
+        rows_per_chunk = self.chunk_pages * self.page_size
+        for page in self._counted(self.pages()):
             builder.add(page.entities)
             del page
             if builder.rows >= rows_per_chunk:
@@ -311,12 +324,44 @@ class Export:
         if builder.rows:
             yield builder.build()
 
+    def _raw_chunks(self, pages: Iterable[Any], builder: BatchBuilder) -> Iterator[pa.RecordBatch]:
+        """Raw pages -> small RecordBatches: each ``chunk_pages`` pages parsed in one call of
+        Arrow's JSON reader (C++, without the GIL)."""
+        for page in pages:
+            builder.add_raw(page.content)
+            if builder.pages >= self.chunk_pages:
+                yield builder.build()
+        if builder.pages:
+            yield builder.build()
+
+    def _chunks(self, schema: ExportSchema) -> Iterator[pa.RecordBatch]:
+        """Pages -> small RecordBatches, fetched and converted in the calling thread
+        (:meth:`batches` runs the same work split across two threads)."""
+        builder = BatchBuilder(schema, self.stats.invalid)
+        raw = self._raw_source(builder)
+        if raw is None:
+            return self._decoded_chunks(builder)
+        return self._raw_chunks(self._counted(raw), builder)
+
     def batches(self) -> Iterator[pa.RecordBatch]:
         """RecordBatches of ``batch_size`` rows (the last one smaller), all with :attr:`schema`.
 
-        The scroll and the conversion run in a background thread, at most
-        ``prefetch_pages`` pages ahead of the consumer. Nothing is requested before the
-        first ``next()``.
+        The scroll runs in a background thread, at most ``prefetch_pages`` pages ahead of
+        the consumer. Nothing is requested before the first ``next()``.
+
+        Where the pages are converted depends on the client and the schema:
+
+        * With a client that gives raw pages (:class:`InstasentClient`) and a schema that
+          Arrow's JSON reader converts exactly (:attr:`BatchBuilder.reads_raw`: audience and
+          segment exports, unless a spec has an integer or a multi-value non-text attribute),
+          the fetch thread keeps each page's body undecoded (it reads only the cursor, so it
+          does less than a plain page loop) and this thread parses every ``chunk_pages``
+          pages in one call of the JSON reader, in C++ and without the GIL: the conversion
+          overlaps the scroll instead of lengthening it.
+        * Otherwise (events, other clients) the fetch thread converts each page as it
+          arrives. Converting Python dicts in another thread would make the
+          latency-sensitive fetch thread wait for the GIL behind the conversion (the
+          "convoy effect", which halved the export rate).
         """
         schema = self.export_schema  # resolve the specs before the scroll starts
         arrow_schema = schema.arrow
@@ -340,14 +385,24 @@ class Export:
                 stats.batches += 1
                 yield batch
 
+        builder = BatchBuilder(schema, stats.invalid)
+        raw = self._raw_source(builder)
+        chunks: Iterator[pa.RecordBatch]
+        if raw is None:  # the fetch thread converts
+            fetched = prefetch(self._decoded_chunks(builder), queue_chunks, "instasent-scroll")
+            chunks = fetched
+        else:  # the fetch thread only fetches; the pages are parsed here
+            fetched = prefetch(self._counted(raw), self.prefetch_pages, "instasent-scroll")
+            chunks = self._raw_chunks(fetched, builder)
         try:
-            for chunk in prefetch(self._chunks(schema), queue_chunks, "instasent-scroll"):
+            for chunk in chunks:
                 parts.append(chunk)
                 buffered += chunk.num_rows
                 progress.tick(stats.rows + buffered)
                 yield from emit(final=False)
             yield from emit(final=True)
         finally:
+            fetched.close()  # stops the fetch thread at once if the consumer stopped early
             stats.seconds = time.monotonic() - stats.started
         if stats.invalid.total:
             self.log.warning("export %s: %d value(s) did not fit their column and were exported as null: %s",

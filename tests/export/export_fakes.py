@@ -7,7 +7,9 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from airflow_provider_instasent.client.models import ScrollPage
+import orjson
+
+from airflow_provider_instasent.client.models import RawScrollPage, ScrollPage
 
 SPECS: list[dict[str, Any]] = [
     {"uid": "_user_id", "dataType": "string", "multivalue": 1},
@@ -109,6 +111,28 @@ class FakeClient:
     def scroll_events_pages(self, root: Any = None, *, page_size: int = 100) -> Iterator[ScrollPage]:
         self.calls.append(("events", root))
         return self._pages(self.make or event, page_size)
+
+
+class FakeRawClient(FakeClient):
+    """A FakeClient that also gives raw pages (JSON bodies), as InstasentClient does."""
+
+    def _raw(self, pages: Iterator[ScrollPage]) -> Iterator[RawScrollPage]:
+        try:
+            for p in pages:
+                body = orjson.dumps({"entities": p.entities, "metadata": {"cursor": p.cursor, "totalHits": p.total_hits}})
+                yield RawScrollPage(body, p.cursor, p.total_hits, bool(p.entities))
+        finally:
+            pages.close()  # type: ignore[attr-defined]
+
+    def scroll_audience_raw_pages(self, root: Any = None, *, page_size: int = 100) -> Iterator[RawScrollPage]:
+        return self._raw(self.scroll_audience_pages(root, page_size=page_size))
+
+    def scroll_segment_raw_pages(self, segment_uid: str, *, parameter: str | None = None, root: Any = None,
+                                 page_size: int = 100) -> Iterator[RawScrollPage]:
+        return self._raw(self.scroll_segment_pages(segment_uid, parameter=parameter, root=root, page_size=page_size))
+
+    def scroll_events_raw_pages(self, root: Any = None, *, page_size: int = 100) -> Iterator[RawScrollPage]:
+        return self._raw(self.scroll_events_pages(root, page_size=page_size))
 
 
 def sql_hook(conn_id: str) -> Any:

@@ -60,6 +60,28 @@ def test_audience_export_types_and_filter(client):
     assert len(read_audience(client, filter=pro)) == 50
 
 
+class DecodedPagesOnly:
+    """The client without its raw scroll pages: the export converts decoded pages instead."""
+
+    def __init__(self, client: InstasentClient) -> None:
+        self._client = client
+
+    def __getattr__(self, name: str) -> Any:
+        if name.endswith("_raw_pages"):
+            raise AttributeError(name)
+        return getattr(self._client, name)
+
+
+def test_raw_and_decoded_pages_export_the_same_table(client):
+    seed_contacts(client, 260)
+    raw = Export(client, batch_size=100, page_size=30)
+    decoded = Export(DecodedPagesOnly(client), batch_size=100, page_size=30)  # type: ignore[arg-type]
+    assert raw.raw_pages() is not None and decoded.raw_pages() is None
+    table = raw.table()
+    assert table.num_rows == 260 and table.equals(decoded.table())
+    assert raw.stats.pages == decoded.stats.pages == 9 and raw.stats.total_hits == 260
+
+
 def test_segments_and_events(client):
     seed_contacts(client, 90)
     assert len(read_segment(client, "pro_plan")) == 30

@@ -178,3 +178,23 @@ def test_detect_dialect_and_bad_disposition(duckdb_conn_id, sqlite_conn_id):
         SqlWriter(sql_hook(sqlite_conn_id), "t", schema, write_disposition="upsert")
     with pytest.raises(InstasentConfigError, match="merge needs a key"):
         SqlWriter(sql_hook(sqlite_conn_id), "t", schema, write_disposition="merge", key="nope")
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_duckdb_commits_at_each_row_group_and_rolls_back_the_rest(duckdb_conn_id, unique_table, monkeypatch, raw):
+    """Batches are split at DuckDB row-group boundaries (7 rows here) and committed there;
+    a failure after some commits still leaves the old table and no staging table."""
+    from airflow_provider_instasent.export import sql
+
+    from .export_fakes import FakeRawClient
+
+    monkeypatch.setattr(sql, "DUCKDB_ROW_GROUP", 7)
+    client_type = FakeRawClient if raw else FakeClient
+    export_to(duckdb_conn_id, unique_table, client_type(n=53), batch_size=10)
+    rows = fetch(duckdb_conn_id, f"SELECT audience_id FROM {unique_table} ORDER BY audience_id")
+    assert [r[0] for r in rows] == [f"aud-{i:06d}" for i in range(53)]
+    with pytest.raises(RuntimeError, match="scroll failed"):
+        export_to(duckdb_conn_id, unique_table, client_type(n=400, version="new", fail_after=4), batch_size=10,
+                  page_size=10)
+    assert fetch(duckdb_conn_id, f"SELECT plan, count(*) FROM {unique_table} GROUP BY plan") == [("v1", 53)]
+    assert [t for t in tables(duckdb_conn_id) if t.startswith(unique_table + "__")] == []
