@@ -14,7 +14,7 @@ from .errors import (
     ServerError,
     ValidationError,
 )
-from .models import ApiResponse, ItemError, PushResult, ScrollPage
+from .models import ApiResponse, ItemError, PushResult, RawScrollPage, ScrollPage
 from .ratelimit import RateLimiter
 from .retry import RetryPolicy
 
@@ -34,6 +34,7 @@ __all__ = [
     "PushResult",
     "RateLimitError",
     "RateLimiter",
+    "RawScrollPage",
     "RetryPolicy",
     "ScrollPage",
     "ServerError",
