@@ -12,6 +12,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,12 +35,36 @@ PROJECT = "demo"
 
 
 @pytest.fixture(scope="session")
-def emulator_url() -> Iterator[str]:
-    """One emulator per test worker (thread mode), reset before each test that uses ``emu``."""
-    from airflow_provider_instasent.emulator import running
+def shared_emulator() -> Iterator[Any]:
+    """One in-process emulator per test worker; each suite's fixtures reset it before use."""
+    from airflow_provider_instasent.emulator import Emulator
 
-    with running() as url:
-        yield url
+    with Emulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture(scope="session")
+def emulator_url(shared_emulator: Any) -> str:
+    """The base URL of the worker's emulator, reset before each test that uses ``emu``."""
+    return str(shared_emulator.base_url)
+
+
+@pytest.fixture
+def make_emulator() -> Iterator[Any]:
+    """Start extra emulators (custom fixtures/settings); all stopped at the end of the test."""
+    from airflow_provider_instasent.emulator import Emulator
+
+    started: list[Emulator] = []
+
+    def make(config: Any = None, **kw: Any) -> Emulator:
+        emulator = Emulator(config, **kw)
+        emulator.start()
+        started.append(emulator)
+        return emulator
+
+    yield make
+    for emulator in started:
+        emulator.stop()
 
 
 @pytest.fixture

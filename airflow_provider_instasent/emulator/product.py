@@ -175,9 +175,8 @@ def audience_by_email(ctx: Ctx) -> Response:
     return json_response(200, {"entities": [_contact_json(ctx, c) for c in found]})
 
 
-@router.add("POST", _P + "/audience/search", "PROJECT_AUDIENCE_LIST", endpoint_class="hot")
-def audience_search(ctx: Ctx) -> Response:
-    body = ctx.req.json_object()
+def _search_paging(body: dict[str, Any]) -> tuple[int, int]:
+    """``limit`` (capped at 50) and ``offset`` of an audience or event search body."""
     try:
         limit = parse_limit(body.get("limit"), default=DEFAULT_SEARCH, maximum=MAX_SEARCH)
         offset = int(body.get("offset") or 0)
@@ -185,6 +184,18 @@ def audience_search(ctx: Ctx) -> Response:
         raise ApiError(400, f"Invalid paging: {exc}") from exc
     if offset < 0:
         raise ApiError(400, "offset must be >= 0")
+    return limit, offset
+
+
+def _search_response(entities: list[Any], total: int, limit: int, offset: int) -> Response:
+    metadata = {"totalHits": total, "limit": limit, "offset": offset}
+    return json_response(200, {"entities": entities, "metadata": metadata})
+
+
+@router.add("POST", _P + "/audience/search", "PROJECT_AUDIENCE_LIST", endpoint_class="hot")
+def audience_search(ctx: Ctx) -> Response:
+    body = ctx.req.json_object()
+    limit, offset = _search_paging(body)
     pred = _audience_filter(ctx, body.get("root"))
     rows = [c for c in ctx.store.audience_snapshot(ctx.ps) if pred(c)]
     sort_field = body.get("sortField")
@@ -195,9 +206,7 @@ def audience_search(ctx: Ctx) -> Response:
         rows.sort(key=lambda c: c.id, reverse=body.get("sortAsc") is False)
     page = rows[offset : offset + limit]
     entities = [_contact_json(ctx, c) for c in page]
-    return json_response(
-        200, {"entities": entities, "metadata": {"totalHits": len(rows), "limit": limit, "offset": offset}}
-    )
+    return _search_response(entities, len(rows), limit, offset)
 
 
 def _audience_scroll(ctx: Ctx, pred: Callable[[Any], bool], kind: str) -> Response:
@@ -372,13 +381,7 @@ _EVENT_SORT: dict[str, Callable[[Event], Any]] = {
 @router.add("POST", _P + "/event/search", "PROJECT_AUDIENCE_DATA_EVENTS", endpoint_class="hot")
 def event_search(ctx: Ctx) -> Response:
     body = ctx.req.json_object()
-    try:
-        limit = parse_limit(body.get("limit"), default=DEFAULT_SEARCH, maximum=MAX_SEARCH)
-        offset = int(body.get("offset") or 0)
-    except (FilterError, ValueError, TypeError) as exc:
-        raise ApiError(400, f"Invalid paging: {exc}") from exc
-    if offset < 0:
-        raise ApiError(400, "offset must be >= 0")
+    limit, offset = _search_paging(body)
     pred = _event_filter(ctx, body.get("root"))
     rows = [e for e in ctx.store.events_snapshot(ctx.ps) if pred(e)]
     field = str(body.get("sortField") or "created-at")
@@ -388,9 +391,7 @@ def event_search(ctx: Ctx) -> Response:
     rows.sort(key=lambda e: (getter(e), e.seq), reverse=not bool(body.get("sortAsc", False)))
     page = rows[offset : offset + limit]
     entities = [render.event(e, ctx.ps) for e in page]
-    return json_response(
-        200, {"entities": entities, "metadata": {"totalHits": len(rows), "limit": limit, "offset": offset}}
-    )
+    return _search_response(entities, len(rows), limit, offset)
 
 
 @router.add("POST", _P + "/event/scroll", "PROJECT_AUDIENCE_DATA_EVENTS", endpoint_class="hot")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -103,12 +102,6 @@ def order(event_id: str, user_id: str = "u1", **extra: Any) -> dict[str, Any]:
     return event
 
 
-@pytest.fixture(scope="session")
-def shared_emulator() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
 @pytest.fixture
 def emulator(shared_emulator: Emulator) -> Emulator:
     shared_emulator.reset()
@@ -121,17 +114,3 @@ def api(emulator: Emulator) -> Api:
     return Api(emulator.base_url)
 
 
-@pytest.fixture
-def make_emulator() -> Iterator[Any]:
-    """Start extra emulators (custom fixtures/settings); all stopped at the end of the test."""
-    started: list[Emulator] = []
-
-    def make(config: Any = None, **kw: Any) -> Emulator:
-        emu = Emulator(config, **kw)
-        emu.start()
-        started.append(emu)
-        return emu
-
-    yield make
-    for emu in started:
-        emu.stop()

@@ -23,12 +23,6 @@ FAULTS_OFF: dict[str, Any] = {"latency_ms": 0, "rate_limit": None, "fault_rate":
                               "seed": None}
 
 
-@pytest.fixture(scope="session")
-def shared_emulator() -> Iterator[Emulator]:
-    with Emulator() as emu:
-        yield emu
-
-
 @pytest.fixture
 def emulator(shared_emulator: Emulator) -> Iterator[Emulator]:
     """The worker's in-process emulator: default fixture, no data, no faults."""
@@ -36,22 +30,6 @@ def emulator(shared_emulator: Emulator) -> Iterator[Emulator]:
     shared_emulator.reset()
     yield shared_emulator
     shared_emulator.set_faults(**FAULTS_OFF)
-
-
-@pytest.fixture
-def make_emulator() -> Iterator[Any]:
-    """Extra emulators with their own fixture (custom tokens, plans, projects); stopped after the test."""
-    started: list[Emulator] = []
-
-    def make(config: Any = None, **kw: Any) -> Emulator:
-        emu = Emulator(config, **kw)
-        emu.start()
-        started.append(emu)
-        return emu
-
-    yield make
-    for emu in started:
-        emu.stop()
 
 
 def make_client(base_url: str, token: str = ADMIN_TOKEN, **overrides: Any) -> Any:
