@@ -153,7 +153,7 @@ def fetch_convert(url: str) -> int:
 
 def to_sql(url: str, hook: Any, table: str, flt: dict[str, Any] | None = None) -> int:
     from airflow_provider_instasent.export import Export
-    from airflow_provider_instasent.export.sql import write_sql
+    from airflow_provider_instasent.io.sql import write_sql
 
     with make_client(url) as client:
         export = Export(client, "audience", filter=flt, progress_interval=0)
@@ -369,7 +369,7 @@ def _diagnose(url: str, emu: Any, duck_path: str, prefix: str, with_pg: bool, ra
     import duckdb
 
     from airflow_provider_instasent.export import Export
-    from airflow_provider_instasent.export.sql import write_sql
+    from airflow_provider_instasent.io.sql import write_sql
 
     out = []
     c0, e0 = time.process_time(), emu.cpu()

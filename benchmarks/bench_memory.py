@@ -152,7 +152,7 @@ def child_ingest(url: str, path: str) -> dict[str, Any]:
 
 def child_export(url: str, path: str, below: int | None) -> dict[str, Any]:
     from airflow_provider_instasent.export import Export
-    from airflow_provider_instasent.export.parquet import write_parquet
+    from airflow_provider_instasent.io.parquet import write_parquet
 
     rss_imports = current_rss()
     flt = None

@@ -8,8 +8,9 @@ Dataframe API (no Airflow import)::
     for batch in read_events_arrow(client):         # pyarrow.RecordBatchReader, flat memory
         ...
 
-The SQL and Parquet writers (``export.sql``, ``export.parquet``) and the operators in
-``airflow_provider_instasent.operators.export`` build on the same :class:`Export` engine.
+The SQL and Parquet writers of the I/O layer (:mod:`airflow_provider_instasent.io`) and the
+operators in ``airflow_provider_instasent.operators.export`` build on the same :class:`Export`
+engine.
 See docs/export.md.
 """
 
@@ -21,9 +22,10 @@ from typing import Any
 import pyarrow as pa
 
 from ..client import InstasentClient
+from ..io.sql import TableName
 from .convert import InvalidValues
 from .engine import DEFAULT_BATCH_SIZE, Export, ExportStats, privacy_level
-from .schema import ExportSchema, TableName, audience_schema, events_schema
+from .schema import ExportSchema, audience_schema, events_schema
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",

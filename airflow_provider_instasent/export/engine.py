@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 Source = Literal["audience", "segment", "events"]
 SOURCES: tuple[str, ...] = ("audience", "segment", "events")
 DEFAULT_BATCH_SIZE = 10_000
+#: Seconds between progress lines (the operators take their default from here).
+DEFAULT_PROGRESS_INTERVAL = 5.0
 
 T = TypeVar("T")
 
@@ -215,7 +217,7 @@ class Export:
         batch_size: int = DEFAULT_BATCH_SIZE,
         page_size: int = MAX_SCROLL_LIMIT,
         prefetch_pages: int | None = None,
-        progress_interval: float = 5.0,
+        progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
         specs: Sequence[Mapping[str, Any]] | None = None,
         logger: Any = None,
     ) -> None:

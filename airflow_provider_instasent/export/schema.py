@@ -1,4 +1,4 @@
-"""Stable Arrow schemas for exports, and SQL DDL derived from them.
+"""Stable Arrow schemas for exports (their SQL DDL is the dialect's: :mod:`..io.sql.dialects`).
 
 The audience schema comes from the project's attribute specs (``GET /specs/attributes``),
 never from the data: a contact that lacks an attribute (or whose value the token's privacy
@@ -19,7 +19,6 @@ No module here imports Airflow.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -190,109 +189,3 @@ def audience_schema(
 def events_schema() -> ExportSchema:
     """The fixed events export schema (see :data:`EVENT_FIELDS`)."""
     return ExportSchema("events", tuple(Column(n, k, "top", t) for n, k, t in EVENT_FIELDS), EVENTS_KEY)
-
-
-# ---------------------------------------------------------------------------------------
-# SQL identifiers and DDL
-# ---------------------------------------------------------------------------------------
-
-_TABLE_PART = re.compile(r"\A[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
-
-
-@dataclass(frozen=True)
-class TableName:
-    """A validated ``table`` or ``schema.table`` name."""
-
-    name: str
-    schema: str | None = None
-
-    @classmethod
-    def parse(cls, value: str) -> TableName:
-        """Validate a target table name; refuse anything that is not plain identifiers.
-
-        Accepted: ``table`` or ``schema.table`` where each part is ``[A-Za-z_][A-Za-z0-9_]*``
-        (at most 63 characters). Quotes, spaces, semicolons, comments and the like are
-        refused, so a table name can never carry SQL.
-        """
-        if not isinstance(value, str):
-            raise InstasentConfigError(f"table must be a string, got {type(value).__name__}")
-        parts = value.strip().split(".")
-        if not 1 <= len(parts) <= 2 or not all(_TABLE_PART.match(p) for p in parts):
-            raise InstasentConfigError(
-                f"invalid table name {value!r}: use 'table' or 'schema.table' with letters, digits and "
-                "underscores only (starting with a letter or underscore, at most 63 characters each)"
-            )
-        return cls(parts[-1], parts[0] if len(parts) == 2 else None)
-
-    def with_name(self, name: str) -> TableName:
-        return TableName.parse(f"{self.schema}.{name}" if self.schema else name)
-
-    def __str__(self) -> str:
-        return f"{self.schema}.{self.name}" if self.schema else self.name
-
-
-def quote_identifier(name: str, quote: str = '"') -> str:
-    """Quote one identifier, doubling any embedded quote character.
-
-    Works for any name (column names come from the API's specs): the quoted form is always
-    a single identifier, so it cannot end the identifier early and inject SQL. NUL
-    characters, which no database accepts in identifiers, are refused.
-    """
-    if not isinstance(name, str) or not name:
-        raise InstasentConfigError("an identifier must be a non-empty string")
-    if "\x00" in name:
-        raise InstasentConfigError(f"invalid identifier {name!r}: contains NUL")
-    return quote + name.replace(quote, quote * 2) + quote
-
-
-Dialect = Literal["postgres", "duckdb", "sqlite", "mysql", "generic"]
-
-
-def _sql_type(t: pa.DataType, dialect: str) -> str:
-    if pa.types.is_list(t):
-        inner = t.value_type
-        if dialect == "postgres":
-            return _sql_type(inner, dialect) + "[]"
-        if dialect == "duckdb":
-            return _sql_type(inner, dialect) + "[]"
-        return "TEXT"  # a JSON array elsewhere
-    if pa.types.is_string(t) or pa.types.is_large_string(t):
-        return {"duckdb": "VARCHAR", "mysql": "LONGTEXT"}.get(dialect, "TEXT")
-    if pa.types.is_floating(t):
-        return {"postgres": "DOUBLE PRECISION", "sqlite": "REAL", "generic": "DOUBLE PRECISION"}.get(
-            dialect, "DOUBLE"
-        )
-    if pa.types.is_integer(t):
-        return "INTEGER" if dialect == "sqlite" else "BIGINT"
-    if pa.types.is_boolean(t):
-        return "INTEGER" if dialect == "sqlite" else "BOOLEAN"
-    if pa.types.is_date(t):
-        return "TEXT" if dialect == "sqlite" else "DATE"
-    if pa.types.is_timestamp(t):
-        return {"postgres": "TIMESTAMPTZ", "duckdb": "TIMESTAMPTZ", "sqlite": "TEXT", "mysql": "DATETIME(3)"}.get(
-            dialect, "TIMESTAMP"
-        )
-    return "TEXT"
-
-
-def sql_type(t: pa.DataType, dialect: str) -> str:
-    """The SQL column type of an Arrow type in ``dialect`` (see the mapping in docs/export.md)."""
-    return _sql_type(t, dialect)
-
-
-def quote_for(dialect: str) -> str:
-    return "`" if dialect == "mysql" else '"'
-
-
-def qualified(table: TableName, dialect: str) -> str:
-    q = quote_for(dialect)
-    if table.schema:
-        return f"{quote_identifier(table.schema, q)}.{quote_identifier(table.name, q)}"
-    return quote_identifier(table.name, q)
-
-
-def create_table_sql(table: TableName, schema: pa.Schema, dialect: str) -> str:
-    """``CREATE TABLE`` for ``schema`` in ``dialect``, every identifier quoted."""
-    q = quote_for(dialect)
-    cols = ",\n  ".join(f"{quote_identifier(f.name, q)} {sql_type(f.type, dialect)}" for f in schema)
-    return f"CREATE TABLE {qualified(table, dialect)} (\n  {cols}\n)"

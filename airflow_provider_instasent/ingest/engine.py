@@ -59,7 +59,7 @@ class IngestOptions:
     unknown_columns: Literal["error", "ignore", "send"] = "error"
     rejects_path: Any = None
     rejects_table: str | None = None
-    rejects_conn_id: str | None = None
+    rejects_conn: Any = field(default=None, compare=False)
     max_rejects_in_memory: int = 100_000
     max_in_flight: int = 16
     max_items: int = MAX_ITEMS_PER_PUSH
@@ -71,7 +71,6 @@ class IngestOptions:
     specs: ProjectSpecs | None = None
     spool_dir: str | None = None
     run_id: str | None = None
-    source_conn_id: str | None = None
     logger: Any = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
@@ -85,12 +84,13 @@ class IngestOptions:
         if self.on_invalid not in ("fail", "skip", "dead_letter"):
             raise bad(f"on_invalid must be 'fail', 'skip' or 'dead_letter', got {self.on_invalid!r}")
         if self.on_invalid == "dead_letter" and not (self.rejects_path or self.rejects_table):
-            raise bad("on_invalid='dead_letter' needs rejects_path= or rejects_table= (with rejects_conn_id=)")
-        if self.rejects_table and not self.rejects_conn_id:
-            raise bad("rejects_table needs rejects_conn_id (a common-sql connection)")
+            raise bad("on_invalid='dead_letter' needs rejects_path= or rejects_table= (with rejects_conn=)")
+        if self.rejects_table and self.rejects_conn is None:
+            raise bad("rejects_table needs rejects_conn: a common-sql DbApiHook, a DB-API connection or a "
+                      "SQLAlchemy connection (the operator's rejects_conn_id resolves to one)")
         if self.rejects_table:
             from ..client.errors import InstasentConfigError
-            from ..export.schema import TableName
+            from ..io.sql import TableName
 
             try:
                 TableName.parse(self.rejects_table)
@@ -134,6 +134,10 @@ class IngestOptions:
     @classmethod
     def names(cls) -> set[str]:
         return {f.name for f in fields(cls)}
+
+
+#: Every option's default: the operators take theirs from here, so a DAG and a notebook agree.
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(IngestOptions)}
 
 
 def _user_id_strings(batch: pa.RecordBatch) -> list[Any]:
@@ -201,7 +205,7 @@ class IngestRun:
             self.report.would_fire_automations = 0
         self.mapper = ColumnMapper(options.columns)
         self.rejects = RejectsSink(
-            path=options.rejects_path, table=options.rejects_table, conn_id=options.rejects_conn_id,
+            path=options.rejects_path, table=options.rejects_table, db=options.rejects_conn,
             max_in_memory=options.max_rejects_in_memory, run_id=options.run_id or uuid.uuid4().hex,
         )
         self.report.rejects_path = str(options.rejects_path) if options.rejects_path else None
@@ -214,6 +218,7 @@ class IngestRun:
     def run(self) -> IngestReport:
         opts, report = self.opts, self.report
         started = time.monotonic()
+        report.started_at = time.time()
         stats_before = self._stats()
         source: Source | None = None
         try:
@@ -223,8 +228,7 @@ class IngestRun:
                 options=CoerceOptions(assume_timezone=opts.assume_timezone, unknown_columns=opts.unknown_columns),
             )
             encoder = Encoder(opts.kind, nulls=opts.nulls, deriver=EventIdDeriver(opts.event_id_fields))
-            source = open_source(self.data, batch_rows=opts.batch_rows, conn_id=opts.source_conn_id,
-                                 drop=self.mapper.drop)
+            source = open_source(self.data, batch_rows=opts.batch_rows, drop=self.mapper.drop)
             report.total_rows = source.total_rows
             self.log.info("instasent %s ingest from %s%s%s", opts.kind, source.name,
                           f" ({source.total_rows} rows)" if source.total_rows is not None else "",
@@ -249,6 +253,7 @@ class IngestRun:
                 # everything read and not decided (accepted or rejected) was not sent
                 report.skipped = max(0, report.rows - report.accepted - report.rejected)
             report.elapsed_s = time.monotonic() - started
+            report.finished_at = time.time()
             stats_after = self._stats()
             report.retries = stats_after.get("retries", 0) - stats_before.get("retries", 0)
             before = stats_before.get("statuses", {})
@@ -518,6 +523,10 @@ class IngestRun:
 def ingest(client: Any, kind: Kind, data: Any, **options: Any) -> IngestReport:
     """Validate, encode and push ``data`` as ``kind`` (``"contacts"`` or ``"events"``)."""
     unknown = set(options) - IngestOptions.names()
+    if "rejects_conn_id" in unknown:
+        raise IngestSchemaError(
+            "rejects_conn_id is an Airflow connection id: the operator resolves it. Outside Airflow pass "
+            "rejects_conn= a common-sql DbApiHook, a DB-API connection or a SQLAlchemy connection")
     if unknown:
         raise IngestSchemaError(f"unknown option(s): {', '.join(sorted(unknown))}")
     return IngestRun(client, data, IngestOptions(kind=kind, **options)).run()

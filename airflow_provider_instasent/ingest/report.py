@@ -13,20 +13,26 @@ Rejects have one row per (source row, field, reason), with columns:
 =============  ======================================================================
 
 They go to the report's ``rejects`` DataFrame (the first ``max_rejects_in_memory``), and in
-full to ``rejects_path`` (one Parquet file) and/or a SQL table (``rejects_table`` on
-``rejects_conn_id``, created if missing, with an extra ``run_id`` column).
+full to ``rejects_path`` (one Parquet file) and/or a SQL table (``rejects_table`` in the
+database ``rejects_conn``: a common-sql hook, a DB-API or SQLAlchemy connection; created if
+missing, with an extra ``run_id`` column). The contract is docs/adr/0002-rejects-accounting.md.
+
+:func:`aggregate_reports` adds up the reports of the shards of one sharded run.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+import socket
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
+
+from ..io.parquet import ParquetFileWriter
+from ..io.sql import Database, TableName, database
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +66,9 @@ class IngestReport:
 
     ``sent`` counts items sent in push requests, ``requests`` the push requests, ``retries``
     the client's retries during the run. ``would_fire_automations``: events inside the ±1 h
-    window (accepted ones; in a dry run, the ones that would be accepted).
+    window (accepted ones; in a dry run, the ones that would be accepted). ``started_at`` and
+    ``finished_at`` are epoch seconds, ``worker`` the ``host:pid`` that ran it: what
+    :func:`aggregate_reports` needs for a sharded run's wall time and rows/s.
     """
 
     kind: str
@@ -85,6 +93,9 @@ class IngestReport:
     rejects_table: str | None = None
     status: str = "running"
     error: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
 
     @property
     def rows_per_s(self) -> float:
@@ -117,6 +128,9 @@ class IngestReport:
             "rejects_table": self.rejects_table,
             "http_statuses": {str(k): v for k, v in sorted(self.http_statuses.items())},
             "error": self.error,
+            "started_at": None if self.started_at is None else round(self.started_at, 3),
+            "finished_at": None if self.finished_at is None else round(self.finished_at, 3),
+            "worker": self.worker,
         }
 
     def summary(self) -> str:
@@ -135,15 +149,20 @@ class IngestReport:
 
 
 class RejectsSink:
-    """Collects rejects: in memory (bounded) and streamed to Parquet and/or a SQL table."""
+    """Collects rejects: in memory (bounded) and streamed to Parquet and/or a SQL table.
 
-    def __init__(self, *, path: Any = None, table: str | None = None, conn_id: str | None = None,
+    ``path``: anything :func:`~airflow_provider_instasent.io.paths.locate` takes (written
+    atomically when the run ends, even with no rejects). ``table`` in ``db`` (a common-sql
+    hook, a DB-API or SQLAlchemy connection): created if missing, appended to as rejects come.
+    """
+
+    def __init__(self, *, path: Any = None, table: str | None = None, db: Any = None,
                  max_in_memory: int = 100_000, run_id: str | None = None, flush_rows: int = 10_000) -> None:
-        if table and not conn_id:
-            raise ValueError("rejects_table needs rejects_conn_id (a common-sql connection)")
+        if table and db is None:
+            raise ValueError("rejects_table needs rejects_conn (a common-sql hook, a DB-API or SQLAlchemy connection)")
         self.path = path
         self.table = table
-        self.conn_id = conn_id
+        self.db: Database | None = database(db) if table else None
         self.max_in_memory = max_in_memory
         self.run_id = run_id
         self.flush_rows = flush_rows
@@ -153,9 +172,8 @@ class RejectsSink:
         self._in_memory = 0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        self._writer: pq.ParquetWriter | None = None
-        self._file: Any = None
-        self._hook: Any = None
+        self._writer: ParquetFileWriter | None = None
+        self._quoted: str | None = None
 
     @property
     def durable(self) -> bool:
@@ -195,43 +213,28 @@ class RejectsSink:
         table = pa.concat_tables(self._pending)
         self._pending, self._pending_rows = [], 0
         if self.path:
-            self._parquet_writer().write_table(table)
+            self._parquet_writer().write(table)
         if self.table:
             self._write_sql(table)
 
-    def _parquet_writer(self) -> pq.ParquetWriter:
+    def _parquet_writer(self) -> ParquetFileWriter:
         if self._writer is None:
-            path = self.path
-            if isinstance(path, (str, os.PathLike)):
-                parent = os.path.dirname(os.fspath(path))
-                if parent:
-                    os.makedirs(parent, exist_ok=True)
-                self._writer = pq.ParquetWriter(os.fspath(path), REJECT_SCHEMA)
-            else:  # an ObjectStoragePath or any object with open()
-                self._file = path.open("wb")
-                self._writer = pq.ParquetWriter(self._file, REJECT_SCHEMA)
+            self._writer = ParquetFileWriter(self.path, REJECT_SCHEMA, compression="zstd")
         return self._writer
 
-    def _sql_hook(self) -> Any:
-        if self._hook is None:
-            from .._airflow_compat import BaseHook
-            from ..export.schema import TableName, qualified
-            from ..export.sql import detect_dialect
-
-            hook = BaseHook.get_connection(str(self.conn_id)).get_hook()
-            self._quoted = qualified(TableName.parse(str(self.table)), detect_dialect(hook))
-            hook.run(
-                f"CREATE TABLE IF NOT EXISTS {self._quoted} (source_row BIGINT, _user_id TEXT, field TEXT, "
-                f"reason TEXT, stage TEXT, run_id TEXT)"
-            )
-            self._hook = hook
-        return self._hook
-
     def _write_sql(self, table: pa.Table) -> None:
-        hook = self._sql_hook()
+        assert self.db is not None
+        assert self.table is not None
+        dialect = self.db.dialect
+        if self._quoted is None:
+            self._quoted = dialect.qt(TableName.parse(self.table))
+            self.db.execute(f"CREATE TABLE IF NOT EXISTS {self._quoted} (source_row BIGINT, _user_id TEXT, "
+                            "field TEXT, reason TEXT, stage TEXT, run_id TEXT)")
         columns = [table.column(c).to_pylist() for c in REJECT_COLUMNS]
         rows = [(*values, self.run_id) for values in zip(*columns)]
-        hook.insert_rows(self._quoted, rows, target_fields=[*REJECT_COLUMNS, "run_id"], commit_every=5000)
+        names = ", ".join(dialect.qi(c) for c in (*REJECT_COLUMNS, "run_id"))
+        marks = ", ".join([self.db.placeholder] * (len(REJECT_COLUMNS) + 1))
+        self.db.execute(f"INSERT INTO {self._quoted} ({names}) VALUES ({marks})", rows=rows)
 
     def close(self) -> None:
         """Write what is pending; a Parquet destination is written even with no rejects."""
@@ -241,13 +244,67 @@ class RejectsSink:
                 self._parquet_writer()
         finally:
             if self._writer is not None:
-                self._writer.close()
+                self._writer.commit()  # the rejects so far are kept, even when the run failed
                 self._writer = None
-            if self._file is not None:
-                self._file.close()
-                self._file = None
 
     def dataframe(self) -> Any:
         if not self._memory:
             return _empty_rejects()
         return pa.concat_tables(self._memory).to_pandas()
+
+
+# ----------------------------------------------------------------------------------------------
+# sharded runs
+# ----------------------------------------------------------------------------------------------
+_SUMMED = ("rows", "accepted", "rejected", "requests", "retries", "skipped", "duplicates")
+
+
+def aggregate_reports(reports: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """Totals of per-shard reports (what each mapped ingest task returned: ``IngestReport.to_dict()``).
+
+    Sums ``rows``, ``accepted``, ``rejected``, ``requests``, ``retries``, ``skipped`` and
+    ``duplicates`` when present; ``task_seconds`` is the sum of the shards' ``elapsed_s``;
+    ``wall_seconds`` spans the earliest ``started_at`` to the latest ``finished_at`` (epoch
+    seconds), and ``rows_per_second`` is ``rows / wall_seconds``. ``by_worker`` counts shards
+    and rows per ``worker``. ``None`` entries (a shard that produced no report) are counted
+    in ``missing``.
+    """
+    totals: dict[str, Any] = dict.fromkeys(_SUMMED, 0)
+    shards = missing = 0
+    task_seconds = slowest = 0.0
+    started: float | None = None
+    finished: float | None = None
+    by_worker: dict[str, dict[str, int]] = {}
+    for report in reports:
+        if report is None:
+            missing += 1
+            continue
+        shards += 1
+        for k in _SUMMED:
+            if report.get(k) is not None:
+                totals[k] += int(report[k])
+        elapsed = float(report.get("elapsed_s", report.get("elapsed")) or 0.0)
+        task_seconds += elapsed
+        slowest = max(slowest, elapsed)
+        if report.get("started_at") is not None:
+            s = float(report["started_at"])
+            started = s if started is None else min(started, s)
+        if report.get("finished_at") is not None:
+            f = float(report["finished_at"])
+            finished = f if finished is None else max(finished, f)
+        worker = report.get("worker")
+        if worker is not None:
+            entry = by_worker.setdefault(str(worker), {"shards": 0, "rows": 0})
+            entry["shards"] += 1
+            entry["rows"] += int(report.get("rows") or 0)
+    wall = (finished - started) if started is not None and finished is not None else None
+    return {
+        "shards": shards,
+        "missing": missing,
+        **totals,
+        "task_seconds": round(task_seconds, 3),
+        "slowest_shard_seconds": round(slowest, 3),
+        "wall_seconds": None if wall is None else round(wall, 3),
+        "rows_per_second": None if not wall else round(totals["rows"] / wall, 1),
+        "by_worker": dict(sorted(by_worker.items())),
+    }

@@ -4,13 +4,12 @@ Supported inputs (:func:`open_source`):
 
 * a pandas ``DataFrame`` (converted slice by slice), a pyarrow ``Table`` or ``RecordBatch``;
 * a pyarrow ``RecordBatchReader`` (read once);
-* a Parquet file, a glob (``orders/*.parquet``), a directory (every ``*.parquet`` below it,
-  in sorted order), a list of those, or an Airflow ``ObjectStoragePath`` to any of them
-  (``s3://``, ``gs://``, ``file://``...). Files are read record batch by record batch, never
-  whole;
-* :class:`SqlSource`: a query on any Airflow common-sql connection, streamed with a
-  server-side cursor on PostgreSQL (psycopg2 or psycopg 3 named cursor) and ``fetchmany``
-  elsewhere;
+* a Parquet file, a glob (``orders/*.parquet``), a directory, a list of those, a URL or an
+  Airflow ``ObjectStoragePath`` to any of them, found by the one discovery rule of
+  :mod:`airflow_provider_instasent.io.parquet` (names starting with ``.`` or ``_`` are
+  skipped). Files are read record batch by record batch, never whole;
+* :class:`SqlSource`: a query on a common-sql hook, a DB-API or a SQLAlchemy connection,
+  streamed with a server-side cursor on PostgreSQL and ``fetchmany`` elsewhere;
 * an iterable of any of the above frames/batches, or a callable returning any input.
 
 Rows are numbered in read order from 0 (across files and batches): that is the ``source_row``
@@ -20,20 +19,22 @@ time, except a DataFrame or Table you passed in yourself.
 
 from __future__ import annotations
 
-import glob as globmod
 import logging
 import os
 import shutil
 import tempfile
-import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from ..client.errors import InstasentConfigError
+from ..io.parquet import NoParquetFilesError, discover, open_parquet
+from ..io.paths import is_path_like
+from ..io.sql import database
+from ..io.sql.reader import QueryReader
 from .errors import IngestSchemaError
 
 log = logging.getLogger(__name__)
@@ -174,67 +175,26 @@ def _split(batch: pa.RecordBatch, rows: int) -> Iterator[pa.RecordBatch]:
 # ---------------------------------------------------------------------------------------------
 # Parquet
 # ---------------------------------------------------------------------------------------------
-def _is_object_storage(value: Any) -> bool:
-    return type(value).__module__.startswith(("airflow.sdk.io", "airflow.io", "upath"))
-
-
-def resolve_parquet(path: Any, *, conn_id: str | None = None) -> list[Any]:
-    """Expand a path, glob, directory (or a list of them) into a sorted list of files.
-
-    Local paths come back as ``str``; object-storage paths as ``ObjectStoragePath``.
-    A string with a scheme (``s3://...``) becomes an ``ObjectStoragePath`` (``conn_id``).
-    """
-    if isinstance(path, (list, tuple)):
-        files: list[Any] = []
-        for p in path:
-            files.extend(resolve_parquet(p, conn_id=conn_id))
-        return files
-    if isinstance(path, str) and "://" in path and not path.startswith("file://"):
-        from airflow.sdk import ObjectStoragePath
-
-        path = ObjectStoragePath(path, conn_id=conn_id) if conn_id else ObjectStoragePath(path)
-    if isinstance(path, str) and path.startswith("file://"):
-        path = path[len("file://"):]
-    if _is_object_storage(path):
-        text = str(path)
-        if any(ch in text.rsplit("/", 1)[-1] for ch in "*?["):
-            found = sorted(path.parent.glob(path.name), key=str)
-        elif path.is_dir():
-            found = sorted((p for p in path.rglob("*.parquet") if p.is_file()), key=str)
-        else:
-            found = [path]
-        if not found:
-            raise IngestSchemaError(f"no Parquet files at {text}")
-        return found
-    text = os.fspath(path)
-    if any(ch in text for ch in "*?["):
-        found_local = sorted(f for f in globmod.glob(text, recursive=True) if os.path.isfile(f))
-    elif os.path.isdir(text):
-        found_local = sorted(str(p) for p in Path(text).rglob("*.parquet") if p.is_file())
-    elif os.path.exists(text):
-        found_local = [text]
-    else:
-        raise IngestSchemaError(f"no such file or directory: {text}")
-    if not found_local:
-        raise IngestSchemaError(f"no Parquet files at {text}")
-    return found_local
-
-
 class ParquetSource:
-    """Parquet files read one record batch at a time (``pre_buffer`` off, buffered reads).
+    """Parquet files read one record batch at a time (buffered reads, no pre-buffering).
 
-    ``columns``: read only these columns (None: all).
+    ``path``: a file, directory, glob, URL, ``ObjectStoragePath`` or a list of them, found
+    by the one discovery rule of :func:`airflow_provider_instasent.io.parquet.discover`.
+    ``columns``: read only these columns (None: all); ``drop``: never read these.
     """
 
     reopenable = True
 
-    def __init__(self, path: Any, *, batch_rows: int = DEFAULT_BATCH_ROWS, conn_id: str | None = None,
-                 columns: Sequence[str] | None = None, drop: Iterable[str] = ()) -> None:
-        self.files = resolve_parquet(path, conn_id=conn_id)
+    def __init__(self, path: Any, *, batch_rows: int = DEFAULT_BATCH_ROWS, columns: Sequence[str] | None = None,
+                 drop: Iterable[str] = ()) -> None:
+        try:
+            self.files = discover(path)
+        except (NoParquetFilesError, InstasentConfigError) as exc:
+            raise IngestSchemaError(str(exc)) from None
         self.batch_rows = batch_rows
         self.columns = list(columns) if columns is not None else None
         self.drop = set(drop)
-        self.name = str(path) if not isinstance(path, (list, tuple)) else f"{len(self.files)} Parquet files"
+        self.name = str(path) if is_path_like(path) else f"{len(self.files)} Parquet files"
         self._total: int | None = None
         self._total_known = False
 
@@ -245,7 +205,7 @@ class ParquetSource:
             try:
                 total = 0
                 for f in self.files:
-                    with self._open(f) as pf:
+                    with open_parquet(f) as pf:
                         total += pf.metadata.num_rows
                 self._total = total
             except Exception as exc:  # the footer could not be read: the total stays unknown
@@ -253,110 +213,63 @@ class ParquetSource:
                 self._total = None
         return self._total
 
-    def _open(self, f: Any) -> pq.ParquetFile:
-        if isinstance(f, str):
-            return pq.ParquetFile(f, pre_buffer=False, buffer_size=1 << 20)
-        return pq.ParquetFile(f.open("rb"), pre_buffer=False, buffer_size=1 << 20)
-
     def batches(self) -> Iterator[pa.RecordBatch]:
         for f in self.files:
-            with self._open(f) as pf:
-                names = pf.schema_arrow.names
-                cols = [c for c in (self.columns or names) if c in names and c not in self.drop]
-                if self.columns is None and not self.drop:
-                    cols = None  # type: ignore[assignment]
+            with open_parquet(f) as pf:
                 if pf.metadata.num_rows == 0:
                     continue
+                cols: list[str] | None = None
+                if self.columns is not None or self.drop:
+                    names = pf.schema_arrow.names
+                    cols = [c for c in (self.columns or names) if c in names and c not in self.drop]
                 yield from pf.iter_batches(batch_size=self.batch_rows, columns=cols, use_threads=False)
 
 
 # ---------------------------------------------------------------------------------------------
 # SQL
 # ---------------------------------------------------------------------------------------------
-def _column(values: Sequence[Any]) -> pa.Array:
-    try:
-        return pa.array(values, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-        return pa.array([None if v is None else str(v) for v in values], pa.string())
-
-
-def rows_to_batch(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pa.RecordBatch:
-    """DB-API rows (tuples) as a record batch, typed per column by Arrow's inference."""
-    if not rows:
-        return pa.RecordBatch.from_arrays([pa.nulls(0) for _ in names], names=list(names))
-    columns = list(zip(*rows))
-    return pa.RecordBatch.from_arrays([_column(col) for col in columns], names=list(names))
-
-
 class SqlSource:
-    """A query on an Airflow common-sql connection, streamed.
+    """A query, streamed: a server-side cursor on PostgreSQL, ``fetchmany`` elsewhere.
 
-    PostgreSQL (psycopg2 or psycopg 3) gets a *named* (server-side) cursor, so the server
-    holds the result and the task fetches ``batch_rows`` rows at a time; other databases use
-    ``fetchmany``. Pass ``hook`` to use an existing ``DbApiHook`` instead of ``conn_id``.
+    ``db`` is a common-sql ``DbApiHook`` (the operator resolves ``sql_conn_id`` to one), a
+    DB-API connection or a SQLAlchemy connection/engine (see :mod:`airflow_provider_instasent.io.sql`).
     """
 
     reopenable = False
 
-    def __init__(self, sql: str, conn_id: str | None = None, *, parameters: Any = None,
-                 batch_rows: int = DEFAULT_BATCH_ROWS, hook: Any = None) -> None:
+    def __init__(self, sql: str, db: Any = None, *, parameters: Any = None,
+                 batch_rows: int | None = None) -> None:
         if not sql or not isinstance(sql, str):
             raise IngestSchemaError("sql must be a non-empty query string")
-        if hook is None and not conn_id:
-            raise IngestSchemaError("a SQL source needs sql_conn_id (or a hook)")
+        if db is None or isinstance(db, str):
+            raise IngestSchemaError(
+                "a SQL source needs a database: a common-sql DbApiHook, a DB-API connection or a SQLAlchemy "
+                "connection (in a DAG, the operator's sql_conn_id resolves to one)")
+        try:
+            self.db = database(db)
+        except InstasentConfigError as exc:
+            raise IngestSchemaError(str(exc)) from None
         self.sql = sql
-        self.conn_id = conn_id
         self.parameters = parameters
         self.batch_rows = batch_rows
-        self.hook = hook
-        self.name = f"SQL on {conn_id or type(hook).__name__}"
+        self.name = f"SQL on {self.db.name}"
         self.total_rows: int | None = None
-        self.server_side = False
+        self._reader: QueryReader | None = None
 
-    def get_hook(self) -> Any:
-        if self.hook is not None:
-            return self.hook
-        from .._airflow_compat import BaseHook
-
-        return BaseHook.get_connection(str(self.conn_id)).get_hook()
+    @property
+    def server_side(self) -> bool:
+        return self._reader is not None and self._reader.server_side
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        hook = self.get_hook()
-        conn = hook.get_conn()
-        module = type(conn).__module__
-        cursor = None
+        """The rows, ``batch_rows`` at a time (the engine's ``batch_rows`` unless given here)."""
+        self._reader = QueryReader(self.db, self.sql, self.parameters,
+                                   batch_rows=self.batch_rows or DEFAULT_BATCH_ROWS)
         try:
-            if module.startswith(("psycopg2", "psycopg")):
-                cursor = conn.cursor(name=f"instasent_ingest_{uuid.uuid4().hex[:12]}")
-                cursor.itersize = self.batch_rows
-                self.server_side = True
-            else:
-                cursor = conn.cursor()
-            if self.parameters is None:
-                cursor.execute(self.sql)
-            else:
-                cursor.execute(self.sql, self.parameters)
-            names: list[str] | None = None
-            while True:
-                rows = cursor.fetchmany(self.batch_rows)
-                if names is None:
-                    if cursor.description is None:
-                        raise IngestSchemaError("the query returned no result set (is it a SELECT?)")
-                    names = [str(d[0]) for d in cursor.description]
-                if not rows:
-                    break
-                yield rows_to_batch(rows, names)
-        finally:
-            if cursor is not None:
-                try:
-                    cursor.close()
-                except Exception:  # closing a failed server-side cursor can raise again
-                    pass
-            try:
-                conn.rollback() if module.startswith(("psycopg2", "psycopg")) else None
-            except Exception:
-                pass
-            conn.close()
+            yield from self._reader.batches()
+        except ValueError as exc:
+            if "no result set" in str(exc):
+                raise IngestSchemaError(str(exc)) from None
+            raise
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,9 +323,10 @@ def _ipc_codec() -> str | None:
 # ---------------------------------------------------------------------------------------------
 # factory and column mapping
 # ---------------------------------------------------------------------------------------------
-def open_source(data: Any, *, batch_rows: int = DEFAULT_BATCH_ROWS, conn_id: str | None = None,
-                drop: Iterable[str] = ()) -> Source:
+def open_source(data: Any, *, batch_rows: int = DEFAULT_BATCH_ROWS, drop: Iterable[str] = ()) -> Source:
     """Turn any supported input into a :class:`Source` (see the module doc)."""
+    if isinstance(data, SqlSource) and data.batch_rows is None:
+        data.batch_rows = batch_rows
     if isinstance(data, (PandasSource, ArrowSource, IterSource, ParquetSource, SqlSource, SpooledSource)):
         return data
     if isinstance(data, Source) and not isinstance(data, (str, bytes, Path)):
@@ -427,13 +341,12 @@ def open_source(data: Any, *, batch_rows: int = DEFAULT_BATCH_ROWS, conn_id: str
         return ArrowSource(data, batch_rows=batch_rows)
     if isinstance(data, pa.RecordBatchReader):
         return IterSource(data, batch_rows=batch_rows, name="RecordBatchReader")
-    if isinstance(data, (str, os.PathLike)) or _is_object_storage(data):
-        return ParquetSource(data, batch_rows=batch_rows, conn_id=conn_id, drop=drop)
-    if isinstance(data, (list, tuple)) and data and all(
-            isinstance(p, (str, os.PathLike)) or _is_object_storage(p) for p in data):
-        return ParquetSource(list(data), batch_rows=batch_rows, conn_id=conn_id, drop=drop)
+    if is_path_like(data):
+        return ParquetSource(data, batch_rows=batch_rows, drop=drop)
+    if isinstance(data, (list, tuple)) and data and all(is_path_like(p) for p in data):
+        return ParquetSource(list(data), batch_rows=batch_rows, drop=drop)
     if callable(data):
-        return open_source(data(), batch_rows=batch_rows, conn_id=conn_id, drop=drop)
+        return open_source(data(), batch_rows=batch_rows, drop=drop)
     if isinstance(data, Iterable) and not isinstance(data, (bytes, Mapping)):
         return IterSource(data, batch_rows=batch_rows, name="iterable")
     raise IngestSchemaError(
@@ -464,9 +377,3 @@ class ColumnMapper:
         if renamed != names:
             batch = batch.rename_columns(renamed)
         return batch
-
-
-def source_from_callable(func: Callable[..., Any], *args: Any, batch_rows: int = DEFAULT_BATCH_ROWS,
-                         **kwargs: Any) -> Source:
-    """Call ``func(*args, **kwargs)`` and open what it returns."""
-    return open_source(func(*args, **kwargs), batch_rows=batch_rows)

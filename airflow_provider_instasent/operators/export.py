@@ -1,7 +1,8 @@
 """Operators exporting the Instasent audience, a segment or events to SQL tables and Parquet.
 
 Both are thin: they build an :class:`~airflow_provider_instasent.export.Export` from an
-Instasent connection and hand its batches to a writer (``export.sql`` / ``export.parquet``).
+Instasent connection and hand its batches to a writer of the I/O layer
+(:mod:`airflow_provider_instasent.io.sql`, :mod:`airflow_provider_instasent.io.parquet`).
 The scroll and conversion (fetch thread) overlap with the load (task thread).
 They return counts and the target to XCom, never the data. See docs/export.md.
 """
@@ -11,18 +12,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from airflow.sdk import BaseOperator
-
-from .._airflow_compat import BaseHook
 from ..client.errors import InstasentConfigError
-from ..export.engine import DEFAULT_BATCH_SIZE, SOURCES, Export, privacy_level
-from ..export.parquet import write_parquet
-from ..export.schema import TableName
-from ..export.sql import WRITE_DISPOSITIONS, SqlWriter
-from ..hooks.instasent import InstasentHook
+from ..export.engine import DEFAULT_BATCH_SIZE, DEFAULT_PROGRESS_INTERVAL, SOURCES, Export, privacy_level
+from ..io.parquet import write_parquet
+from ..io.sql import WRITE_DISPOSITIONS, SqlWriter, TableName
+from .base import InstasentBaseOperator, object_path, sql_hook
 
 
-class _InstasentExportBase(BaseOperator):
+class _InstasentExportBase(InstasentBaseOperator):
     """Options shared by the export operators.
 
     Args:
@@ -33,6 +30,7 @@ class _InstasentExportBase(BaseOperator):
         attributes: only these attribute columns (audience/segment).
         instasent_conn_id: the Instasent connection.
         project: overrides the connection's project.
+        datasource: overrides the connection's datasource.
         batch_size: rows per Arrow batch: one SQL load step, one Parquet row group.
         page_size: scroll page size (1..100).
         prefetch_pages: pages the fetch thread may read ahead (default: one batch plus 20).
@@ -53,12 +51,10 @@ class _InstasentExportBase(BaseOperator):
         parameter: str | None = None,
         filter: Mapping[str, Any] | None = None,
         attributes: Sequence[str] | None = None,
-        instasent_conn_id: str = "instasent_default",
-        project: str | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
         page_size: int = 100,
         prefetch_pages: int | None = None,
-        progress_interval: float = 5.0,
+        progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -67,8 +63,6 @@ class _InstasentExportBase(BaseOperator):
         self.parameter = parameter
         self.filter = filter
         self.attributes = attributes
-        self.instasent_conn_id = instasent_conn_id
-        self.project = project
         self.batch_size = batch_size
         self.page_size = page_size
         self.prefetch_pages = prefetch_pages
@@ -100,9 +94,6 @@ class _InstasentExportBase(BaseOperator):
             except Exception:  # informative only; the scroll reports real permission errors
                 self.log.debug("could not read the token scopes", exc_info=True)
         return export
-
-    def _hook(self) -> InstasentHook:
-        return InstasentHook(self.instasent_conn_id, project=self.project or None)
 
 
 class InstasentToSqlOperator(_InstasentExportBase):
@@ -153,19 +144,15 @@ class InstasentToSqlOperator(_InstasentExportBase):
         TableName.parse(self.table)
 
     def get_sql_hook(self) -> Any:
-        hook = BaseHook.get_connection(self.sql_conn_id).get_hook(hook_params=self.hook_params or None)
-        if not hasattr(hook, "get_conn") or not hasattr(hook, "insert_rows"):
-            raise InstasentConfigError(
-                f"connection {self.sql_conn_id!r} does not give a common-sql DbApiHook ({type(hook).__name__})"
-            )
-        return hook
+        """The common-sql hook of ``sql_conn_id`` (with ``hook_params``)."""
+        return sql_hook(self.sql_conn_id, self.hook_params)
 
     def execute(self, context: Any) -> dict[str, Any]:
         self._check()
-        sql_hook = self.get_sql_hook()
-        with self._hook().get_conn() as client:
+        target = self.get_sql_hook()
+        with self.hook.get_conn() as client, self.failing_fast(context):
             export = self._export(client)
-            writer = SqlWriter(sql_hook, self.table, export.schema, write_disposition=self.write_disposition,
+            writer = SqlWriter(target, self.table, export.schema, write_disposition=self.write_disposition,
                                key=export.key, logger=self.log)
             self.log.info("exporting %s into %s (%s, %s)", export.describe_target(), writer.target,
                           writer.dialect, self.write_disposition)
@@ -209,11 +196,11 @@ class InstasentToParquetOperator(_InstasentExportBase):
 
     def execute(self, context: Any) -> dict[str, Any]:
         self._check()
-        with self._hook().get_conn() as client:
+        target = object_path(self.path, self.object_storage_conn_id)
+        with self.hook.get_conn() as client, self.failing_fast(context):
             export = self._export(client)
             self.log.info("exporting %s to %s", export.describe_target(), self.path)
-            result = write_parquet(export.batches(), self.path, export.schema,
-                                   compression=self.compression, conn_id=self.object_storage_conn_id,
+            result = write_parquet(export.batches(), target, export.schema, compression=self.compression,
                                    logger=self.log)
         out = export.stats.as_dict()
         out["target"] = {"path": result.path, "row_groups": result.row_groups, "bytes": result.bytes}

@@ -11,40 +11,26 @@ import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-
-from ..client.errors import InstasentHTTPError
-from ..hooks.instasent import InstasentHook
-from ..ingest.engine import IngestOptions
-from ..ingest.errors import IngestError, IngestSchemaError
-from ..ingest.sources import DEFAULT_BATCH_ROWS, ParquetSource, SqlSource
+from ..ingest.engine import DEFAULTS, IngestOptions
+from ..ingest.errors import IngestSchemaError
+from ..ingest.sources import ParquetSource, SqlSource
+from .base import InstasentBaseOperator, as_bool, object_path, sql_hook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 _KINDS = ("contacts", "events")
 
-
-def _push_report(context: Context | Mapping[str, Any], value: dict[str, Any]) -> None:
-    """Push the counts under ``ingest_report`` even when the task fails (no data, counts only)."""
-    ti = context.get("ti") if hasattr(context, "get") else None
-    if ti is not None:
-        try:
-            ti.xcom_push(key="ingest_report", value=value)
-        except Exception:  # XCom is a convenience here; the log has the same numbers
-            pass
+#: The engine options the operator forwards, each under its own name (``dry_run`` is stored as
+#: ``ingest_dry_run``: ``dry_run`` is a BaseOperator method).
+_FORWARDED = (
+    "event_type", "columns", "on_invalid", "max_rejected_ratio", "automations", "nulls", "assume_timezone",
+    "event_id_fields", "unknown_columns", "rejects_table", "max_in_flight", "batch_rows", "max_request_bytes",
+    "preflight", "progress_interval",
+)
 
 
-def _object_path(value: Any, conn_id: str | None) -> Any:
-    """``s3://...`` strings become ObjectStoragePath (with ``conn_id``); others stay as they are."""
-    if isinstance(value, str) and "://" in value and not value.startswith("file://"):
-        from airflow.sdk import ObjectStoragePath
-
-        return ObjectStoragePath(value, conn_id=conn_id) if conn_id else ObjectStoragePath(value)
-    return value
-
-
-class InstasentIngestOperator(BaseOperator):
+class InstasentIngestOperator(InstasentBaseOperator):
     """Validate and push contacts or events into an Instasent datasource.
 
     Exactly one source:
@@ -64,6 +50,8 @@ class InstasentIngestOperator(BaseOperator):
     ``max_request_bytes``, ``preflight``, ``progress_interval``.
 
     ``dry_run`` (templated, stored as ``ingest_dry_run``: ``dry_run`` is a BaseOperator method).
+    Defaults are the engine's (:data:`~airflow_provider_instasent.ingest.engine.DEFAULTS`).
+    ``instasent_conn_id``, ``project``, ``datasource``: see :class:`~.base.InstasentBaseOperator`.
 
     Returns (XCom) the report's counts (``IngestReport.to_dict()``), never the data; when the
     run fails the same counts are pushed under the key ``ingest_report`` before raising.
@@ -76,6 +64,7 @@ class InstasentIngestOperator(BaseOperator):
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql", "columns": "json", "sql_parameters": "json", "op_kwargs": "json"}
     ui_color = "#fde8d7"
+    report_key = "ingest_report"
 
     def __init__(
         self,
@@ -91,25 +80,22 @@ class InstasentIngestOperator(BaseOperator):
         op_kwargs: Mapping[str, Any] | None = None,
         event_type: str | None = None,
         columns: Mapping[str, str | None] | None = None,
-        on_invalid: str = "fail",
-        max_rejected_ratio: float | None = None,
-        dry_run: bool = False,
-        automations: str = "allow",
-        nulls: str = "omit",
-        assume_timezone: str | None = None,
-        event_id_fields: Sequence[str] | None = None,
-        unknown_columns: str = "error",
+        on_invalid: str = DEFAULTS["on_invalid"],
+        max_rejected_ratio: float | None = DEFAULTS["max_rejected_ratio"],
+        dry_run: bool = DEFAULTS["dry_run"],
+        automations: str = DEFAULTS["automations"],
+        nulls: str = DEFAULTS["nulls"],
+        assume_timezone: str | None = DEFAULTS["assume_timezone"],
+        event_id_fields: Sequence[str] | None = DEFAULTS["event_id_fields"],
+        unknown_columns: str = DEFAULTS["unknown_columns"],
         rejects_path: Any = None,
         rejects_table: str | None = None,
         rejects_conn_id: str | None = None,
-        max_in_flight: int = 16,
-        batch_rows: int = DEFAULT_BATCH_ROWS,
-        max_request_bytes: int | None = None,
-        preflight: bool | None = None,
-        progress_interval: float = 10.0,
-        instasent_conn_id: str = InstasentHook.default_conn_name,
-        project: str | None = None,
-        datasource: str | None = None,
+        max_in_flight: int = DEFAULTS["max_in_flight"],
+        batch_rows: int = DEFAULTS["batch_rows"],
+        max_request_bytes: int = DEFAULTS["max_request_bytes"],
+        preflight: bool | None = DEFAULTS["preflight"],
+        progress_interval: float = DEFAULTS["progress_interval"],
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -124,6 +110,8 @@ class InstasentIngestOperator(BaseOperator):
             raise ValueError("sql= needs sql_conn_id= (a common-sql connection)")
         if python_callable is not None and not callable(python_callable):
             raise ValueError("python_callable must be callable")
+        if rejects_table and not rejects_conn_id:
+            raise ValueError("rejects_table= needs rejects_conn_id= (a common-sql connection)")
         self.kind = kind
         self.path = path
         self.path_conn_id = path_conn_id
@@ -137,7 +125,6 @@ class InstasentIngestOperator(BaseOperator):
         self.columns = dict(columns) if columns else None
         self.on_invalid = on_invalid
         self.max_rejected_ratio = max_rejected_ratio
-        # ``dry_run`` would shadow BaseOperator.dry_run(); templated under this name
         self.ingest_dry_run = dry_run
         self.automations = automations
         self.nulls = nulls
@@ -152,49 +139,36 @@ class InstasentIngestOperator(BaseOperator):
         self.max_request_bytes = max_request_bytes
         self.preflight = preflight
         self.progress_interval = progress_interval
-        self.instasent_conn_id = instasent_conn_id
-        self.project = project
-        self.datasource = datasource
         # fail at parse time on option values that templating cannot change
         self._options(parse=True)
 
+    def client_kwargs(self) -> dict[str, Any]:
+        # one pooled HTTP connection per request in flight
+        return {"pool_size": max(16, self.max_in_flight)}
+
     def _options(self, *, parse: bool = False) -> dict[str, Any]:
-        options: dict[str, Any] = {
-            "event_type": self.event_type or None,
-            "columns": self.columns,
-            "on_invalid": self.on_invalid,
-            "max_rejected_ratio": self.max_rejected_ratio,
-            "dry_run": _as_bool(self.ingest_dry_run),
-            "automations": self.automations,
-            "nulls": self.nulls,
-            "assume_timezone": self.assume_timezone,
-            "event_id_fields": self.event_id_fields,
-            "unknown_columns": self.unknown_columns,
-            "rejects_path": None if not self.rejects_path else (
-                self.rejects_path if parse else _object_path(self.rejects_path, self.path_conn_id)),
-            "rejects_table": self.rejects_table or None,
-            "rejects_conn_id": self.rejects_conn_id,
-            "max_in_flight": self.max_in_flight,
-            "batch_rows": self.batch_rows,
-            "preflight": self.preflight,
-            "progress_interval": self.progress_interval,
-            "datasource": self.datasource or None,
-        }
-        if self.max_request_bytes:
-            options["max_request_bytes"] = self.max_request_bytes
+        """The engine options, checked by :class:`IngestOptions` (at parse time, then after templating)."""
+        options: dict[str, Any] = {name: getattr(self, name) for name in _FORWARDED}
+        options.update(event_type=self.event_type or None, rejects_table=self.rejects_table or None,
+                       datasource=self.datasource or None, dry_run=as_bool(self.ingest_dry_run),
+                       rejects_path=self.rejects_path or None,
+                       rejects_conn=self.rejects_conn_id if self.rejects_table else None)
         if parse:  # templated values are checked when the task runs
             options.update(dry_run=False, event_type=None)
         IngestOptions(kind=self.kind, **options)  # type: ignore[arg-type]
+        if not parse:  # the connection ids become objects here, and only here
+            if self.rejects_path:
+                options["rejects_path"] = object_path(self.rejects_path, self.path_conn_id)
+            if self.rejects_table:
+                options["rejects_conn"] = sql_hook(str(self.rejects_conn_id))
         return options
 
     def _source(self) -> Any:
+        """The input for the engine, which opens it with its own ``batch_rows`` and ``columns``."""
         if self.path is not None:
-            return ParquetSource(_object_path(self.path, self.path_conn_id), batch_rows=self.batch_rows,
-                                 conn_id=self.path_conn_id,
-                                 drop=[k for k, v in (self.columns or {}).items() if v is None])
+            return object_path(self.path, self.path_conn_id)
         if self.sql is not None:
-            return SqlSource(self.sql, self.sql_conn_id, parameters=self.sql_parameters or None,
-                             batch_rows=self.batch_rows)
+            return SqlSource(self.sql, sql_hook(str(self.sql_conn_id)), parameters=self.sql_parameters or None)
         assert self.python_callable is not None
         return self.python_callable(*self.op_args, **self.op_kwargs)
 
@@ -203,50 +177,14 @@ class InstasentIngestOperator(BaseOperator):
 
         options = self._options()
         run_id = context.get("run_id") if hasattr(context, "get") else None
-        hook = InstasentHook(self.instasent_conn_id, project=self.project, datasource=self.datasource,
-                             client_kwargs={"pool_size": max(16, self.max_in_flight)})
         data = self._source()
-        with hook.get_conn() as client:
-            try:
-                report = ingest(client, self.kind, data, logger=self.log, run_id=run_id, **options)  # type: ignore[arg-type]
-            except IngestError as exc:
-                if exc.report is not None and hasattr(exc.report, "to_dict"):
-                    _push_report(context, exc.report.to_dict())
-                _fail_fast_if_final(exc)
-                raise
-            except InstasentHTTPError as exc:
-                _fail_fast_if_final(exc)
-                raise
+        with self.hook.get_conn() as client, self.failing_fast(context):
+            report = ingest(client, self.kind, data, logger=self.log, run_id=run_id, **options)  # type: ignore[arg-type]
         self.log.info("%s", report.summary())
         return report.to_dict()
 
 
-def _fail_fast_if_final(exc: Exception) -> None:
-    """Turn errors that a retry cannot fix into ``AirflowFailException`` (no task retry).
-
-    The same input gives the same rejected rows, the same refused automation window and the
-    same unknown columns; a 401/403/404/400 does not heal by itself either. Lost connections,
-    5xx and 429s (``RequestFailedError``) stay retryable: the engine is idempotent.
-    """
-    from .._airflow_compat import AirflowFailException
-    from ..ingest.errors import AutomationsGuardError, RejectedRowsError
-
-    http = exc if isinstance(exc, InstasentHTTPError) else exc.__cause__  # a failed push keeps its cause
-    final = isinstance(exc, (IngestSchemaError, RejectedRowsError, AutomationsGuardError)) or (
-        isinstance(http, InstasentHTTPError) and 400 <= http.status < 500 and http.status != 429
-    )
-    if final:
-        raise AirflowFailException(f"{type(exc).__name__}: {exc} (not retried: a retry would fail the same way)"
-                                   ) from exc
-
-
-def _as_bool(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
-
-
-class InstasentDeleteContactsOperator(BaseOperator):
+class InstasentDeleteContactsOperator(InstasentBaseOperator):
     """Permanently delete datasource contacts by ``_user_id``.
 
     Exactly one source of ids: ``user_ids`` (a list, or a string of ids separated by commas,
@@ -262,6 +200,7 @@ class InstasentDeleteContactsOperator(BaseOperator):
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql"}
     ui_color = "#fde8d7"
+    report_key = "ingest_report"
 
     def __init__(
         self,
@@ -274,11 +213,8 @@ class InstasentDeleteContactsOperator(BaseOperator):
         column: str | None = None,
         missing_ok: bool = True,
         dry_run: bool = False,
-        max_in_flight: int = 16,
-        progress_interval: float = 10.0,
-        instasent_conn_id: str = InstasentHook.default_conn_name,
-        project: str | None = None,
-        datasource: str | None = None,
+        max_in_flight: int = DEFAULTS["max_in_flight"],
+        progress_interval: float = DEFAULTS["progress_interval"],
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -299,9 +235,9 @@ class InstasentDeleteContactsOperator(BaseOperator):
         self.ingest_dry_run = dry_run
         self.max_in_flight = max_in_flight
         self.progress_interval = progress_interval
-        self.instasent_conn_id = instasent_conn_id
-        self.project = project
-        self.datasource = datasource
+
+    def client_kwargs(self) -> dict[str, Any]:
+        return {"pool_size": max(16, self.max_in_flight)}
 
     def _ids(self) -> Any:
         if self.user_ids is not None:
@@ -309,8 +245,8 @@ class InstasentDeleteContactsOperator(BaseOperator):
                 return [p for p in re.split(r"[\s,]+", self.user_ids) if p]
             return list(self.user_ids)
         if self.sql is not None:
-            return SqlSource(self.sql, self.sql_conn_id, parameters=self.sql_parameters or None)
-        path = _object_path(self.path, None)
+            return SqlSource(self.sql, sql_hook(str(self.sql_conn_id)), parameters=self.sql_parameters or None)
+        path = object_path(self.path, None)
         if isinstance(path, str) and path.lower().endswith((".txt", ".ids", ".lst", ".csv")):
             return path
         return ParquetSource(path)
@@ -320,20 +256,9 @@ class InstasentDeleteContactsOperator(BaseOperator):
 
         if not self.datasource and self.datasource is not None:
             raise IngestSchemaError("datasource must not be empty")
-        hook = InstasentHook(self.instasent_conn_id, project=self.project, datasource=self.datasource,
-                             client_kwargs={"pool_size": max(16, self.max_in_flight)})
-        with hook.get_conn() as client:
-            try:
-                report = delete_contacts(client, self._ids(), max_in_flight=self.max_in_flight,
-                                         datasource=self.datasource, missing_ok=self.missing_ok,
-                                         dry_run=_as_bool(self.ingest_dry_run), column=self.column,
-                                         progress_interval=self.progress_interval, logger=self.log)
-            except IngestError as exc:
-                if exc.report is not None and hasattr(exc.report, "to_dict"):
-                    _push_report(context, exc.report.to_dict())
-                _fail_fast_if_final(exc)
-                raise
-            except InstasentHTTPError as exc:
-                _fail_fast_if_final(exc)
-                raise
+        with self.hook.get_conn() as client, self.failing_fast(context):
+            report = delete_contacts(client, self._ids(), max_in_flight=self.max_in_flight,
+                                     datasource=self.datasource, missing_ok=self.missing_ok,
+                                     dry_run=as_bool(self.ingest_dry_run), column=self.column,
+                                     progress_interval=self.progress_interval, logger=self.log)
         return report.to_dict()

@@ -12,7 +12,7 @@ from airflow_provider_instasent.ingest.errors import (
     RejectedRowsError,
     RequestFailedError,
 )
-from airflow_provider_instasent.operators.ingest import _fail_fast_if_final
+from airflow_provider_instasent.operators.base import fail_fast_if_final as _fail_fast_if_final
 
 
 @pytest.mark.parametrize(

@@ -179,8 +179,9 @@ def test_export_modules_import_no_airflow():
 
     code = (
         "import sys\n"
-        "import airflow_provider_instasent.export, airflow_provider_instasent.export.sql\n"
-        "import airflow_provider_instasent.export.parquet\n"
+        "import airflow_provider_instasent.export, airflow_provider_instasent.io.sql\n"
+        "import airflow_provider_instasent.io.parquet, airflow_provider_instasent.io.shards\n"
+        "import airflow_provider_instasent.sharding, airflow_provider_instasent.ingest.report\n"
         "bad = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'))\n"
         "assert not bad, bad\n"
     )

@@ -6,7 +6,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_provider_instasent.export import Export
-from airflow_provider_instasent.export.parquet import resolve_path, write_parquet
+from airflow_provider_instasent.io.parquet import write_parquet
+from airflow_provider_instasent.io.paths import locate
 
 from .export_fakes import FakeClient
 
@@ -54,8 +55,16 @@ def test_object_storage_failure_leaves_nothing(tmp_path):
     assert not target.exists()
 
 
-def test_resolve_path_kinds(tmp_path):
-    assert resolve_path(str(tmp_path / "a.parquet")) == tmp_path / "a.parquet"
-    assert resolve_path(f"file://{tmp_path}/a.parquet") == tmp_path / "a.parquet"
-    osp = resolve_path("s3://bucket/key.parquet")
+def test_path_kinds(tmp_path):
+    from airflow.sdk import ObjectStoragePath
+
+    from airflow_provider_instasent.operators.base import object_path
+
+    assert locate(str(tmp_path / "a.parquet")).path == str(tmp_path / "a.parquet")
+    assert locate(tmp_path / "a.parquet").local
+    assert locate(f"file://{tmp_path}/a.parquet").path == str(tmp_path / "a.parquet")
+    assert locate(ObjectStoragePath(f"file://{tmp_path}/a.parquet")).path == str(tmp_path / "a.parquet")
+    # a URL and its connection become an ObjectStoragePath in the Airflow layer only
+    osp = object_path("s3://bucket/key.parquet")
     assert type(osp).__name__ == "ObjectStoragePath" and str(osp) == "s3://bucket/key.parquet"
+    assert object_path(str(tmp_path)) == str(tmp_path)

@@ -6,14 +6,8 @@ import pyarrow as pa
 import pytest
 
 from airflow_provider_instasent.client.errors import InstasentConfigError
-from airflow_provider_instasent.export.schema import (
-    TIMESTAMP,
-    TableName,
-    audience_schema,
-    create_table_sql,
-    events_schema,
-    quote_identifier,
-)
+from airflow_provider_instasent.export.schema import TIMESTAMP, audience_schema, events_schema
+from airflow_provider_instasent.io.sql import TableName, dialect_named, quote_identifier
 
 from .export_fakes import SPECS
 
@@ -111,6 +105,9 @@ def test_quote_identifier_escapes_quotes():
 def test_create_table_sql_per_dialect():
     schema = audience_schema(SPECS).arrow
     table = TableName.parse("analytics.contacts")
+    def create_table_sql(table, schema, dialect):
+        return dialect_named(dialect).create_table_sql(table, schema)
+
     pg = create_table_sql(table, schema, "postgres")
     assert pg.startswith('CREATE TABLE "analytics"."contacts"')
     assert '"_client_tags" TEXT[]' in pg and '"created_at" TIMESTAMPTZ' in pg

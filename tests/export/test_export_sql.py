@@ -12,7 +12,7 @@ import pytest
 from airflow_provider_instasent.client.errors import InstasentConfigError
 from airflow_provider_instasent.export import Export
 from airflow_provider_instasent.export.engine import prefetch
-from airflow_provider_instasent.export.sql import SqlWriter, detect_dialect, write_sql
+from airflow_provider_instasent.io.sql import SqlWriter, detect_dialect, write_sql
 
 from .export_fakes import SPECS, FakeClient, contact, fetch, sql_hook, tables
 
@@ -184,11 +184,11 @@ def test_detect_dialect_and_bad_disposition(duckdb_conn_id, sqlite_conn_id):
 def test_duckdb_commits_at_each_row_group_and_rolls_back_the_rest(duckdb_conn_id, unique_table, monkeypatch, raw):
     """Batches are split at DuckDB row-group boundaries (7 rows here) and committed there;
     a failure after some commits still leaves the old table and no staging table."""
-    from airflow_provider_instasent.export import sql
+    from airflow_provider_instasent.io.sql import dialects
 
     from .export_fakes import FakeRawClient
 
-    monkeypatch.setattr(sql, "DUCKDB_ROW_GROUP", 7)
+    monkeypatch.setattr(dialects, "DUCKDB_ROW_GROUP", 7)
     client_type = FakeRawClient if raw else FakeClient
     export_to(duckdb_conn_id, unique_table, client_type(n=53), batch_size=10)
     rows = fetch(duckdb_conn_id, f"SELECT audience_id FROM {unique_table} ORDER BY audience_id")

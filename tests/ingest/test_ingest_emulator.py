@@ -186,10 +186,11 @@ def test_sqlite_source(emu, client, tmp_path, monkeypatch):
         conn.execute("CREATE TABLE orders (customer TEXT, id TEXT, total REAL, ts TEXT)")
         conn.executemany("INSERT INTO orders VALUES (?, ?, ?, ?)",
                          [(f"user-{i % 50}", f"o{i}", i * 1.5, f"2024-03-01T10:{i % 60:02d}:00Z") for i in range(321)])
-    monkeypatch.setenv("AIRFLOW_CONN_SHOP", json.dumps({"conn_type": "sqlite", "host": str(db)}))
-    source = SqlSource("SELECT customer, id, total, ts FROM orders", "shop", batch_rows=100)
-    report = write_events(client, source, event_type=ORDER,
-                          columns={"customer": "_user_id", "id": "order_id", "total": "amount", "ts": "_event_date"})
+    with sqlite3.connect(db) as conn:  # a plain DB-API connection: no Airflow connection needed
+        source = SqlSource("SELECT customer, id, total, ts FROM orders", conn, batch_rows=100)
+        report = write_events(client, source, event_type=ORDER,
+                              columns={"customer": "_user_id", "id": "order_id", "total": "amount",
+                                       "ts": "_event_date"})
     assert report.accepted == 321 and events_count(emu) == 321
 
 
@@ -214,8 +215,10 @@ def test_postgres_source_uses_a_server_side_cursor(emu, client, postgres_url, mo
         monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", json.dumps({
             "conn_type": "postgres", "host": u.hostname, "port": u.port or 5432, "login": u.username,
             "password": u.password, "schema": u.path.lstrip("/")}))
+        from airflow_provider_instasent.operators.base import sql_hook
+
         source = SqlSource(f"SELECT user_id AS _user_id, order_id, amount, created AS _event_date FROM {table}",
-                           "warehouse", batch_rows=500)
+                           sql_hook("warehouse"), batch_rows=500)
         report = write_events(client, source, event_type=ORDER)
         assert source.server_side
         assert report.accepted == 2345 and events_count(emu) == 2345

@@ -15,9 +15,8 @@ from airflow_provider_instasent.ingest.sources import (
     ColumnMapper,
     ParquetSource,
     SpooledSource,
-    resolve_parquet,
-    rows_to_batch,
 )
+from airflow_provider_instasent.io.sql import rows_to_batch
 
 
 def rows(source) -> list[dict]:
@@ -70,12 +69,13 @@ def test_parquet_file_glob_directory_and_lists(tmp_path):
     globbed = open_source(str(tmp_path / "part" / "*" / "*.parquet"), batch_rows=4)
     assert globbed.total_rows == 18 and len(rows(globbed)) == 18
     assert max(b.num_rows for b in globbed.batches()) <= 4
+    # one discovery rule for the loader and the shard planner: a file listed twice is read once
     listed = open_source([str(one), str(one)])
-    assert len(rows(listed)) == 10
+    assert len(rows(listed)) == 5
     with pytest.raises(IngestSchemaError, match="no such file"):
         open_source(str(tmp_path / "missing.parquet"))
     with pytest.raises(IngestSchemaError, match="no Parquet files"):
-        resolve_parquet(str(tmp_path / "*.csv"))
+        ParquetSource(str(tmp_path / "*.csv"))
 
 
 def test_parquet_reads_only_kept_columns(tmp_path):
@@ -109,14 +109,23 @@ def test_sqlite_source_streams_with_fetchmany(tmp_path, monkeypatch):
         conn.execute("CREATE TABLE t (user_id TEXT, amount REAL)")
         conn.executemany("INSERT INTO t VALUES (?, ?)", [(f"u{i}", i / 2) for i in range(23)])
     monkeypatch.setenv("AIRFLOW_CONN_INGEST_SQLITE", json.dumps({"conn_type": "sqlite", "host": str(db)}))
-    source = SqlSource("SELECT user_id AS _user_id, amount FROM t WHERE amount >= ? ORDER BY user_id",
-                       "ingest_sqlite", parameters=(0,), batch_rows=10)
+    from airflow_provider_instasent.operators.base import sql_hook
+
+    query = "SELECT user_id AS _user_id, amount FROM t WHERE amount >= ? ORDER BY user_id"
+    source = SqlSource(query, sql_hook("ingest_sqlite"), parameters=(0,), batch_rows=10)
     batches = list(source.batches())
     assert [b.num_rows for b in batches] == [10, 10, 3]
     assert batches[0].schema.names == ["_user_id", "amount"]
     assert not source.server_side
+    # a plain DB-API connection works the same, without Airflow (and is not closed)
+    with sqlite3.connect(db) as conn:
+        lent = list(SqlSource(query, conn, parameters=(0,), batch_rows=10).batches())
+        assert [b.num_rows for b in lent] == [10, 10, 3]
+        assert conn.execute("SELECT count(*) FROM t").fetchone() == (23,)
     with pytest.raises(IngestSchemaError, match="sql_conn_id"):
         SqlSource("SELECT 1")
+    with pytest.raises(IngestSchemaError, match="sql_conn_id"):
+        SqlSource("SELECT 1", "ingest_sqlite")  # a connection id is the operator's to resolve
 
 
 def test_spooled_source_replays_a_one_shot_stream(tmp_path):

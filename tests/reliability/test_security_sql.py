@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 
 from airflow_provider_instasent.client.errors import InstasentConfigError
-from airflow_provider_instasent.export.schema import TableName
 from airflow_provider_instasent.ingest import write_contacts
+from airflow_provider_instasent.io.sql import TableName
+from airflow_provider_instasent.operators.base import sql_hook
 
 from .conftest import ADMIN_TOKEN, make_client
 
@@ -145,7 +146,7 @@ def test_a_malicious_rejects_table_is_refused(emulator, duckdb_target):
     with make_client(emulator.base_url) as client, pytest.raises(InstasentConfigError):
         write_contacts(client, pd.DataFrame({"_user_id": ["ok", ""]}), on_invalid="dead_letter",
                        rejects_table="rej (a int); DROP TABLE keep; CREATE TABLE rej2",
-                       rejects_conn_id="reliability_duckdb")
+                       rejects_conn=sql_hook("reliability_duckdb"))
     assert duckdb_rows(duckdb_target, "SELECT x FROM keep") == [(42,)]
 
 
@@ -153,7 +154,8 @@ def test_the_rejects_table_receives_the_rejects(emulator, sqlite_target):
     """The legitimate path the fix must keep working."""
     with make_client(emulator.base_url) as client:
         report = write_contacts(client, pd.DataFrame({"_user_id": ["ok", ""]}), on_invalid="dead_letter",
-                                rejects_table="ingest_rejects", rejects_conn_id="reliability_sqlite", run_id="r1")
+                                rejects_table="ingest_rejects", rejects_conn=sql_hook("reliability_sqlite"),
+                                run_id="r1")
     assert report.rejected == 1
     with sqlite3.connect(sqlite_target) as conn:
         assert conn.execute("SELECT source_row, field, run_id FROM ingest_rejects").fetchall() == [

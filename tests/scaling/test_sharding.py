@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_provider_instasent import sharding as sh
+from airflow_provider_instasent.io.shards import _cut_points
 
 
 def _write(path: Path, start: int, n: int, row_group_size: int) -> None:
@@ -120,13 +121,13 @@ def test_plan_not_parquet(tmp_path: Path) -> None:
 def test_cut_points_balanced() -> None:
     # ten units of 100 rows -> 4 shards of 300/200/300/200 (closest boundaries)
     cum = [100 * (i + 1) for i in range(10)]
-    cuts = sh._cut_points(cum, 4)
+    cuts = _cut_points(cum, 4)
     assert cuts[-1] == 10 and len(cuts) == 4
     sizes = [cum[c - 1] - (cum[p - 1] if p else 0) for p, c in zip([0, *cuts[:-1]], cuts)]
     assert sorted(sizes) == [200, 200, 300, 300]
     # a huge first unit gets a shard of its own, the rest are still split
     cum = [1000, 1010, 1020, 1030]
-    assert sh._cut_points(cum, 3) == [1, 2, 4]
+    assert _cut_points(cum, 3) == [1, 2, 4]
 
 
 # ---------------------------------------------------------------------------------- reading

@@ -1,0 +1,32 @@
+"""SQL tables for every engine: identifiers, dialects, the staging + swap writer, the reader.
+
+No Airflow import and no connection ids: callers pass a common-sql ``DbApiHook``, a DB-API
+connection or a SQLAlchemy connection/engine (:func:`database`).
+"""
+
+from .database import Database, database, detect_dialect
+from .dialects import DUCKDB_ROW_GROUP, Dialect, dialect_named
+from .identifiers import TableName, check_identifier, quote_identifier, source_sql
+from .reader import QueryReader, read_query, rows_to_batch
+from .writer import WRITE_DISPOSITIONS, SqlWriter, SqlWriteResult, WriteDisposition, write_sql
+
+__all__ = [
+    "DUCKDB_ROW_GROUP",
+    "WRITE_DISPOSITIONS",
+    "Database",
+    "Dialect",
+    "QueryReader",
+    "SqlWriteResult",
+    "SqlWriter",
+    "TableName",
+    "WriteDisposition",
+    "check_identifier",
+    "database",
+    "detect_dialect",
+    "dialect_named",
+    "quote_identifier",
+    "read_query",
+    "rows_to_batch",
+    "source_sql",
+    "write_sql",
+]

@@ -1,0 +1,235 @@
+"""Load record batches into a SQL table: staging table, then one atomic swap.
+
+Every write disposition first loads a *staging* table (same schema, a random name next to
+the target) with the database's bulk loader (:mod:`.dialects`), then applies it to the
+target in one transaction (docs/adr/0003-atomic-replace.md):
+
+* ``replace``: the staging table takes the target's place (``DROP`` + ``RENAME``; MySQL: one
+  ``RENAME TABLE``), so a reader sees the old table or the new one, never a half-loaded or
+  missing table;
+* ``append``: ``INSERT INTO target SELECT ... FROM staging``;
+* ``merge``: ``DELETE FROM target WHERE key IN (SELECT key FROM staging)`` then the insert:
+  an upsert on ``key``.
+
+For ``append``/``merge`` a target that does not exist yet is created (the staging table is
+renamed), and columns the target lacks (a new custom attribute) are added first. A failure
+at any point leaves the target as it was and drops the staging table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pyarrow as pa
+
+from ...client.errors import InstasentConfigError
+from .database import Database, database
+from .identifiers import TableName
+
+__all__ = ["WRITE_DISPOSITIONS", "SqlWriteResult", "SqlWriter", "WriteDisposition", "write_sql"]
+
+log = logging.getLogger(__name__)
+
+WriteDisposition = Literal["replace", "append", "merge"]
+WRITE_DISPOSITIONS: tuple[str, ...] = ("replace", "append", "merge")
+
+
+@dataclass
+class SqlWriteResult:
+    table: str
+    dialect: str
+    write_disposition: str
+    rows: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"table": self.table, "dialect": self.dialect, "write_disposition": self.write_disposition,
+                "rows": self.rows, "seconds": round(self.seconds, 3)}
+
+
+class SqlWriter:
+    """Writes one stream of batches into ``table`` (see the module doc).
+
+    Args:
+        db: a common-sql ``DbApiHook``, a DB-API or SQLAlchemy connection (see :mod:`.database`).
+        table: ``table`` or ``schema.table``.
+        schema: the Arrow schema of every batch.
+        write_disposition: ``replace``, ``append`` or ``merge``.
+        key: the merge key (a column of ``schema``).
+        dialect: force a dialect instead of detecting it.
+    """
+
+    def __init__(
+        self,
+        db: Any,
+        table: str,
+        schema: pa.Schema,
+        *,
+        write_disposition: str = "replace",
+        key: str | None = None,
+        dialect: str | None = None,
+        logger: Any = None,
+    ) -> None:
+        if write_disposition not in WRITE_DISPOSITIONS:
+            raise InstasentConfigError(
+                f"write_disposition must be one of {', '.join(WRITE_DISPOSITIONS)}; got {write_disposition!r}"
+            )
+        self.db: Database = Database(db, dialect=dialect) if dialect else database(db)
+        self.sql = self.db.dialect
+        self.target = TableName.parse(table)
+        self.schema = schema
+        self.disposition = write_disposition
+        if write_disposition == "merge" and (not key or key not in schema.names):
+            raise InstasentConfigError(f"merge needs a key column that is in the schema; got {key!r}")
+        self.key = key
+        self.log = logger or log
+        for name in schema.names:
+            self.sql.qi(name)  # refuse unusable column names up front
+        self.staging = self.target.with_name(f"{self.target.name[: 63 - 14]}__stg_{secrets.token_hex(4)}")
+        self.rows = 0
+
+    @property
+    def hook(self) -> Any:
+        return self.db.target
+
+    @property
+    def dialect(self) -> str:
+        return self.sql.name
+
+    # -- steps ---------------------------------------------------------------------------------
+    def _ddl(self, conn: Any, sql: str) -> None:
+        """A statement in its own committed transaction (used when the load has its own connections)."""
+        cur = conn.cursor()
+        self.sql.begin(cur)
+        cur.execute(sql)
+        self.sql.commit(conn, cur)
+
+    def _drop_staging(self) -> None:
+        try:
+            with self.db.connection() as conn:
+                saved = self.sql.prepare(conn)
+                self._ddl(conn, f"DROP TABLE IF EXISTS {self.sql.qt(self.staging)}")
+                self.sql.restore(conn, saved)
+        except Exception:
+            self.log.warning("could not drop the staging table %s", self.staging, exc_info=True)
+
+    def _apply(self, conn: Any) -> None:
+        """Swap or merge the staging table into the target, in one transaction."""
+        sql, cur = self.sql, conn.cursor()
+        try:
+            sql.begin(cur)
+            existing = sql.existing_columns(conn, cur, self.target)
+            target, staging = sql.qt(self.target), sql.qt(self.staging)
+            if existing is None or self.disposition == "replace":
+                sql.replace(cur, self.staging, self.target, exists=existing is not None)
+            else:
+                have = {c.casefold() for c in existing}
+                for f in self.schema:
+                    if f.name.casefold() not in have:
+                        self.log.info("adding column %s to %s", f.name, self.target)
+                        cur.execute(f"ALTER TABLE {target} ADD COLUMN {sql.qi(f.name)} {sql.sql_type(f.type)}")
+                cols = ", ".join(sql.qi(n) for n in self.schema.names)
+                if self.disposition == "merge":
+                    assert self.key is not None
+                    k = sql.qi(self.key)
+                    cur.execute(f"DELETE FROM {target} WHERE {k} IN (SELECT {k} FROM {staging})")
+                cur.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging}")
+                cur.execute(f"DROP TABLE {staging}")
+            sql.commit(conn, cur)
+        except BaseException:
+            sql.rollback(conn, cur)
+            raise
+
+    def _load_all(self, conn: Any, batches: Iterable[pa.RecordBatch]) -> None:
+        loader = self.sql.loader(conn, self.staging, self.schema.names, self.db.placeholder)
+        for batch in batches:
+            if batch.schema.names != self.schema.names:
+                raise InstasentConfigError("a batch does not match the export schema")
+            if batch.num_rows:
+                loader.load(batch)
+                self.rows += batch.num_rows
+        loader.finish()
+
+    # -- public --------------------------------------------------------------------------------
+    def write(self, batches: Iterable[pa.RecordBatch]) -> SqlWriteResult:
+        """Load every batch into the staging table, then apply it to the target atomically."""
+        started = time.monotonic()
+        sql = self.sql
+        create = sql.create_table_sql(self.staging, self.schema)
+        try:
+            with self.db.connection() as conn:
+                saved = sql.prepare(conn)
+                try:
+                    if sql.one_connection and not sql.explicit_transactions:
+                        # PostgreSQL: staging, load and swap in one transaction; a failure
+                        # takes the staging table with it.
+                        cur = conn.cursor()
+                        try:
+                            cur.execute(create)
+                            self._load_all(conn, batches)
+                        except BaseException:
+                            sql.rollback(conn, cur)
+                            raise
+                        self._apply(conn)
+                    else:
+                        self._ddl(conn, create)
+                        try:
+                            if sql.one_connection:
+                                self._load_all(conn, batches)
+                            else:
+                                self._load_generic(conn, batches)
+                            self._apply(conn)
+                        except BaseException:
+                            sql.rollback(conn)
+                            self._drop_staging()
+                            raise
+                finally:
+                    sql.restore(conn, saved)
+        finally:
+            _close(batches)  # stop a producer thread at once if the load failed
+        seconds = time.monotonic() - started
+        self.log.info("loaded %d rows into %s (%s, %s) in %.1fs", self.rows, self.target, self.dialect,
+                      self.disposition, seconds)
+        return SqlWriteResult(str(self.target), self.dialect, self.disposition, self.rows, seconds)
+
+    def _load_generic(self, conn: Any, batches: Iterable[pa.RecordBatch]) -> None:
+        """``executemany`` databases: each batch in its own committed transaction."""
+        loader = self.sql.loader(conn, self.staging, self.schema.names, self.db.placeholder)
+        for batch in batches:
+            if batch.schema.names != self.schema.names:
+                raise InstasentConfigError("a batch does not match the export schema")
+            if not batch.num_rows:
+                continue
+            cur = conn.cursor()
+            self.sql.begin(cur)
+            loader.load(batch)
+            self.sql.commit(conn, cur)
+            self.rows += batch.num_rows
+        loader.finish()
+
+
+def _close(iterable: Any) -> None:
+    close = getattr(iterable, "close", None)
+    if callable(close):
+        with contextlib.suppress(Exception):
+            close()
+
+
+def write_sql(
+    batches: Iterable[pa.RecordBatch],
+    db: Any,
+    table: str,
+    schema: pa.Schema,
+    *,
+    write_disposition: str = "replace",
+    key: str | None = None,
+    logger: Any = None,
+) -> SqlWriteResult:
+    """Write ``batches`` (all with ``schema``) into ``table`` of ``db`` (a hook or a connection)."""
+    return SqlWriter(db, table, schema, write_disposition=write_disposition, key=key, logger=logger).write(batches)

@@ -1,0 +1,119 @@
+"""What every Instasent operator shares: one ``hook``, one error mapping, one resolver.
+
+The Airflow layer is the only place where a connection id becomes an object (docs/architecture.md):
+:func:`sql_hook` turns a ``conn_id`` into a common-sql ``DbApiHook`` and :func:`object_path`
+turns a URL and a ``conn_id`` into an ``ObjectStoragePath``; the engines below receive those.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from functools import cached_property
+from typing import Any
+
+from .._airflow_compat import AirflowFailException, BaseHook, BaseOperator
+from ..client.errors import InstasentConfigError, InstasentHTTPError
+from ..hooks.instasent import InstasentHook
+from ..ingest.errors import AutomationsGuardError, IngestError, IngestSchemaError, RejectedRowsError
+
+
+def sql_hook(conn_id: str, hook_params: Mapping[str, Any] | None = None) -> Any:
+    """The common-sql ``DbApiHook`` of Airflow connection ``conn_id``."""
+    hook = BaseHook.get_connection(conn_id).get_hook(hook_params=dict(hook_params) if hook_params else None)
+    if not hasattr(hook, "get_conn") or not hasattr(hook, "get_records"):
+        raise InstasentConfigError(
+            f"connection {conn_id!r} does not give a common-sql DbApiHook ({type(hook).__name__})")
+    return hook
+
+
+def object_path(value: Any, conn_id: str | None = None) -> Any:
+    """A URL string (``s3://...``) as an ``ObjectStoragePath`` with ``conn_id``; anything else as it is."""
+    if isinstance(value, str) and "://" in value and not value.startswith("file://"):
+        from airflow.sdk import ObjectStoragePath
+
+        return ObjectStoragePath(value, conn_id=conn_id) if conn_id else ObjectStoragePath(value)
+    return value
+
+
+def as_bool(value: Any) -> bool:
+    """A templated flag: ``"true"``, ``"1"``, ``"yes"``, ``"on"`` (any case) or a real bool."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+def push_counts(context: Any, key: str, value: dict[str, Any]) -> None:
+    """Push counts to XCom under ``key`` even when the task fails (never data)."""
+    ti = context.get("ti") if hasattr(context, "get") else None
+    if ti is not None:
+        with contextlib.suppress(Exception):  # XCom is a convenience here; the log has the same numbers
+            ti.xcom_push(key=key, value=value)
+
+
+def is_final(exc: BaseException) -> bool:
+    """True for errors a retry cannot fix.
+
+    The same input gives the same rejected rows, the same refused automation window and the
+    same unknown columns; a 400/401/403/404/422 does not heal by itself either. Lost
+    connections, 5xx and 429s stay retryable: the engines are idempotent.
+    """
+    http = exc if isinstance(exc, InstasentHTTPError) else exc.__cause__  # a failed push keeps its cause
+    return isinstance(exc, (IngestSchemaError, RejectedRowsError, AutomationsGuardError)) or (
+        isinstance(http, InstasentHTTPError) and 400 <= http.status < 500 and http.status != 429
+    )
+
+
+def fail_fast_if_final(exc: BaseException) -> None:
+    """Raise ``AirflowFailException`` (no task retry) from ``exc`` when :func:`is_final`."""
+    if is_final(exc):
+        raise AirflowFailException(
+            f"{type(exc).__name__}: {exc} (not retried: a retry would fail the same way)") from exc
+
+
+class InstasentBaseOperator(BaseOperator):
+    """Base of the Instasent operators: the connection arguments, ``hook`` and :meth:`failing_fast`.
+
+    Args:
+        instasent_conn_id: the Instasent connection (default ``instasent_default``).
+        project: overrides the connection's project.
+        datasource: overrides the connection's datasource.
+    """
+
+    #: XCom key of the counts pushed when the task fails (``None``: nothing pushed)
+    report_key: str | None = None
+
+    def __init__(
+        self,
+        *,
+        instasent_conn_id: str = InstasentHook.default_conn_name,
+        project: str | None = None,
+        datasource: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.instasent_conn_id = instasent_conn_id
+        self.project = project
+        self.datasource = datasource
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Extra :class:`~airflow_provider_instasent.client.InstasentClient` arguments."""
+        return {}
+
+    @cached_property
+    def hook(self) -> InstasentHook:
+        """The Instasent hook (built once per task instance, after templating)."""
+        return InstasentHook(self.instasent_conn_id, project=self.project or None,
+                             datasource=self.datasource or None, client_kwargs=self.client_kwargs())
+
+    @contextlib.contextmanager
+    def failing_fast(self, context: Any) -> Iterator[None]:
+        """Map engine errors: push the counts, and fail without retries when a retry cannot help."""
+        try:
+            yield
+        except (IngestError, InstasentHTTPError) as exc:
+            partial = getattr(exc, "report", None)
+            if self.report_key and partial is not None and hasattr(partial, "to_dict"):
+                push_counts(context, self.report_key, partial.to_dict())
+            fail_fast_if_final(exc)
+            raise
