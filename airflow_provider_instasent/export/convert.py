@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from ..datatypes import parse_bool
 from .schema import ExportSchema
 
 log = logging.getLogger(__name__)
@@ -32,8 +33,6 @@ log = logging.getLogger(__name__)
 _INVALID = object()  # marker returned by a coercer for a value that does not fit
 _ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError, TypeError,
                  ValueError)
-_TRUE = {"1", "true", "t", "yes", "y", "on"}
-_FALSE = {"0", "false", "f", "no", "n", "off", ""}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _LIST_OR_NONE = frozenset({list, type(None)})
 _ENTITIES = "entities"  # a scroll page's list of entities
@@ -124,17 +123,10 @@ def _to_int(v: Any) -> Any:
 
 
 def _to_bool(v: Any) -> Any:
-    if v is None or isinstance(v, bool):
-        return v
-    if isinstance(v, (int, float)) and v in (0, 1):
-        return bool(v)
-    if isinstance(v, str):
-        text = v.strip().lower()
-        if text in _TRUE:
-            return True
-        if text in _FALSE:
-            return None if text == "" else False
-    return _INVALID
+    if v is None or (isinstance(v, str) and not v.strip()):
+        return None
+    parsed = parse_bool(v)
+    return _INVALID if parsed is None else parsed
 
 
 def _parse_datetime(v: Any) -> Any:

@@ -27,6 +27,7 @@ from typing import Any, Literal
 import pyarrow as pa
 
 from ..client.errors import InstasentConfigError
+from ..datatypes import ARROW_TYPES, KINDS, arrow_type, multivalue_limit
 
 log = logging.getLogger(__name__)
 
@@ -34,27 +35,9 @@ log = logging.getLogger(__name__)
 TIMESTAMP = pa.timestamp("ms", tz="UTC")
 STRING_LIST = pa.list_(pa.string())
 
-#: Attribute ``dataType`` (lower-cased) -> Arrow type. Anything else is exported as a string.
-DATA_TYPES: dict[str, pa.DataType] = {
-    "string": pa.string(),
-    "text": pa.string(),
-    "payload": pa.string(),
-    "email": pa.string(),
-    "phone": pa.string(),
-    "url": pa.string(),
-    "country": pa.string(),
-    "number": pa.float64(),
-    "float": pa.float64(),
-    "double": pa.float64(),
-    "decimal": pa.float64(),
-    "integer": pa.int64(),
-    "int": pa.int64(),
-    "date": pa.date32(),
-    "bool": pa.bool_(),
-    "boolean": pa.bool_(),
-    "datetime": TIMESTAMP,
-    "timestamp": TIMESTAMP,
-}
+#: Attribute ``dataType`` (lower-cased) -> Arrow type, from the one table in
+#: :mod:`..datatypes`. Anything else is exported as a string.
+DATA_TYPES: dict[str, pa.DataType] = {spelling: ARROW_TYPES[kind] for spelling, kind in KINDS.items()}
 
 #: Attributes always exported as ``list<string>`` (source tracking of the merged contact).
 SOURCE_TRACKING = ("_datasources", "_ds_contact_ids")
@@ -122,11 +105,7 @@ class ExportSchema:
 
 
 def _multivalue(spec: Mapping[str, Any]) -> bool:
-    raw = spec.get("multivalue", spec.get("multiValue"))
-    try:
-        return raw is not None and not isinstance(raw, bool) and int(raw) > 1
-    except (TypeError, ValueError):
-        return False
+    return multivalue_limit(spec) > 1
 
 
 def arrow_type_for_spec(spec: Mapping[str, Any]) -> pa.DataType:
@@ -134,7 +113,7 @@ def arrow_type_for_spec(spec: Mapping[str, Any]) -> pa.DataType:
     uid = str(spec.get("uid") or "")
     if uid in SOURCE_TRACKING:
         return STRING_LIST
-    base = DATA_TYPES.get(str(spec.get("dataType") or "").strip().lower(), pa.string())
+    base = arrow_type(spec.get("dataType"))
     return pa.list_(base) if _multivalue(spec) else base
 
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from ..datatypes import KINDS, DataKind, data_kind, multivalue_limit
 from .errors import IngestSchemaError
 
 if TYPE_CHECKING:
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Kind = Literal["contacts", "events"]
-DataType = Literal["string", "email", "phone", "number", "integer", "bool", "date", "datetime", "any"]
+DataType = DataKind
 
 #: Reserved event keys. ``_event_parameters`` and ``_user_data`` are objects.
 USER_ID = "_user_id"
@@ -41,21 +42,8 @@ EVENT_RESERVED = (USER_ID, EVENT_ID, EVENT_TYPE, EVENT_DATE, EVENT_PARAMETERS, U
 #: Longest ``_user_id`` / ``_event_id`` the API takes.
 MAX_ID_LENGTH = 255
 
-#: ``dataType`` values seen in the API (and a few likely ones) and how they are checked.
-_TYPE_MAP: dict[str, DataType] = {
-    **dict.fromkeys(
-        ("string", "text", "payload", "url", "uri", "keyword", "enum", "select", "str",
-         "country", "language", "locale", "tag", "tags"),
-        "string",
-    ),
-    **dict.fromkeys(("number", "float", "double", "decimal", "money", "amount", "numeric"), "number"),
-    **dict.fromkeys(("int", "integer", "long", "bigint"), "integer"),
-    **dict.fromkeys(("bool", "boolean"), "bool"),
-    "email": "email",
-    **dict.fromkeys(("phone", "mobile", "phone_mobile"), "phone"),
-    "date": "date",
-    **dict.fromkeys(("datetime", "date-time", "date_time", "timestamp", "time"), "datetime"),
-}
+#: ``dataType`` spelling -> the checks applied to it: the one table in :mod:`..datatypes`.
+_TYPE_MAP: Mapping[str, DataType] = KINDS
 
 #: ``_user_id`` / ``_event_id``: a string with at least one non-blank character.
 ID_SCHEMA: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": r"\S"}
@@ -65,7 +53,7 @@ DATETIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 
 def normalise_type(raw: Any) -> DataType:
     """Map an API ``dataType`` to the checks applied to it (unknown types: ``"any"``)."""
-    return _TYPE_MAP.get(str(raw or "").strip().lower(), "any")
+    return data_kind(raw)
 
 
 def _as_int(value: Any) -> int:
@@ -93,7 +81,7 @@ class FieldSpec:
 
     @classmethod
     def from_attribute(cls, spec: Mapping[str, Any]) -> FieldSpec:
-        multi = _as_int(spec.get("multivalue", spec.get("multiValue")))
+        multi = multivalue_limit(spec)
         max_length = _as_int(spec.get("maxLength")) or None
         return cls(
             name=str(spec["uid"]),
@@ -101,13 +89,13 @@ class FieldSpec:
             raw_type=str(spec.get("dataType") or ""),
             required=False,
             max_length=max_length,
-            multi=multi if multi > 1 else 0,
+            multi=multi,
             read_only=bool(spec.get("readOnly", spec.get("readonly", False))),
         )
 
     @classmethod
     def from_parameter(cls, spec: Mapping[str, Any]) -> FieldSpec:
-        multi = _as_int(spec.get("multiValue", spec.get("multivalue")))
+        multi = multivalue_limit(spec)
         max_length = _as_int(spec.get("maxLength")) or None
         return cls(
             name=str(spec.get("parameter") or spec.get("uid")),
@@ -115,7 +103,7 @@ class FieldSpec:
             raw_type=str(spec.get("dataType") or ""),
             required=bool(spec.get("required", False)),
             max_length=max_length,
-            multi=multi if multi > 1 else 0,
+            multi=multi,
         )
 
     def scalar_schema(self) -> dict[str, Any]:

@@ -28,6 +28,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ..datatypes import FALSE_STRINGS, TRUE_STRINGS
 from .errors import IngestSchemaError
 from .specs import (
     EVENT_DATE,
@@ -52,8 +53,8 @@ _ISO_WITH_TZ = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(Z|z|[+-]
 _ISO_NAIVE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?$"
 _DATE = r"^\d{4}-\d{2}-\d{2}$"
 _NUMBER = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
-_TRUE = ("1", "true", "t", "yes", "y")
-_FALSE = ("0", "false", "f", "no", "n")
+_TRUE = sorted(TRUE_STRINGS)
+_FALSE = sorted(FALSE_STRINGS)
 
 ID_SPEC = FieldSpec(USER_ID, "string", "string", required=True, max_length=MAX_ID_LENGTH)
 _EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
