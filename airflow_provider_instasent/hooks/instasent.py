@@ -8,25 +8,20 @@ exception message.
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import Any
 
 from .._airflow_compat import BaseHook
 from ..client import InstasentClient, InstasentError
 from ..client.endpoints import DEFAULT_BASE_URL, DEFAULT_DATASOURCE
+from ..datatypes import parse_bool
 
 
 def _as_bool_or_path(value: Any) -> bool | str:
+    """``verify``: true when unset, a boolean word, or else the path of a CA bundle."""
     if value is None or value == "":
         return True
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip()
-    if text.lower() in {"true", "1", "yes", "on"}:
-        return True
-    if text.lower() in {"false", "0", "no", "off"}:
-        return False
-    return text  # a CA bundle path
+    flag = parse_bool(value)
+    return str(value).strip() if flag is None else flag
 
 
 class InstasentHook(BaseHook):
@@ -103,11 +98,6 @@ class InstasentHook(BaseHook):
     def get_conn(self) -> InstasentClient:
         """A new client configured from the connection (callers should close it)."""
         return InstasentClient(**self.client_config())
-
-    @cached_property
-    def client(self) -> InstasentClient:
-        """A client shared by this hook instance."""
-        return self.get_conn()
 
     def test_connection(self) -> tuple[bool, str]:
         """Probe ``GET /v1/`` (or ``GET /stream`` for a datasource token) and report the scopes."""

@@ -1,8 +1,8 @@
 """Normalised Arrow columns → item dicts → request bodies of ≤100 items and ≤N bytes (orjson).
 
 Items are built column-wise (one Python list per column, then one dict per row) and a whole
-request is encoded with a single ``orjson.dumps`` call (per-item calls cost 3-5x more). When a
-body passes the byte ceiling (rare: 100 typical items are ~30 KB), that request is re-packed
+request is encoded with a single ``orjson.dumps`` call (cheaper than per-item calls: figures in
+docs/performance.md). When a body passes the byte ceiling (rare for typical items), that request is re-packed
 item by item by size; an item larger than the ceiling on its own is rejected locally.
 
 Null policy (``nulls=``):
@@ -83,8 +83,8 @@ def rows_to_dicts(names: Sequence[str], arrays: Sequence[pa.Array], nulls: NullP
 def _event_builder(pnames: tuple[str, ...], with_date: bool) -> Callable[..., list[dict[str, Any]]]:
     """A function building event dicts with the parameters ``pnames`` in one comprehension.
 
-    Generated once per shape (about 30% faster than building the parameter dicts apart and
-    zipping them in). Names are embedded with ``repr``, so any string is safe.
+    Generated once per shape (faster than building the parameter dicts apart and zipping them
+    in; docs/performance.md). Names are embedded with ``repr``, so any string is safe.
     """
     args = [f"p{i}" for i in range(len(pnames))]
     params = ", ".join(f"{name!r}: {arg}" for name, arg in zip(pnames, args))

@@ -14,6 +14,7 @@ from typing import Any
 
 from .._airflow_compat import AirflowFailException, BaseHook, BaseOperator
 from ..client.errors import InstasentConfigError, InstasentHTTPError
+from ..datatypes import parse_bool
 from ..hooks.instasent import InstasentHook
 from ..ingest.errors import AutomationsGuardError, IngestError, IngestSchemaError, RejectedRowsError
 
@@ -37,9 +38,17 @@ def object_path(value: Any, conn_id: str | None = None) -> Any:
 
 
 def as_bool(value: Any) -> bool:
-    """A templated flag: ``"true"``, ``"1"``, ``"yes"``, ``"on"`` (any case) or a real bool."""
+    """A templated flag: a bool, or a word of :data:`~airflow_provider_instasent.datatypes.TRUE_STRINGS`.
+
+    Anything that is not a boolean word is refused, so a typo never turns a dry run into a real one.
+    """
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return False
     if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
+        flag = parse_bool(value)
+        if flag is None:
+            raise InstasentConfigError(f"expected true or false, got {value!r}")
+        return flag
     return bool(value)
 
 
