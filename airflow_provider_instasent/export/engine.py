@@ -26,6 +26,7 @@ import pyarrow as pa
 from ..client import InstasentClient
 from ..client.endpoints import MAX_SCROLL_LIMIT
 from ..client.errors import InstasentConfigError
+from ..progress import Progress
 from .convert import BatchBuilder, InvalidValues
 from .schema import ExportSchema, audience_schema, events_schema
 
@@ -104,27 +105,6 @@ class ExportStats:
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_per_second, 1),
         }
-
-
-class _Progress:
-    """Logs rows and rows/s at most every ``interval`` seconds."""
-
-    def __init__(self, stats: ExportStats, interval: float, logger: Any) -> None:
-        self.stats = stats
-        self.interval = interval
-        self.log = logger
-        self._next = time.monotonic() + interval
-
-    def tick(self, rows: int) -> None:
-        now = time.monotonic()
-        if self.interval <= 0 or now < self._next:
-            return
-        self._next = now + self.interval
-        s = self.stats
-        elapsed = now - s.started
-        of = f" of {s.total_hits}" if s.total_hits is not None else ""
-        self.log.info("export %s: %d%s rows in %.1fs (%.0f rows/s)", s.source, rows, of, elapsed,
-                      rows / elapsed if elapsed > 0 else 0.0)
 
 
 _DONE = object()
@@ -369,7 +349,7 @@ class Export:
         arrow_schema = schema.arrow
         stats = self.stats
         stats.started = time.monotonic()
-        progress = _Progress(stats, self.progress_interval, self.log)
+        progress = Progress(self.log, f"export {stats.source}", self.progress_interval)
         self.log.info("export %s: scrolling %d per page into batches of %d rows", self.describe_target(),
                       self.page_size, self.batch_size)
         queue_chunks = max(1, -(-self.prefetch_pages // self.chunk_pages))
@@ -400,6 +380,7 @@ class Export:
             for chunk in chunks:
                 parts.append(chunk)
                 buffered += chunk.num_rows
+                progress.total = stats.total_hits  # known after the first page
                 progress.tick(stats.rows + buffered)
                 yield from emit(final=False)
             yield from emit(final=True)

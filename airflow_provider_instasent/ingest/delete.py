@@ -10,14 +10,15 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from ..client.errors import NotFoundError
+from ..progress import Progress
 from .errors import IngestError, IngestSchemaError
+from .sender import BoundedPool, Done
 from .sources import SqlSource, open_source
 
 log = logging.getLogger("airflow_provider_instasent.ingest")
@@ -108,7 +109,7 @@ def delete_contacts(client: Any, user_ids: Any, *, max_in_flight: int = 16, data
     """
     logger = logger or log
     report = DeleteReport(dry_run=dry_run)
-    started = last = time.monotonic()
+    started = time.monotonic()
     ids = user_ids_from(user_ids, column=column)
     if dry_run:
         for _ in ids:
@@ -124,36 +125,28 @@ def delete_contacts(client: Any, user_ids: Any, *, max_in_flight: int = 16, data
         except NotFoundError:
             return "missing"
 
-    def settle(done: Iterable[Future[str]]) -> None:
-        for fut in done:
-            user_id = pending.pop(fut)
-            try:
-                outcome = fut.result()
-            except Exception as exc:
+    def settle(done: Iterable[Done[str]]) -> None:
+        for d in done:
+            if d.error is not None:
                 report.failed += 1
                 if len(report.failures) < 1000:
-                    report.failures.append((user_id, str(exc)))
-                continue
-            if outcome == "deleted":
+                    report.failures.append((d.item, str(d.error)))
+            elif d.result == "deleted":
                 report.deleted += 1
             else:
                 report.missing += 1
 
-    pending: dict[Future[str], str] = {}
-    with ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="instasent-delete") as pool:
+    progress = Progress(logger, "delete", progress_interval, unit="requested")
+    pool: BoundedPool[str] = BoundedPool(max_in_flight, name="instasent-delete")
+    try:
         for user_id in ids:
-            while len(pending) >= max_in_flight:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                settle(done)
+            settle(pool.submit(one, user_id))
             report.requested += 1
-            pending[pool.submit(one, user_id)] = user_id
-            now = time.monotonic()
-            if progress_interval > 0 and now - last >= progress_interval:
-                last = now
-                logger.info("instasent delete: %d requested, %d deleted, %d missing, %d failed",
-                            report.requested, report.deleted, report.missing, report.failed)
-        done, _ = wait(pending)
-        settle(done)
+            progress.tick(report.requested, f"{report.deleted} deleted, {report.missing} missing, "
+                                            f"{report.failed} failed")
+        settle(pool.drain())
+    finally:
+        pool.close(cancel=True)
     report.elapsed_s = time.monotonic() - started
     logger.info("instasent delete: %d requested, %d deleted, %d missing (already absent), %d failed in %.1fs",
                 report.requested, report.deleted, report.missing, report.failed, report.elapsed_s)

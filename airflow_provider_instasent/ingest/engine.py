@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..client.endpoints import MAX_ITEMS_PER_PUSH
+from ..progress import Progress
 from .encode import DEFAULT_MAX_REQUEST_BYTES, Chunker, EncodedBatch, Encoder, Request
 from .errors import (
     AutomationsGuardError,
@@ -154,42 +155,8 @@ def _user_id_strings(batch: pa.RecordBatch) -> list[Any]:
         return [None] * batch.num_rows
 
 
-class Progress:
-    """Logs rows, rows/s, rejects and the ETA every ``interval`` seconds."""
-
-    def __init__(self, logger: Any, kind: str, interval: float, total: int | None) -> None:
-        self.log = logger
-        self.kind = kind
-        self.interval = interval
-        self.total = total
-        self.started = time.monotonic()
-        self.last = self.started
-
-    def tick(self, report: IngestReport, *, force: bool = False, phase: str = "") -> None:
-        now = time.monotonic()
-        if not force and (self.interval <= 0 or now - self.last < self.interval):
-            return
-        self.last = now
-        elapsed = max(now - self.started, 1e-9)
-        rate = report.rows / elapsed
-        where = f"{report.rows}" + (f"/{self.total} ({100.0 * report.rows / self.total:.1f}%)" if self.total else "")
-        eta = ""
-        if self.total and rate > 0 and report.rows < self.total:
-            eta = f", ETA {_duration((self.total - report.rows) / rate)}"
-        self.log.info(
-            "instasent %s%s: %s rows read, %.0f rows/s, %d accepted, %d rejected, %d requests%s",
-            self.kind, f" {phase}" if phase else "", where, rate, report.accepted, report.rejected,
-            report.requests, eta,
-        )
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+def _counts(report: IngestReport) -> str:
+    return f"{report.accepted} accepted, {report.rejected} rejected, {report.requests} requests"
 
 
 class IngestRun:
@@ -329,7 +296,8 @@ class IngestRun:
     def _preflight(self, source: Source, validator: Validator) -> None:
         """Validate everything and count the automation window before sending anything."""
         opts, report = self.opts, self.report
-        progress = Progress(self.log, opts.kind, opts.progress_interval, source.total_rows)
+        progress = Progress(self.log, f"{opts.kind} preflight", opts.progress_interval, source.total_rows,
+                            unit="rows read")
         in_window = 0
         for offset, batch in self._batches(source):
             report.rows += batch.num_rows
@@ -343,7 +311,7 @@ class IngestRun:
                     rows = np.arange(group.n) if group.rows is None else group.rows
                     in_window += int(np.count_nonzero(group.in_window & valid[rows]))
             self._check_ratio()
-            progress.tick(report, phase="preflight")
+            progress.tick(report.rows, _counts(report))
         self._check_ratio(final=True)
         if opts.kind == "events" and in_window:
             message = (f"{in_window} event(s) have an _event_date within ±1 hour of now (or none, which means "
@@ -364,7 +332,7 @@ class IngestRun:
         sender = Sender(self.client, opts.kind, max_in_flight=opts.max_in_flight, dry_run=opts.dry_run,
                         datasource=opts.datasource, ordered=opts.kind == "contacts")
         self.sender = sender
-        progress = Progress(self.log, opts.kind, opts.progress_interval, source.total_rows)
+        progress = Progress(self.log, opts.kind, opts.progress_interval, source.total_rows, unit="rows read")
         cancel = True
         try:
             for offset, batch in self._batches(source):
@@ -395,7 +363,7 @@ class IngestRun:
                         self._stop = exc
                 if self._stop is not None:
                     break
-                progress.tick(report)
+                progress.tick(report.rows, _counts(report))
             self._submit_all(sender, chunker, chunker.flush())
             for outcome in sender.drain():
                 self._handle(outcome)
@@ -408,7 +376,7 @@ class IngestRun:
                 report.requests -= 1
                 report.sent -= request.n_items
                 report.skipped += request.n_items
-        progress.tick(report, force=True)
+        progress.tick(report.rows, _counts(report), force=True)
         if self._stop is not None:
             raise self._stop
         self._check_ratio(final=True)
