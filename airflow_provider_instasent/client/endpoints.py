@@ -62,7 +62,11 @@ Q_DRY_RUN = "_dryRun"
 Q_SYNC = "_sync"
 Q_START = "_start"
 Q_LIMIT = "_limit"
-Q_SORT = "_sort"
+Q_PARAMETER = "parameter"  # a parameterised dynamic segment's value(s)
+
+# --- request body keys -------------------------------------------------------------------
+ROOT = "root"  # a query filter's root node
+LIMIT = "limit"
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,10 @@ AUDIENCE_ACTIONS = ("sms-subscribe", "sms-unsubscribe", "email-subscribe", "emai
 # Events
 EVENT_SEARCH = Endpoint("event_search", "POST", _P + "/event/search", "PROJECT_AUDIENCE_DATA_EVENTS", "hot")
 EVENT_SCROLL = Endpoint("event_scroll", "POST", _P + "/event/scroll", "PROJECT_AUDIENCE_DATA_EVENTS", "hot")
+
+#: What ``InstasentClient.scroll`` scrolls, and the endpoint of each.
+ScrollKind = Literal["audience", "segment", "events"]
+SCROLLS: dict[str, Endpoint] = {"audience": AUDIENCE_SCROLL, "segment": SEGMENT_SCROLL, "events": EVENT_SCROLL}
 
 # Segments, campaigns, automations
 SEGMENTS = Endpoint("segments", "GET", _P + "/segment", "PROJECT_AUDIENCE_READ")
