@@ -266,9 +266,9 @@ class InstasentClient:
 
         self.session.headers.update(
             {
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/json",
-                "User-Agent": user_agent or f"airflow-provider-instasent/{__version__}",
+                ep.H_AUTHORIZATION: f"Bearer {token}",
+                ep.H_ACCEPT: ep.JSON_MEDIA_TYPE,
+                ep.H_USER_AGENT: user_agent or f"airflow-provider-instasent/{__version__}",
             }
         )
 
@@ -334,7 +334,7 @@ class InstasentClient:
             path = path.rstrip("/")
         url = self.base_url + path + _encode_query(query)
         payload = body if body is not None else (orjson.dumps(json) if json is not None else None)
-        headers = {"Content-Type": "application/json"} if payload is not None else None
+        headers = {ep.H_CONTENT_TYPE: ep.JSON_MEDIA_TYPE} if payload is not None else None
         accepted = frozenset(accept_statuses)
         sent = len(payload or b"")
         attempts = 0
@@ -489,7 +489,7 @@ class InstasentClient:
     def token_scopes(self) -> list[str]:
         """The token's scopes, from ``GET /v1/`` (product tokens) or ``GET /stream``."""
         info = self.get_token_info()
-        scopes = (info.get(ep.METADATA) or {}).get("scopes")
+        scopes = (info.get(ep.METADATA) or {}).get(ep.SCOPES)
         return list(scopes or [])
 
     def get_project(self, project: str | None = None) -> dict[str, Any]:
@@ -641,7 +641,7 @@ class InstasentClient:
         sort_asc: bool | None = None,
     ) -> list[dict[str, Any]]:
         """Audience search: at most 50 results, no pagination (use :meth:`scroll_audience`)."""
-        body = {"version": "0.0.1", "root": root, "limit": min(limit, ep.MAX_SEARCH_LIMIT), "offset": offset,
+        body = {"version": "0.0.1", ep.ROOT: root, ep.LIMIT: min(limit, ep.MAX_SEARCH_LIMIT), "offset": offset,
                 "sortField": sort_field, "sortAsc": sort_asc}
         return _entities(self._post(ep.AUDIENCE_SEARCH, {k: v for k, v in body.items() if v is not None}))
 
@@ -699,7 +699,7 @@ class InstasentClient:
         """Audience aggregations (needs PROJECT_AGGREGATIONS): ``{"entities": ..., "metadata": ...}``."""
         body: dict[str, Any] = {"aggregations": dict(aggregations)}
         if root is not None:
-            body["root"] = root
+            body[ep.ROOT] = root
         return dict(self._post(ep.AUDIENCE_AGGREGATIONS, body) or {})
 
     def audience_action(
@@ -723,7 +723,7 @@ class InstasentClient:
         if reason:
             body["reason"] = reason
         body.update(utm or {})
-        query = {"_sync": "true"} if sync else None
+        query = {ep.Q_SYNC: "true"} if sync else None
         return dict(self._post(ep.AUDIENCE_ACTION, body, query, action=action) or {})
 
     def get_audience_events(self, audience_id: str) -> dict[str, Any]:
@@ -736,7 +736,7 @@ class InstasentClient:
         self, root: Mapping[str, Any] | None = None, *, limit: int = ep.MAX_SEARCH_LIMIT, **options: Any
     ) -> list[dict[str, Any]]:
         """Event search: at most 50 results (use :meth:`scroll_events` for more)."""
-        body = {"version": "0.0.1", "root": root, "limit": min(limit, ep.MAX_SEARCH_LIMIT), **options}
+        body = {"version": "0.0.1", ep.ROOT: root, ep.LIMIT: min(limit, ep.MAX_SEARCH_LIMIT), **options}
         return _entities(self._post(ep.EVENT_SEARCH, {k: v for k, v in body.items() if v is not None}))
 
     def scroll_events_pages(
@@ -767,7 +767,7 @@ class InstasentClient:
         return _entities(self._get(ep.DYNAMIC_SEGMENTS))
 
     def get_segment(self, uid: str, *, parameter: str | None = None) -> dict[str, Any]:
-        query = {"parameter": parameter} if parameter is not None else None
+        query = {ep.Q_PARAMETER: parameter} if parameter is not None else None
         return dict((self._get(ep.SEGMENT, query, uid=uid) or {}).get(ep.ENTITY) or {})
 
     def list_campaigns(self, filters: Mapping[str, Any] | None = None, *, page_size: int = 100
@@ -862,8 +862,8 @@ if msgspec is not None:
     class _Envelope(msgspec.Struct):
         """A scroll page with its entities left undecoded (``msgspec.Raw``: skipped, not parsed)."""
 
-        entities: msgspec.Raw = msgspec.Raw()
-        metadata: Any = None
+        entities: msgspec.Raw = msgspec.field(default=msgspec.Raw(), name=ep.ENTITIES)
+        metadata: Any = msgspec.field(default=None, name=ep.METADATA)
 
     _ENVELOPE: Any = msgspec.json.Decoder(_Envelope)
     _ENVELOPE_ERRORS: tuple[type[Exception], ...] = (msgspec.DecodeError, msgspec.ValidationError)

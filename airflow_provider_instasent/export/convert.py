@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from ..client.endpoints import ENTITIES as _ENTITIES  # a scroll page's list of entities
 from .schema import ExportSchema
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,6 @@ _TRUE = {"1", "true", "t", "yes", "y", "on"}
 _FALSE = {"0", "false", "f", "no", "n", "off", ""}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _LIST_OR_NONE = frozenset({list, type(None)})
-_ENTITIES = "entities"  # a scroll page's list of entities
 _ATTRIBUTES = "attributesData"  # an audience contact's attributes
 
 
