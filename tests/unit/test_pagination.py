@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from airflow_provider_instasent.client import InstasentClient, InstasentConfigError
@@ -131,3 +132,49 @@ def test_environment_proxies_and_ca_bundle_are_read_once(monkeypatch):
     assert explicit.session.verify == "/my/ca.pem"
     off = InstasentClient(token="t" * 8, base_url="https://api.example.com", verify=False)
     assert off.session.verify is False
+
+
+def test_one_scroll_entry_point_for_every_kind_and_mode(monkeypatch):
+    c = make_client()
+    seen: list[tuple[Any, ...]] = []
+    body = b'{"entities":[{"id":1},{"id":2}],"metadata":{"cursor":null,"totalHits":2}}'
+
+    def fake_call(endpoint, *, path_params=None, query=None, json=None, decode=True, **kw):
+        seen.append((endpoint, query, dict(path_params or {}), dict(json), decode))
+        return ApiResponse(200, orjson.loads(body) if decode else body, {})
+
+    monkeypatch.setattr(c, "call", fake_call)
+    assert [e["id"] for e in c.scroll("events", root={"type": "group"})] == [1, 2]
+    pages = list(c.scroll("segment", mode="pages", segment="vip", parameter="p", page_size=5))
+    assert [p.total_hits for p in pages] == [2]
+    raw = list(c.scroll("audience", mode="raw"))
+    assert raw[0].content == body and raw[0].has_entities
+    assert seen == [
+        (ep.EVENT_SCROLL, None, {}, {"root": {"type": "group"}, "limit": 100}, True),
+        (ep.SEGMENT_SCROLL, {"parameter": "p"}, {"segment_uid": "vip"}, {"limit": 5}, True),
+        (ep.AUDIENCE_SCROLL, None, {}, {"limit": 100}, False),
+    ]
+    # the documented per-kind methods are the same calls
+    seen.clear()
+    list(c.scroll_events({"type": "group"}))
+    list(c.scroll_segment_pages("vip", parameter="p", page_size=5))
+    list(c.scroll_audience_raw_pages())
+    assert [s[:4] for s in seen] == [
+        (ep.EVENT_SCROLL, None, {}, {"root": {"type": "group"}, "limit": 100}),
+        (ep.SEGMENT_SCROLL, {"parameter": "p"}, {"segment_uid": "vip"}, {"limit": 5}),
+        (ep.AUDIENCE_SCROLL, None, {}, {"limit": 100}),
+    ]
+
+
+def test_scroll_rejects_bad_arguments():
+    c = make_client()
+    with pytest.raises(InstasentConfigError, match="kind must be one of"):
+        c.scroll("contacts")  # type: ignore[call-overload]
+    with pytest.raises(InstasentConfigError, match="needs segment"):
+        c.scroll("segment")
+    with pytest.raises(InstasentConfigError, match="only valid with kind='segment'"):
+        c.scroll("audience", segment="vip")
+    with pytest.raises(InstasentConfigError, match="mode must be"):
+        c.scroll("audience", mode="rows")  # type: ignore[call-overload]
+    with pytest.raises(InstasentConfigError):  # page size: when the first page is asked for
+        next(c.scroll("events", mode="raw", page_size=0))
