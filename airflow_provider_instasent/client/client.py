@@ -13,15 +13,16 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Generic, Literal, TypeVar, overload
 from urllib.parse import quote, urlencode
 
 import orjson
 import requests
+import tenacity
 from requests.adapters import HTTPAdapter
 
 from . import endpoints as ep
-from .endpoints import Endpoint
+from .endpoints import Endpoint, ScrollKind
 from .errors import (
     InstasentConfigError,
     InstasentConnectionError,
@@ -31,7 +32,7 @@ from .errors import (
 )
 from .models import ApiResponse, PushResult, RawScrollPage, ScrollPage
 from .ratelimit import RateLimiter
-from .retry import RetryPolicy
+from .retry import Outcome, RetryPolicy
 
 try:  # installed with Airflow; without it, a raw page's metadata is read with orjson
     import msgspec
@@ -41,6 +42,9 @@ except ImportError:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 Timeout = float | tuple[float, float]
+#: What :meth:`InstasentClient.scroll` yields: entities, decoded pages, or raw pages.
+ScrollMode = Literal["entities", "pages", "raw"]
+T = TypeVar("T")
 _FLAG = object()  # a bare query flag such as ``?_dryRun``
 
 
@@ -63,6 +67,84 @@ def _encode_query(params: Mapping[str, Any] | None) -> str:
     if pairs:
         parts.append(urlencode(pairs))
     return "?" + "&".join(parts) if parts else ""
+
+
+_Request = tuple[Mapping[str, Any] | None, Any]  # one page request: its query and JSON body
+
+
+class _Paginator(Generic[T]):
+    """A paging strategy for :meth:`InstasentClient._paginate` (the model: dlt's paginators).
+
+    :meth:`first` is the first page's request (and checks the arguments, when the first page
+    is asked for); :meth:`next` reads a page's response into the page to yield and the next
+    request, or None at the end. ``decode``: whether the loop gets the decoded body or its bytes.
+    """
+
+    decode = True
+
+    def first(self) -> _Request:
+        raise NotImplementedError
+
+    def next(self, data: Any) -> tuple[T, _Request | None]:
+        raise NotImplementedError
+
+
+class _OffsetPaginator(_Paginator[list[dict[str, Any]]]):
+    """``_start``/``_limit`` pages of an index endpoint, to a short page or ``metadata.count``."""
+
+    def __init__(self, filters: Mapping[str, Any] | None, page_size: int) -> None:
+        self.filters = dict(filters or {})
+        self.page_size = page_size
+        self.start = 0
+
+    def _request(self) -> _Request:
+        return {**self.filters, ep.Q_START: self.start, ep.Q_LIMIT: self.page_size}, None
+
+    def first(self) -> _Request:
+        return self._request()
+
+    def next(self, data: Any) -> tuple[list[dict[str, Any]], _Request | None]:
+        data = data or {}
+        entities = data.get(ep.ENTITIES) or []
+        count = (data.get(ep.METADATA) or {}).get(ep.COUNT)
+        self.start += len(entities)
+        done = not entities or len(entities) < self.page_size or (isinstance(count, int) and self.start >= count)
+        return entities, None if done else self._request()
+
+
+class _CursorRequests:
+    """The requests of a cursor scroll: ``body`` plus ``limit`` and the last page's ``cursor``."""
+
+    def __init__(self, body: Mapping[str, Any], page_size: int, query: Mapping[str, Any] | None) -> None:
+        self.body = body
+        self.page_size = page_size
+        self.query = query
+
+    def _request(self, cursor: str | None) -> _Request:
+        return self.query, _scroll_payload(self.body, self.page_size, cursor)
+
+    def first(self) -> _Request:
+        _check_page_size(self.page_size)
+        return self._request(None)
+
+
+class _CursorPaginator(_CursorRequests, _Paginator[ScrollPage]):
+    """Decoded scroll pages, following ``metadata.cursor`` to a page without cursor or entities."""
+
+    def next(self, data: Any) -> tuple[ScrollPage, _Request | None]:
+        entities, cursor, total = _page_fields(data)
+        return ScrollPage(entities, cursor, total), self._request(cursor) if cursor and entities else None
+
+
+class _RawCursorPaginator(_CursorRequests, _Paginator[RawScrollPage]):
+    """:class:`_CursorPaginator` with each page's body kept as bytes: only its metadata is read."""
+
+    decode = False
+
+    def next(self, data: Any) -> tuple[RawScrollPage, _Request | None]:
+        has_entities, cursor, total = _raw_page_fields(data)
+        page = RawScrollPage(data, cursor, total, has_entities)
+        return page, self._request(cursor) if cursor and has_entities else None
 
 
 class ClientStats:
@@ -184,9 +266,9 @@ class InstasentClient:
 
         self.session.headers.update(
             {
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/json",
-                "User-Agent": user_agent or f"airflow-provider-instasent/{__version__}",
+                ep.H_AUTHORIZATION: f"Bearer {token}",
+                ep.H_ACCEPT: ep.JSON_MEDIA_TYPE,
+                ep.H_USER_AGENT: user_agent or f"airflow-provider-instasent/{__version__}",
             }
         )
 
@@ -252,67 +334,62 @@ class InstasentClient:
             path = path.rstrip("/")
         url = self.base_url + path + _encode_query(query)
         payload = body if body is not None else (orjson.dumps(json) if json is not None else None)
-        headers = {"Content-Type": "application/json"} if payload is not None else None
-        accepted = set(accept_statuses)
-        started = self.retry.clock()
-        retry = 0
-        while True:
+        headers = {ep.H_CONTENT_TYPE: ep.JSON_MEDIA_TYPE} if payload is not None else None
+        accepted = frozenset(accept_statuses)
+        sent = len(payload or b"")
+        attempts = 0
+
+        def attempt() -> Outcome:
+            nonlocal attempts
+            retry = attempts > 0
+            attempts += 1
             if self.pace:
                 self.rate_limiter.acquire(endpoint.endpoint_class)
-            status: int | None = None
-            resp_headers: Mapping[str, str] = {}
-            failure: Exception | None = None
-            connected = True
             try:
                 response = self.session.request(
                     endpoint.method, url, data=payload, headers=headers, timeout=self.timeout
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                failure = exc
+                self.stats.record(None, sent, retry)
                 connected = not isinstance(exc, requests.ConnectTimeout) and not _never_connected(exc)
-                self.stats.record(None, len(payload or b""), retry > 0)
-            else:
-                status = response.status_code
-                resp_headers = response.headers
-                self.stats.record(status, len(payload or b""), retry > 0)
-                if self.pace:
-                    self.rate_limiter.update(endpoint.endpoint_class, status, resp_headers)
-                if not decode and (status < 400 or status in accepted):
-                    return ApiResponse(status, response.content, resp_headers)
-                data = _decode(response)
-                if status < 400 or status in accepted:
-                    return ApiResponse(status, data, resp_headers)
-            elapsed = self.retry.clock() - started
-            wait = self.retry.delay(retry, status, resp_headers)
-            if not self.retry.should_retry(
-                retry, elapsed, wait, status=status, idempotent=endpoint.idempotent, connected=connected
-            ):
-                if failure is not None:
-                    raise InstasentConnectionError(
-                        endpoint.method, path, redact(type(failure).__name__ + ": " + str(failure),
-                                                      (self._token,)), attempts=retry + 1
-                    ) from None
-                raise error_for_status(
-                    status or 0,
-                    endpoint.method,
-                    endpoint.path,
-                    data,
-                    path=path,
-                    headers=resp_headers,
-                    attempts=retry + 1,
-                    secrets=(self._token,),
-                )
+                return Outcome(None, failure=exc, connected=connected)
+            status = response.status_code
+            self.stats.record(status, sent, retry)
+            if self.pace:
+                self.rate_limiter.update(endpoint.endpoint_class, status, response.headers)
+            ok = status < 400 or status in accepted
+            data = response.content if ok and not decode else _decode(response)
+            return Outcome(status, response.headers, data, ok)
+
+        def log_retry(state: tenacity.RetryCallState) -> None:
+            got: Outcome = state.outcome.result()  # type: ignore[union-attr]
             log.warning(
                 "Instasent %s %s: %s; retry %d/%d in %.2fs",
                 endpoint.method,
                 path,
-                f"HTTP {status}" if status is not None else type(failure).__name__,
-                retry + 1,
+                f"HTTP {got.status}" if got.status is not None else type(got.failure).__name__,
+                state.attempt_number,
                 self.retry.max_retries,
-                wait,
+                state.next_action.sleep if state.next_action else 0.0,
             )
-            self.retry.sleep(wait)
-            retry += 1
+
+        got = self.retry.run(attempt, idempotent=endpoint.idempotent, before_sleep=log_retry)
+        if got.ok:
+            assert got.status is not None
+            return ApiResponse(got.status, got.data, got.headers)
+        if got.failure is not None:
+            reason = redact(type(got.failure).__name__ + ": " + str(got.failure), (self._token,))
+            raise InstasentConnectionError(endpoint.method, path, reason, attempts=attempts) from None
+        raise error_for_status(
+            got.status or 0,
+            endpoint.method,
+            endpoint.path,
+            got.data,
+            path=path,
+            headers=got.headers,
+            attempts=attempts,
+            secrets=(self._token,),
+        )
 
     def _get(self, endpoint: Endpoint, query: Mapping[str, Any] | None = None, **path: Any) -> Any:
         return self.call(endpoint, path_params=path, query=query).data
@@ -320,60 +397,89 @@ class InstasentClient:
     def _post(self, endpoint: Endpoint, json: Any, query: Mapping[str, Any] | None = None, **path: Any) -> Any:
         return self.call(endpoint, path_params=path, query=query, json=json).data
 
+    def _paginate(self, endpoint: Endpoint, paginator: _Paginator[T], path: Mapping[str, Any]) -> Iterator[T]:
+        """The one paging loop: ``paginator`` says what to request and reads each page.
+
+        Lazy: nothing is requested before the first page is asked for, and one page is in
+        memory at a time. A page request that fails transiently is retried by :meth:`call`
+        with the same query and body (the same cursor), so no page is lost or read twice.
+        """
+        request: _Request | None = paginator.first()
+        while request is not None:
+            query, body = request
+            data = self.call(endpoint, path_params=path, query=query, json=body, decode=paginator.decode).data
+            page, request = paginator.next(data)
+            yield page
+
     def _index(
         self, endpoint: Endpoint, filters: Mapping[str, Any] | None, page_size: int, **path: Any
     ) -> Iterator[dict[str, Any]]:
-        """Follow ``_start``/``_limit`` pages of an index endpoint to the end, lazily."""
-        start = 0
-        while True:
-            query = dict(filters or {})
-            query[ep.Q_START] = start
-            query[ep.Q_LIMIT] = page_size
-            data = self._get(endpoint, query, **path) or {}
-            entities = data.get(ep.ENTITIES) or []
-            yield from entities
-            meta = data.get(ep.METADATA) or {}
-            count = meta.get(ep.COUNT)
-            start += len(entities)
-            if len(entities) < page_size or (isinstance(count, int) and start >= count) or not entities:
-                return
+        """Every entity of an index endpoint (``_start``/``_limit`` pages), lazily."""
+        pages = self._paginate(endpoint, _OffsetPaginator(filters, page_size), path)
+        return (entity for page in pages for entity in page)
 
-    def _scroll(
-        self, endpoint: Endpoint, body: Mapping[str, Any], page_size: int, query: Mapping[str, Any] | None = None,
-        **path: Any,
-    ) -> Iterator[ScrollPage]:
-        """Follow ``metadata.cursor`` to the end, one page in memory at a time.
+    @overload
+    def scroll(
+        self, kind: ScrollKind, *, mode: Literal["entities"] = ..., root: Mapping[str, Any] | None = ...,
+        segment: str | None = ..., parameter: str | None = ..., page_size: int = ...,
+    ) -> Iterator[dict[str, Any]]: ...
 
-        A page request that fails transiently is retried with the *same* cursor, so no page
-        is lost or read twice.
+    @overload
+    def scroll(
+        self, kind: ScrollKind, *, mode: Literal["pages"], root: Mapping[str, Any] | None = ...,
+        segment: str | None = ..., parameter: str | None = ..., page_size: int = ...,
+    ) -> Iterator[ScrollPage]: ...
+
+    @overload
+    def scroll(
+        self, kind: ScrollKind, *, mode: Literal["raw"], root: Mapping[str, Any] | None = ...,
+        segment: str | None = ..., parameter: str | None = ..., page_size: int = ...,
+    ) -> Iterator[RawScrollPage]: ...
+
+    def scroll(
+        self,
+        kind: ScrollKind,
+        *,
+        mode: ScrollMode = "entities",
+        root: Mapping[str, Any] | None = None,
+        segment: str | None = None,
+        parameter: str | None = None,
+        page_size: int = ep.MAX_SCROLL_LIMIT,
+    ) -> Iterator[Any]:
+        """Scroll the audience, a segment's contacts or the events to the end, lazily.
+
+        Args:
+            kind: ``"audience"``, ``"segment"`` (needs ``segment``) or ``"events"``.
+            mode: ``"entities"`` yields each entity (a dict); ``"pages"`` yields each
+                :class:`ScrollPage`; ``"raw"`` yields each :class:`RawScrollPage`, the page's
+                JSON body as bytes with only its metadata read (the same requests, retries
+                and end as ``"pages"``, without building Python objects for the entities).
+            root: a query filter ``root`` (AudienceQueryFilter, or EventQueryFilter for events).
+            segment: the segment uid (``kind="segment"`` only).
+            parameter: the parameter of a parameterised dynamic segment (``kind="segment"`` only).
+            page_size: entities per page, 1..100.
+
+        Nothing is requested before the first item is asked for, and one page is in memory at
+        a time. The ``scroll_*`` methods are shorthands for this one.
         """
-        _check_page_size(page_size)
-        cursor: str | None = None
-        while True:
-            data = self._post(endpoint, _scroll_payload(body, page_size, cursor), query, **path)
-            entities, cursor, total = _page_fields(data)
-            yield ScrollPage(entities, cursor, total)
-            if not cursor or not entities:
-                return
-
-    def _scroll_raw(
-        self, endpoint: Endpoint, body: Mapping[str, Any], page_size: int, query: Mapping[str, Any] | None = None,
-        **path: Any,
-    ) -> Iterator[RawScrollPage]:
-        """:meth:`_scroll`, but each page's body is kept as bytes: only its metadata is read.
-
-        The same requests, retries (same cursor) and end of the scroll as :meth:`_scroll`;
-        what it saves is building Python objects for every entity.
-        """
-        _check_page_size(page_size)
-        cursor: str | None = None
-        while True:
-            payload = _scroll_payload(body, page_size, cursor)
-            content = self.call(endpoint, path_params=path, query=query, json=payload, decode=False).data
-            has_entities, cursor, total = _raw_page_fields(content)
-            yield RawScrollPage(content, cursor, total, has_entities)
-            if not cursor or not has_entities:
-                return
+        endpoint = ep.SCROLLS.get(kind)
+        if endpoint is None:
+            raise InstasentConfigError(f"kind must be one of {', '.join(ep.SCROLLS)}; got {kind!r}")
+        if kind == "segment" and not segment:
+            raise InstasentConfigError("kind='segment' needs segment=<segment uid>")
+        if kind != "segment" and (segment or parameter is not None):
+            raise InstasentConfigError("segment/parameter are only valid with kind='segment'")
+        query = {ep.Q_PARAMETER: parameter} if parameter is not None else None
+        path = {"segment_uid": segment} if segment else {}
+        body = {ep.ROOT: root}
+        if mode == "raw":
+            return self._paginate(endpoint, _RawCursorPaginator(body, page_size, query), path)
+        if mode not in ("pages", "entities"):
+            raise InstasentConfigError(f"mode must be 'entities', 'pages' or 'raw'; got {mode!r}")
+        pages = self._paginate(endpoint, _CursorPaginator(body, page_size, query), path)
+        if mode == "pages":
+            return pages
+        return (entity for page in pages for entity in page.entities)
 
     # -- organization and project ---------------------------------------------------------
     def get_token_info(self) -> dict[str, Any]:
@@ -383,7 +489,7 @@ class InstasentClient:
     def token_scopes(self) -> list[str]:
         """The token's scopes, from ``GET /v1/`` (product tokens) or ``GET /stream``."""
         info = self.get_token_info()
-        scopes = (info.get(ep.METADATA) or {}).get("scopes")
+        scopes = (info.get(ep.METADATA) or {}).get(ep.SCOPES)
         return list(scopes or [])
 
     def get_project(self, project: str | None = None) -> dict[str, Any]:
@@ -535,7 +641,7 @@ class InstasentClient:
         sort_asc: bool | None = None,
     ) -> list[dict[str, Any]]:
         """Audience search: at most 50 results, no pagination (use :meth:`scroll_audience`)."""
-        body = {"version": "0.0.1", "root": root, "limit": min(limit, ep.MAX_SEARCH_LIMIT), "offset": offset,
+        body = {"version": "0.0.1", ep.ROOT: root, ep.LIMIT: min(limit, ep.MAX_SEARCH_LIMIT), "offset": offset,
                 "sortField": sort_field, "sortAsc": sort_asc}
         return _entities(self._post(ep.AUDIENCE_SEARCH, {k: v for k, v in body.items() if v is not None}))
 
@@ -543,20 +649,19 @@ class InstasentClient:
         self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[ScrollPage]:
         """Pages of the unified audience (optionally filtered by an AudienceQueryFilter ``root``)."""
-        return self._scroll(ep.AUDIENCE_SCROLL, {"root": root}, page_size)
+        return self.scroll("audience", mode="pages", root=root, page_size=page_size)
 
     def scroll_audience_raw_pages(
         self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[RawScrollPage]:
         """:meth:`scroll_audience_pages` with each page's JSON body as bytes (not decoded)."""
-        return self._scroll_raw(ep.AUDIENCE_SCROLL, {"root": root}, page_size)
+        return self.scroll("audience", mode="raw", root=root, page_size=page_size)
 
     def scroll_audience(
         self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[dict[str, Any]]:
         """Every audience contact, lazily."""
-        for page in self.scroll_audience_pages(root, page_size=page_size):
-            yield from page.entities
+        return self.scroll("audience", root=root, page_size=page_size)
 
     def scroll_segment_pages(
         self,
@@ -567,8 +672,8 @@ class InstasentClient:
         page_size: int = ep.MAX_SCROLL_LIMIT,
     ) -> Iterator[ScrollPage]:
         """Pages of a segment's contacts; ``parameter`` for parameterised dynamic segments."""
-        query = {"parameter": parameter} if parameter is not None else None
-        return self._scroll(ep.SEGMENT_SCROLL, {"root": root}, page_size, query, segment_uid=segment_uid)
+        return self.scroll("segment", mode="pages", segment=segment_uid, parameter=parameter, root=root,
+                           page_size=page_size)
 
     def scroll_segment_raw_pages(
         self,
@@ -579,14 +684,14 @@ class InstasentClient:
         page_size: int = ep.MAX_SCROLL_LIMIT,
     ) -> Iterator[RawScrollPage]:
         """:meth:`scroll_segment_pages` with each page's JSON body as bytes (not decoded)."""
-        query = {"parameter": parameter} if parameter is not None else None
-        return self._scroll_raw(ep.SEGMENT_SCROLL, {"root": root}, page_size, query, segment_uid=segment_uid)
+        return self.scroll("segment", mode="raw", segment=segment_uid, parameter=parameter, root=root,
+                           page_size=page_size)
 
     def scroll_segment(
         self, segment_uid: str, *, parameter: str | None = None, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[dict[str, Any]]:
-        for page in self.scroll_segment_pages(segment_uid, parameter=parameter, page_size=page_size):
-            yield from page.entities
+        """Every contact of a segment, lazily."""
+        return self.scroll("segment", segment=segment_uid, parameter=parameter, page_size=page_size)
 
     def aggregate_audience(
         self, aggregations: Mapping[str, Any], root: Mapping[str, Any] | None = None
@@ -594,7 +699,7 @@ class InstasentClient:
         """Audience aggregations (needs PROJECT_AGGREGATIONS): ``{"entities": ..., "metadata": ...}``."""
         body: dict[str, Any] = {"aggregations": dict(aggregations)}
         if root is not None:
-            body["root"] = root
+            body[ep.ROOT] = root
         return dict(self._post(ep.AUDIENCE_AGGREGATIONS, body) or {})
 
     def audience_action(
@@ -618,7 +723,7 @@ class InstasentClient:
         if reason:
             body["reason"] = reason
         body.update(utm or {})
-        query = {"_sync": "true"} if sync else None
+        query = {ep.Q_SYNC: "true"} if sync else None
         return dict(self._post(ep.AUDIENCE_ACTION, body, query, action=action) or {})
 
     def get_audience_events(self, audience_id: str) -> dict[str, Any]:
@@ -631,25 +736,26 @@ class InstasentClient:
         self, root: Mapping[str, Any] | None = None, *, limit: int = ep.MAX_SEARCH_LIMIT, **options: Any
     ) -> list[dict[str, Any]]:
         """Event search: at most 50 results (use :meth:`scroll_events` for more)."""
-        body = {"version": "0.0.1", "root": root, "limit": min(limit, ep.MAX_SEARCH_LIMIT), **options}
+        body = {"version": "0.0.1", ep.ROOT: root, ep.LIMIT: min(limit, ep.MAX_SEARCH_LIMIT), **options}
         return _entities(self._post(ep.EVENT_SEARCH, {k: v for k, v in body.items() if v is not None}))
 
     def scroll_events_pages(
         self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[ScrollPage]:
-        return self._scroll(ep.EVENT_SCROLL, {"root": root}, page_size)
+        """Pages of the project's events (optionally filtered by an EventQueryFilter ``root``)."""
+        return self.scroll("events", mode="pages", root=root, page_size=page_size)
 
     def scroll_events_raw_pages(
         self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[RawScrollPage]:
         """:meth:`scroll_events_pages` with each page's JSON body as bytes (not decoded)."""
-        return self._scroll_raw(ep.EVENT_SCROLL, {"root": root}, page_size)
+        return self.scroll("events", mode="raw", root=root, page_size=page_size)
 
     def scroll_events(
         self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[dict[str, Any]]:
-        for page in self.scroll_events_pages(root, page_size=page_size):
-            yield from page.entities
+        """Every event, lazily."""
+        return self.scroll("events", root=root, page_size=page_size)
 
     # -- segments, campaigns, automations ------------------------------------------------------
     def list_segments(self, filters: Mapping[str, Any] | None = None, *, page_size: int = 100
@@ -661,7 +767,7 @@ class InstasentClient:
         return _entities(self._get(ep.DYNAMIC_SEGMENTS))
 
     def get_segment(self, uid: str, *, parameter: str | None = None) -> dict[str, Any]:
-        query = {"parameter": parameter} if parameter is not None else None
+        query = {ep.Q_PARAMETER: parameter} if parameter is not None else None
         return dict((self._get(ep.SEGMENT, query, uid=uid) or {}).get(ep.ENTITY) or {})
 
     def list_campaigns(self, filters: Mapping[str, Any] | None = None, *, page_size: int = 100
@@ -736,7 +842,7 @@ def _check_page_size(page_size: int) -> None:
 
 def _scroll_payload(body: Mapping[str, Any], page_size: int, cursor: str | None) -> dict[str, Any]:
     payload = {k: v for k, v in body.items() if v is not None}
-    payload["limit"] = page_size
+    payload[ep.LIMIT] = page_size
     if cursor:
         payload[ep.CURSOR] = cursor
     return payload
@@ -756,8 +862,8 @@ if msgspec is not None:
     class _Envelope(msgspec.Struct):
         """A scroll page with its entities left undecoded (``msgspec.Raw``: skipped, not parsed)."""
 
-        entities: msgspec.Raw = msgspec.Raw()
-        metadata: Any = None
+        entities: msgspec.Raw = msgspec.field(default=msgspec.Raw(), name=ep.ENTITIES)
+        metadata: Any = msgspec.field(default=None, name=ep.METADATA)
 
     _ENVELOPE: Any = msgspec.json.Decoder(_Envelope)
     _ENVELOPE_ERRORS: tuple[type[Exception], ...] = (msgspec.DecodeError, msgspec.ValidationError)
@@ -817,4 +923,4 @@ def _never_connected(exc: Exception) -> bool:
     return "NewConnectionError" in text or "Connection refused" in text or "NameResolutionError" in text
 
 
-__all__ = ["ClientStats", "InstasentClient", "InstasentHTTPError"]
+__all__ = ["ClientStats", "InstasentClient", "InstasentHTTPError", "ScrollKind", "ScrollMode"]

@@ -12,6 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from . import endpoints as ep
+
 #: Which plan tier each gated scope needs; used to tell the user what to do next.
 SCOPE_TIERS: dict[str, str] = {
     "PROJECT_AUDIENCE_LIST": "a subscription plan that includes audience listing",
@@ -120,7 +122,7 @@ class PermissionDeniedError(InstasentHTTPError):
     @property
     def missing_scope(self) -> str | None:
         if isinstance(self.body, Mapping):
-            scope = self.body.get("missingScope")
+            scope = self.body.get(ep.MISSING_SCOPE)
             if isinstance(scope, str):
                 return scope
         found = _SCOPE_RE.search(self.api_message or "")
@@ -174,15 +176,15 @@ def api_message(body: Any) -> str:
     if isinstance(body, str):
         return body.strip()[:500]
     if isinstance(body, Mapping):
-        for key in ("message", "error", "error_description", "detail"):
+        for key in (ep.MESSAGE, ep.ERROR, "error_description", "detail"):
             value = body.get(key)
             if isinstance(value, str) and value:
                 return value
-            if isinstance(value, Mapping) and isinstance(value.get("message"), str):
-                return str(value["message"])
-        errors = body.get("errors")
+            if isinstance(value, Mapping) and isinstance(value.get(ep.MESSAGE), str):
+                return str(value[ep.MESSAGE])
+        errors = body.get(ep.ERRORS)
         if isinstance(errors, list) and errors:
-            return "; ".join(str(e.get("error", e)) if isinstance(e, Mapping) else str(e) for e in errors[:5])
+            return "; ".join(str(e.get(ep.ERROR, e)) if isinstance(e, Mapping) else str(e) for e in errors[:5])
     return ""
 
 

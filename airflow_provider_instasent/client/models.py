@@ -65,11 +65,11 @@ class PushResult:
             for entry in body.get(ep.ERRORS) or []:
                 if not isinstance(entry, Mapping):
                     continue
-                fields = entry.get("errors")
+                fields = entry.get(ep.ERRORS)
                 errors.append(
                     ItemError(
                         position=int(entry.get(ep.POSITION, -1)),
-                        message=str(entry.get(ep.ERROR) or entry.get("message") or "rejected"),
+                        message=str(entry.get(ep.ERROR) or entry.get(ep.MESSAGE) or "rejected"),
                         fields={str(k): [str(x) for x in (v if isinstance(v, list) else [v])]
                                 for k, v in fields.items()} if isinstance(fields, Mapping) else {},
                         item=entry.get(ep.ITEM),
@@ -80,7 +80,7 @@ class PushResult:
                 if entry.get("status") == "success":
                     accepted.append(pos)
                 else:
-                    fields = entry.get("errors") or {}
+                    fields = entry.get(ep.ERRORS) or {}
                     flat = {str(k): [str(x) for x in (v if isinstance(v, list) else [v])]
                             for k, v in fields.items()}
                     message = "; ".join(f"{k}: {', '.join(v)}" for k, v in flat.items()) or "rejected"

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from ..client.endpoints import ENTITIES as _ENTITIES  # a scroll page's list of entities
 from ..datatypes import parse_bool
 from .schema import ExportSchema
 
@@ -35,7 +36,6 @@ _ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError
                  ValueError)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _LIST_OR_NONE = frozenset({list, type(None)})
-_ENTITIES = "entities"  # a scroll page's list of entities
 _ATTRIBUTES = "attributesData"  # an audience contact's attributes
 
 

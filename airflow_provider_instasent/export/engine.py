@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import pyarrow as pa
 
@@ -39,6 +39,17 @@ DEFAULT_BATCH_SIZE = 10_000
 DEFAULT_PROGRESS_INTERVAL = 5.0
 
 T = TypeVar("T")
+
+#: The per-kind scroll methods: which a client has says what it can give; a stand-in client
+#: without ``InstasentClient.scroll`` is scrolled by them.
+_PER_KIND_SCROLLS: dict[tuple[str, str], str] = {
+    ("audience", "pages"): "scroll_audience_pages",
+    ("audience", "raw"): "scroll_audience_raw_pages",
+    ("segment", "pages"): "scroll_segment_pages",
+    ("segment", "raw"): "scroll_segment_raw_pages",
+    ("events", "pages"): "scroll_events_pages",
+    ("events", "raw"): "scroll_events_raw_pages",
+}
 
 #: Scopes that decide which contact fields the API returns (see docs/export.md).
 PRIVACY_SCOPES = {"PROJECT_AUDIENCE_DATA_FULL": "full", "PROJECT_AUDIENCE_DATA_BASIC": "basic"}
@@ -259,22 +270,32 @@ class Export:
     # -- pages and batches ----------------------------------------------------------------
     def pages(self) -> Iterator[Any]:
         """The decoded scroll pages (:class:`~airflow_provider_instasent.client.ScrollPage`)."""
-        if self.source == "audience":
-            return self.client.scroll_audience_pages(self.root, page_size=self.page_size)
-        if self.source == "segment":
-            assert self.segment is not None
-            return self.client.scroll_segment_pages(self.segment, parameter=self.parameter, root=self.root,
-                                                    page_size=self.page_size)
-        return self.client.scroll_events_pages(self.root, page_size=self.page_size)
+        pages = self._scroll("pages")
+        assert pages is not None
+        return pages
 
     def raw_pages(self) -> Iterator[Any] | None:
         """The scroll pages with their JSON bodies undecoded
         (:class:`~airflow_provider_instasent.client.models.RawScrollPage`), or None when the client
         cannot give them (a client other than :class:`InstasentClient`)."""
-        method = getattr(self.client, f"scroll_{self.source}_raw_pages", None)
+        return self._scroll("raw")
+
+    def _scroll(self, mode: Literal["pages", "raw"]) -> Iterator[Any] | None:
+        """This export's scroll, by :meth:`InstasentClient.scroll`.
+
+        A client gives raw pages when it has the ``scroll_*_raw_pages`` method of the source
+        (docs/performance.md, "Clients"); None otherwise. A stand-in client without ``scroll``
+        is scrolled by its ``scroll_*_pages`` methods.
+        """
+        kind = cast(Source, self.source)  # checked against SOURCES in __init__
+        method = getattr(self.client, _PER_KIND_SCROLLS[kind, mode], None)
         if method is None:
             return None
-        if self.source == "segment":
+        scroll = getattr(self.client, "scroll", None)
+        if scroll is not None:
+            return scroll(kind, mode=mode, root=self.root, segment=self.segment, parameter=self.parameter,
+                          page_size=self.page_size)
+        if kind == "segment":
             return method(self.segment, parameter=self.parameter, root=self.root, page_size=self.page_size)
         return method(self.root, page_size=self.page_size)
 

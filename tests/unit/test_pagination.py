@@ -4,14 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from airflow_provider_instasent.client import InstasentClient, InstasentConfigError
 from airflow_provider_instasent.client import endpoints as ep
+from airflow_provider_instasent.client.models import ApiResponse
 
 
 def make_client() -> InstasentClient:
     return InstasentClient(token="t" * 8, project="demo", base_url="http://127.0.0.1:9")
+
+
+def answer(c: InstasentClient, monkeypatch, respond) -> None:
+    """Every request of ``c`` answered by ``respond(endpoint, query, body, path)`` (the decoded data)."""
+
+    def fake_call(endpoint, *, path_params=None, query=None, json=None, decode=True, **kw):
+        assert decode
+        return ApiResponse(200, respond(endpoint, query, json, dict(path_params or {})), {})
+
+    monkeypatch.setattr(c, "call", fake_call)
 
 
 def test_scroll_follows_cursor_to_the_end_lazily(monkeypatch):
@@ -19,13 +31,13 @@ def test_scroll_follows_cursor_to_the_end_lazily(monkeypatch):
     pages = {None: (["a", "b"], "c1"), "c1": (["c", "d"], "c2"), "c2": (["e"], None)}
     sent: list[dict[str, Any]] = []
 
-    def fake_post(endpoint, payload, query=None, **path):
+    def respond(endpoint, query, payload, path):
         assert endpoint is ep.AUDIENCE_SCROLL
         sent.append(dict(payload))
         ents, cursor = pages[payload.get("cursor")]
         return {"entities": [{"id": x} for x in ents], "metadata": {"cursor": cursor, "totalHits": 5}}
 
-    monkeypatch.setattr(c, "_post", fake_post)
+    answer(c, monkeypatch, respond)
     it = c.scroll_audience(page_size=2)
     assert sent == []  # lazy: nothing requested yet
     assert next(it) == {"id": "a"}
@@ -37,7 +49,7 @@ def test_scroll_follows_cursor_to_the_end_lazily(monkeypatch):
 
 def test_scroll_stops_on_empty_page_even_with_cursor(monkeypatch):
     c = make_client()
-    monkeypatch.setattr(c, "_post", lambda *a, **k: {"entities": [], "metadata": {"cursor": "again"}})
+    answer(c, monkeypatch, lambda *a: {"entities": [], "metadata": {"cursor": "again"}})
     assert list(c.scroll_events()) == []
 
 
@@ -53,11 +65,11 @@ def test_segment_scroll_passes_parameter(monkeypatch):
     c = make_client()
     seen = {}
 
-    def fake_post(endpoint, payload, query=None, **path):
+    def respond(endpoint, query, payload, path):
         seen.update(endpoint=endpoint, query=query, path=path)
         return {"entities": [{"id": 1}], "metadata": {"cursor": None, "totalHits": 1}}
 
-    monkeypatch.setattr(c, "_post", fake_post)
+    answer(c, monkeypatch, respond)
     pages = list(c.scroll_segment_pages("by_plan", parameter="pro|free"))
     assert pages[0].total_hits == 1 and pages[0].cursor is None
     assert seen == {"endpoint": ep.SEGMENT_SCROLL, "query": {"parameter": "pro|free"},
@@ -69,12 +81,13 @@ def test_index_follows_start_limit(monkeypatch):
     data = [{"id": i} for i in range(5)]
     calls = []
 
-    def fake_get(endpoint, query=None, **path):
+    def respond(endpoint, query, payload, path):
+        assert endpoint is ep.CAMPAIGNS and payload is None
         calls.append(dict(query))
         s, n = query["_start"], query["_limit"]
         return {"entities": data[s : s + n], "metadata": {"count": len(data), "start": s, "limit": n}}
 
-    monkeypatch.setattr(c, "_get", fake_get)
+    answer(c, monkeypatch, respond)
     assert [x["id"] for x in c.list_campaigns({"status_in": "draft"}, page_size=2)] == [0, 1, 2, 3, 4]
     assert [q["_start"] for q in calls] == [0, 2, 4]
     assert all(q["status_in"] == "draft" for q in calls)
@@ -119,3 +132,49 @@ def test_environment_proxies_and_ca_bundle_are_read_once(monkeypatch):
     assert explicit.session.verify == "/my/ca.pem"
     off = InstasentClient(token="t" * 8, base_url="https://api.example.com", verify=False)
     assert off.session.verify is False
+
+
+def test_one_scroll_entry_point_for_every_kind_and_mode(monkeypatch):
+    c = make_client()
+    seen: list[tuple[Any, ...]] = []
+    body = b'{"entities":[{"id":1},{"id":2}],"metadata":{"cursor":null,"totalHits":2}}'
+
+    def fake_call(endpoint, *, path_params=None, query=None, json=None, decode=True, **kw):
+        seen.append((endpoint, query, dict(path_params or {}), dict(json), decode))
+        return ApiResponse(200, orjson.loads(body) if decode else body, {})
+
+    monkeypatch.setattr(c, "call", fake_call)
+    assert [e["id"] for e in c.scroll("events", root={"type": "group"})] == [1, 2]
+    pages = list(c.scroll("segment", mode="pages", segment="vip", parameter="p", page_size=5))
+    assert [p.total_hits for p in pages] == [2]
+    raw = list(c.scroll("audience", mode="raw"))
+    assert raw[0].content == body and raw[0].has_entities
+    assert seen == [
+        (ep.EVENT_SCROLL, None, {}, {"root": {"type": "group"}, "limit": 100}, True),
+        (ep.SEGMENT_SCROLL, {"parameter": "p"}, {"segment_uid": "vip"}, {"limit": 5}, True),
+        (ep.AUDIENCE_SCROLL, None, {}, {"limit": 100}, False),
+    ]
+    # the documented per-kind methods are the same calls
+    seen.clear()
+    list(c.scroll_events({"type": "group"}))
+    list(c.scroll_segment_pages("vip", parameter="p", page_size=5))
+    list(c.scroll_audience_raw_pages())
+    assert [s[:4] for s in seen] == [
+        (ep.EVENT_SCROLL, None, {}, {"root": {"type": "group"}, "limit": 100}),
+        (ep.SEGMENT_SCROLL, {"parameter": "p"}, {"segment_uid": "vip"}, {"limit": 5}),
+        (ep.AUDIENCE_SCROLL, None, {}, {"limit": 100}),
+    ]
+
+
+def test_scroll_rejects_bad_arguments():
+    c = make_client()
+    with pytest.raises(InstasentConfigError, match="kind must be one of"):
+        c.scroll("contacts")  # type: ignore[call-overload]
+    with pytest.raises(InstasentConfigError, match="needs segment"):
+        c.scroll("segment")
+    with pytest.raises(InstasentConfigError, match="only valid with kind='segment'"):
+        c.scroll("audience", segment="vip")
+    with pytest.raises(InstasentConfigError, match="mode must be"):
+        c.scroll("audience", mode="rows")  # type: ignore[call-overload]
+    with pytest.raises(InstasentConfigError):  # page size: when the first page is asked for
+        next(c.scroll("events", mode="raw", page_size=0))
