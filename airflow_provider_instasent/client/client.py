@@ -418,6 +418,9 @@ class InstasentClient:
         pages = self._paginate(endpoint, _OffsetPaginator(filters, page_size), path)
         return (entity for page in pages for entity in page)
 
+    #: What :meth:`scroll` can give; a stand-in client (a test double, a proxy) declares fewer modes.
+    scroll_modes: frozenset[str] = frozenset({"entities", "pages", "raw"})
+
     @overload
     def scroll(
         self, kind: ScrollKind, *, mode: Literal["entities"] = ..., root: Mapping[str, Any] | None = ...,

@@ -40,17 +40,6 @@ DEFAULT_PROGRESS_INTERVAL = 5.0
 
 T = TypeVar("T")
 
-#: The per-kind scroll methods: which a client has says what it can give; a stand-in client
-#: without ``InstasentClient.scroll`` is scrolled by them.
-_PER_KIND_SCROLLS: dict[tuple[str, str], str] = {
-    ("audience", "pages"): "scroll_audience_pages",
-    ("audience", "raw"): "scroll_audience_raw_pages",
-    ("segment", "pages"): "scroll_segment_pages",
-    ("segment", "raw"): "scroll_segment_raw_pages",
-    ("events", "pages"): "scroll_events_pages",
-    ("events", "raw"): "scroll_events_raw_pages",
-}
-
 #: Scopes that decide which contact fields the API returns (see docs/export.md).
 PRIVACY_SCOPES = {"PROJECT_AUDIENCE_DATA_FULL": "full", "PROJECT_AUDIENCE_DATA_BASIC": "basic"}
 
@@ -281,23 +270,13 @@ class Export:
         return self._scroll("raw")
 
     def _scroll(self, mode: Literal["pages", "raw"]) -> Iterator[Any] | None:
-        """This export's scroll, by :meth:`InstasentClient.scroll`.
-
-        A client gives raw pages when it has the ``scroll_*_raw_pages`` method of the source
-        (docs/performance.md, "Clients"); None otherwise. A stand-in client without ``scroll``
-        is scrolled by its ``scroll_*_pages`` methods.
-        """
-        kind = cast(Source, self.source)  # checked against SOURCES in __init__
-        method = getattr(self.client, _PER_KIND_SCROLLS[kind, mode], None)
-        if method is None:
+        """This export's scroll, by :meth:`InstasentClient.scroll`; None when the client does not
+        list ``mode`` in its ``scroll_modes`` (a stand-in client without raw pages)."""
+        if mode not in getattr(self.client, "scroll_modes", frozenset({"entities", "pages", "raw"})):
             return None
-        scroll = getattr(self.client, "scroll", None)
-        if scroll is not None:
-            return scroll(kind, mode=mode, root=self.root, segment=self.segment, parameter=self.parameter,
-                          page_size=self.page_size)
-        if kind == "segment":
-            return method(self.segment, parameter=self.parameter, root=self.root, page_size=self.page_size)
-        return method(self.root, page_size=self.page_size)
+        kind = cast(Source, self.source)  # checked against SOURCES in __init__
+        return self.client.scroll(kind, mode=mode, root=self.root, segment=self.segment, parameter=self.parameter,
+                                  page_size=self.page_size)
 
     @property
     def chunk_pages(self) -> int:

@@ -99,6 +99,18 @@ class FakeClient:
         finally:
             self.closed.set()
 
+    scroll_modes = frozenset({"pages"})
+
+    def scroll(self, kind: str, *, mode: str = "pages", root: Any = None, segment: str | None = None,
+               parameter: str | None = None, page_size: int = 100) -> Iterator[Any]:
+        """What InstasentClient.scroll gives, for the modes in ``scroll_modes``."""
+        assert mode in self.scroll_modes, mode
+        suffix = "raw_pages" if mode == "raw" else "pages"
+        method = getattr(self, f"scroll_{kind}_{suffix}")
+        if kind == "segment":
+            return method(segment, parameter=parameter, root=root, page_size=page_size)
+        return method(root, page_size=page_size)
+
     def scroll_audience_pages(self, root: Any = None, *, page_size: int = 100) -> Iterator[ScrollPage]:
         self.calls.append(("audience", root))
         return self._pages(self.make or (lambda i: contact(i, self.version)), page_size)
@@ -115,6 +127,8 @@ class FakeClient:
 
 class FakeRawClient(FakeClient):
     """A FakeClient that also gives raw pages (JSON bodies), as InstasentClient does."""
+
+    scroll_modes = frozenset({"pages", "raw"})
 
     def _raw(self, pages: Iterator[ScrollPage]) -> Iterator[RawScrollPage]:
         try:

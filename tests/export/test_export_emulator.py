@@ -63,12 +63,12 @@ def test_audience_export_types_and_filter(client):
 class DecodedPagesOnly:
     """The client without its raw scroll pages: the export converts decoded pages instead."""
 
+    scroll_modes = frozenset({"entities", "pages"})
+
     def __init__(self, client: InstasentClient) -> None:
         self._client = client
 
     def __getattr__(self, name: str) -> Any:
-        if name.endswith("_raw_pages"):
-            raise AttributeError(name)
         return getattr(self._client, name)
 
 
