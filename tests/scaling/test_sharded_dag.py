@@ -87,6 +87,11 @@ def test_dag_run_ingests_every_event_once(instasent_conn: str, tmp_path: Path) -
     summary = _summary(run)
     assert summary["rows"] == 6_000 and summary["shards"] == 4
     assert summary["rejected"] == n_bad and summary["accepted"] == 6_000 - n_bad
+    # the shard reports carry their start, finish and worker: the run's wall time and rate exist
+    assert summary["wall_seconds"] > 0 and summary["rows_per_second"] > 0
+    assert summary["wall_seconds"] <= summary["run_seconds"]
+    assert sum(w["shards"] for w in summary["by_worker"].values()) == 4
+    assert sum(w["rows"] for w in summary["by_worker"].values()) == 6_000
     assert emulator_state(instasent_conn)["events"] == 6_000 - n_bad
 
     # a second run (another cut of the same files) sends everything again and stores nothing new

@@ -322,3 +322,29 @@ def test_module_imports_no_airflow() -> None:
     code = "import sys, airflow_provider_instasent.sharding; print(any(m.split('.')[0] == 'airflow' for m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+@pytest.mark.integration
+def test_aggregate_real_shard_reports(client, tmp_path: Path) -> None:
+    """Shard reports of real ingest runs (the engine on the emulator) add up, with wall time and rate."""
+    import time
+
+    from airflow_provider_instasent.ingest import write_contacts
+
+    n = 1_000
+    table = pa.table({"_user_id": [f"agg-{i}" for i in range(n)], "plan": ["pro"] * n})
+    pq.write_table(table, tmp_path / "contacts.parquet", row_group_size=100)
+    shards = sh.plan_parquet_shards(tmp_path, target_rows=250)
+    assert len(shards) == 4
+    reports = []
+    for shard in shards:
+        reports.append(write_contacts(client, sh.read_shard(shard), progress_interval=0).to_dict())
+        time.sleep(0.01)  # shards run one after another: the wall time spans all of them
+    for r in reports:
+        assert r["started_at"] <= r["finished_at"] and r["worker"]
+    totals = sh.aggregate_reports([*reports, None])
+    assert (totals["shards"], totals["missing"], totals["rows"], totals["accepted"]) == (4, 1, n, n)
+    assert totals["wall_seconds"] >= sum(r["elapsed_s"] for r in reports) - 0.01
+    assert totals["wall_seconds"] == pytest.approx(reports[-1]["finished_at"] - reports[0]["started_at"], abs=0.002)
+    assert totals["rows_per_second"] == pytest.approx(n / totals["wall_seconds"], rel=0.01)
+    assert totals["by_worker"] == {reports[0]["worker"]: {"shards": 4, "rows": n}}
