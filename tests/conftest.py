@@ -16,6 +16,10 @@ from typing import Any
 
 import pytest
 
+# The SQL warehouse fixtures (DuckDB, SQLite, PostgreSQL connections and unique tables) are
+# shared by the unit, integration and system tests.
+pytest_plugins = ["tests.support.sql_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 # One AIRFLOW_HOME (and SQLite metadata DB) per test process: parallel pytest runs never share one.
