@@ -67,3 +67,26 @@ def test_path_kinds(tmp_path):
     osp = object_path("s3://bucket/key.parquet")
     assert type(osp).__name__ == "ObjectStoragePath" and str(osp) == "s3://bucket/key.parquet"
     assert object_path(str(tmp_path)) == str(tmp_path)
+
+
+def test_object_storage_failure_keeps_the_previous_file():
+    """On an fsspec store (fsspec's in-memory one, through a UPath: the class ObjectStoragePath
+    extends) a failed export leaves the previous file whole and no temporary object; the
+    loader reads it back through the same adapter."""
+    import uuid
+
+    from upath import UPath as ObjectStoragePath
+
+    from airflow_provider_instasent.ingest import open_source
+
+    base = f"memory://bucket-{uuid.uuid4().hex[:8]}/lake"
+    target = ObjectStoragePath(f"{base}/audience.parquet")
+    first = write_parquet(Export(FakeClient(n=120), batch_size=50).batches(), target,
+                          Export(FakeClient(n=1)).schema)
+    assert first.rows == 120 and first.path.startswith("memory://") and first.path.endswith("lake/audience.parquet")
+    with pytest.raises(RuntimeError, match="scroll failed"):
+        write_parquet(Export(FakeClient(n=1000, fail_after=4), batch_size=100).batches(), target,
+                      Export(FakeClient(n=1)).schema)
+    assert [p.name for p in ObjectStoragePath(base).iterdir()] == ["audience.parquet"]
+    assert open_source(target).total_rows == 120
+    assert sum(b.num_rows for b in open_source(ObjectStoragePath(base)).batches()) == 120
