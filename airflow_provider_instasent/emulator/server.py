@@ -119,7 +119,7 @@ class EmulatorHandler(socketserver.StreamRequestHandler):
         if length is not None and int(length) > MAX_BODY:  # h11 has checked it is all digits
             raise _BadRequest(413, "Request body too large")
         if conn.they_are_waiting_for_100_continue:
-            self.connection.sendall(conn.send(h11.InformationalResponse(status_code=100)) or b"")
+            self.connection.sendall(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
         chunks: list[bytes] = []
         total = 0
         while True:
