@@ -1,11 +1,11 @@
 """HTTP plumbing: a threaded HTTP/1.1 keep-alive server around :class:`~.app.App`.
 
-The wire protocol is h11's (``h11.Connection``): it parses request lines, headers,
-``Content-Length`` and chunked bodies, tracks keep-alive and ``Connection: close``, and
-rejects malformed requests with the right status (answered here as JSON errors). h11 is
-small, pure Python, sans-I/O and already installed with Airflow (uvicorn and httpx use it);
-the threads and sockets are the standard library's ``socketserver``. See
-``docs/adr/0006-emulator-http-layer.md`` for the choice and its measured cost.
+Requests are parsed by httptools (the bindings to llhttp, Node.js' HTTP parser, that uvicorn
+uses; installed with Airflow): request line, headers, ``Content-Length`` and chunked bodies,
+keep-alive (HTTP/1.1, and HTTP/1.0 with ``Connection: keep-alive``), pipelining. Malformed
+requests are answered with a JSON 400 (413, 431 for the limits below) and the connection is
+closed. Threads and sockets are the standard library's ``socketserver``. Why httptools, and
+what the alternatives cost: ``docs/adr/0006-emulator-http-layer.md``.
 
 Speed matters (the emulator must never be the bottleneck of a benchmark): every response
 (status line, headers and body) goes out in a single ``send`` with Nagle disabled, so
@@ -20,14 +20,16 @@ import socketserver
 import sys
 import threading
 import time
-from typing import Any
+from collections import deque
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
-import h11
+import httptools
 
 from .app import API_PREFIX, App
 from .core import Response, error_response, reason
 
-MAX_LINE = 65536  # the largest request head (request line + headers) h11 buffers
+MAX_LINE = 65536  # the largest request head (target and headers), in bytes
 MAX_HEADERS = 200
 MAX_BODY = 64 * 1024 * 1024
 RECV_SIZE = 65536
@@ -41,106 +43,138 @@ class _BadRequest(Exception):
         self.message = message
 
 
-class _Closed(Exception):
-    """The client closed the connection (between or in the middle of requests)."""
+class _Request(NamedTuple):
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
+    keep_alive: bool
+
+
+class _Collector:
+    """httptools callbacks: gather each complete request, enforcing the size limits."""
+
+    def __init__(self, send_continue: Callable[[], None]) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.send_continue = send_continue
+        self.done: deque[_Request] = deque()
+        self.error: _BadRequest | None = None  # raised in a callback (httptools wraps it)
+        self.on_message_begin()
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            if self.error is not None:
+                raise self.error from None
+            raise
+
+    def _fail(self, status: int, message: str) -> None:
+        self.error = _BadRequest(status, message)
+        raise self.error
+
+    # -- the callbacks ---------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.target: list[bytes] = []
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.head_size = 0
+        self.header_count = 0
+        self.body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.target.append(url)
+        self.head_size += len(url)
+        if self.head_size > MAX_LINE:
+            self._fail(431, "Request line or header too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value)
+        if self.head_size > MAX_LINE:
+            self._fail(431, "Request line or header too long")
+        self.header_count += 1
+        if self.header_count > MAX_HEADERS:
+            self._fail(431, "Too many headers")
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        if int(self.headers.get("content-length") or 0) > MAX_BODY:  # llhttp has checked the digits
+            self._fail(413, "Request body too large")
+        if self.headers.get("expect", "").lower() == "100-continue":
+            self.send_continue()
+
+    def on_body(self, body: bytes) -> None:
+        self.body_size += len(body)
+        if self.body_size > MAX_BODY:
+            self._fail(413, "Request body too large")
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        self.done.append(
+            _Request(
+                self.parser.get_method().decode("latin-1"),
+                b"".join(self.target).decode("latin-1"),
+                self.headers,
+                body,
+                self.parser.should_keep_alive(),
+            )
+        )
 
 
 class EmulatorHandler(socketserver.StreamRequestHandler):
-    """One keep-alive connection: read a request with h11, answer it, repeat."""
+    """One connection: parse requests with httptools and answer them in order."""
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     timeout = 300  # idle keep-alive connections are closed after this many seconds
     server: EmulatorServer
-    _h11: h11.Connection | None = None
     _head_request = False
 
-    def setup(self) -> None:
-        super().setup()
-        self._h11 = self._new_connection(b"", False)
-
-    @staticmethod
-    def _new_connection(data: bytes, closed: bool) -> h11.Connection:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_LINE)
-        if data:
-            conn.receive_data(data)
-        if closed:
-            conn.receive_data(b"")
-        return conn
-
     def handle(self) -> None:
-        conn = self._h11
-        assert conn is not None
+        requests = _Collector(self._send_continue)
+        failure: Exception | None = None  # answered once the requests before it are
         try:
-            while self._handle_one(conn):
-                conn.start_next_cycle()
-                data, closed = conn.trailing_data
-                if data[:1] in (b"\r", b"\n"):  # a stray CRLF after the previous request
-                    conn = self._h11 = self._new_connection(data.lstrip(b"\r\n"), closed)
-        except _Closed:
-            pass
-        except (h11.RemoteProtocolError, _BadRequest) as exc:
-            if isinstance(exc, h11.RemoteProtocolError):
-                status, message = exc.error_status_hint, f"Malformed request: {exc}"
-            else:
-                status, message = exc.status, exc.message
-            if conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                try:
-                    self._write(error_response(status, message), close=True)
-                except (OSError, h11.LocalProtocolError):
-                    pass
-        except OSError:  # timeouts, resets, broken pipes
-            pass
-
-    # -- reading -------------------------------------------------------------------------------
-    def _next_event(self, conn: h11.Connection) -> Any:
-        while True:
-            event = conn.next_event()
-            if event is not h11.NEED_DATA:
-                return event
-            data = self.connection.recv(RECV_SIZE)
-            if data and conn.their_state is h11.IDLE and not conn.trailing_data[0]:
-                data = data.lstrip(b"\r\n")  # RFC 9112 2.2: ignore empty lines before a request
-                if not data:
+            while True:
+                if not requests.done:
+                    if failure is not None:
+                        raise failure
+                    data = self.connection.recv(RECV_SIZE)
+                    if not data:
+                        return
+                    try:
+                        requests.feed(data)
+                    except httptools.HttpParserUpgrade:  # the rest is not HTTP/1.1: answer, then close
+                        failure = ConnectionAbortedError()
+                    except (_BadRequest, httptools.HttpParserError) as exc:
+                        failure = exc
                     continue
-            conn.receive_data(data)
+                request = requests.done.popleft()
+                upgrade = isinstance(failure, ConnectionAbortedError) and not requests.done
+                close = not request.keep_alive or upgrade
+                if not self._handle_one(request, close) or close:
+                    return
+        except _BadRequest as exc:
+            self._write_error(exc.status, exc.message)
+        except httptools.HttpParserError as exc:
+            self._write_error(400, f"Malformed request: {exc}")
+        except OSError:  # timeouts, resets, broken pipes, an upgrade request
+            pass
 
-    def _read_request(self, conn: h11.Connection) -> tuple[str, str, dict[str, str], bytes]:
-        event = self._next_event(conn)
-        if isinstance(event, h11.ConnectionClosed):
-            raise _Closed
-        assert isinstance(event, h11.Request)
-        if len(event.headers) > MAX_HEADERS:
-            raise _BadRequest(431, "Too many headers")
-        if len(event.target) + sum(len(n) + len(v) for n, v in event.headers) > MAX_LINE:
-            raise _BadRequest(431, "Request head too large")
-        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in event.headers}
-        length = headers.get("content-length")
-        if length is not None and int(length) > MAX_BODY:  # h11 has checked it is all digits
-            raise _BadRequest(413, "Request body too large")
-        if conn.they_are_waiting_for_100_continue:
-            self.connection.sendall(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            part = self._next_event(conn)
-            if isinstance(part, h11.EndOfMessage):
-                break
-            if isinstance(part, h11.ConnectionClosed):
-                raise _Closed
-            total += len(part.data)
-            if total > MAX_BODY:
-                raise _BadRequest(413, "Request body too large")
-            chunks.append(part.data)
-        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        return event.method.decode("latin-1"), event.target.decode("latin-1"), headers, body
+    def _send_continue(self) -> None:
+        self.connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _write_error(self, status: int, message: str) -> None:
+        try:
+            self._write(error_response(status, message), close=True)
+        except OSError:
+            pass
 
     # -- one request -----------------------------------------------------------------------------
-    def _handle_one(self, conn: h11.Connection) -> bool:
-        """Answer one request; ``False`` when the connection must then be closed."""
-        method, target, headers, body = self._read_request(conn)
+    def _handle_one(self, request: _Request, close: bool) -> bool:
+        """Answer ``request``; ``False`` if the connection was dropped (an emulated fault)."""
+        method, target, headers, body, _ = request
         self._head_request = method == "HEAD"
-        close = conn.their_state is not h11.DONE  # HTTP/1.0, or ``Connection: close``
         srv = self.server
         app = srv.app
         started = time.perf_counter()
@@ -167,7 +201,7 @@ class EmulatorHandler(socketserver.StreamRequestHandler):
         self._write(response, close)
         if srv.verbose:
             self._log(method, target, str(response.status), started)
-        return conn.our_state is h11.DONE and conn.their_state is h11.DONE
+        return True
 
     def _drop(self, method: str, target: str, kind: str, started: float) -> None:
         try:
@@ -177,29 +211,21 @@ class EmulatorHandler(socketserver.StreamRequestHandler):
         if self.server.verbose:
             self._log(method, target, kind, started)
 
-    # -- writing ---------------------------------------------------------------------------------
     def _write(self, response: Response, close: bool) -> None:
-        """Send ``response`` in one write (head and body together)."""
-        # Outside a request cycle (an error before any request was read) a fresh h11
-        # connection serialises the response: h11 lets a server answer from its idle state.
-        conn = self._h11 or h11.Connection(h11.SERVER)
-        body = b"" if self._head_request else response.body
-        headers = [
-            ("Server", SERVER_NAME),
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(response.body))),
-            *response.headers,
+        """Send ``response`` in one write: status line, headers and body together."""
+        head = [
+            f"HTTP/1.1 {response.status} {reason(response.status)}\r\n"
+            f"Server: {SERVER_NAME}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(response.body)}\r\n"
         ]
+        for name, value in response.headers:
+            head.append(f"{name}: {value}\r\n")
         if close:
-            headers.append(("Connection", "close"))
-        head = conn.send(
-            h11.Response(status_code=response.status, headers=headers, reason=reason(response.status))
-        )
-        parts = [head or b""]
-        if body:
-            parts.extend(conn.send_with_data_passthrough(h11.Data(data=body)) or ())
-        parts.append(conn.send(h11.EndOfMessage()) or b"")
-        self.wfile.write(b"".join(parts))
+            head.append("Connection: close\r\n")
+        head.append("\r\n")
+        body = b"" if self._head_request else response.body
+        self.wfile.write("".join(head).encode("latin-1") + body)
 
     def _log(self, method: str, target: str, outcome: str, started: float) -> None:
         ms = (time.perf_counter() - started) * 1000
