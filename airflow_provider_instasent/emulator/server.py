@@ -100,8 +100,8 @@ class _Collector:
     def on_headers_complete(self) -> None:
         if int(self.headers.get("content-length") or 0) > MAX_BODY:  # llhttp has checked the digits
             self._fail(413, "Request body too large")
-        if self.headers.get("expect", "").lower() == "100-continue":
-            self.send_continue()
+        if self.headers.get("expect", "").lower() == "100-continue" and not self.done:
+            self.send_continue()  # not behind pipelined requests: their answers come first
 
     def on_body(self, body: bytes) -> None:
         self.body_size += len(body)
