@@ -305,8 +305,9 @@ def load_fixture(source: FixtureSource = None) -> Fixture:
 
 
 # --- parsing -------------------------------------------------------------------------------------
-# The shape of the document is checked by the schema (fixture_schema.py) first; what follows
-# checks only what a schema cannot (uniqueness, references between entries) and fills in defaults.
+# The shape of the document is checked by its msgspec types (fixture_schema.py) first; what
+# follows checks only what they cannot (uniqueness, references between entries, what a dynamic
+# segment or a datasource token needs) and fills in defaults.
 def _unique(values: Sequence[Any], message: str) -> None:
     if len(set(values)) != len(values):
         duplicates = sorted({repr(v) for v in values if values.count(v) > 1})
@@ -441,6 +442,8 @@ def _parse_project(raw: Mapping[str, Any], index: int) -> ProjectConfig:
     segments: dict[str, SegmentConfig] = {}
     for s in raw.get("segments") or []:
         root = s.get("root")
+        if s.get("type", "dynamic") == "dynamic" and not isinstance(root, Mapping):
+            raise FixtureError(f"{where}.segments[{s['uid']}].root: a dynamic segment needs a filter root")
         segments[s["uid"]] = SegmentConfig(
             uid=s["uid"],
             name=str(s.get("name") or s["uid"]),
@@ -493,6 +496,9 @@ def _parse_token(raw: Mapping[str, Any], index: int, projects: Mapping[str, Proj
     test_mode = bool(raw.get("testMode", False))
     token_id = int(raw.get("id", index + 1))
     if raw.get("type", "product") == "datasource":
+        for key in ("project", "datasource"):
+            if not isinstance(raw.get(key), str) or not raw[key]:
+                raise FixtureError(f"{where}.{key}: a datasource token needs one, got {raw.get(key)!r}")
         project, ds = raw["project"], raw["datasource"]
         _known([project], projects, where + ".project: unknown project %r")
         in_project = f" in project {project!r}".replace("%", "%%")
@@ -501,6 +507,7 @@ def _parse_token(raw: Mapping[str, Any], index: int, projects: Mapping[str, Proj
         return TokenConfig(token, title, "datasource", DATASOURCE_TOKEN_SCOPES, (project,), ds, test_mode, token_id)
     scopes_raw = raw.get("scopes", [])
     scopes = ALL_SCOPES if scopes_raw in ("all", "*", ["*"]) else tuple(scopes_raw)
+    _known(scopes, ALL_SCOPES, where + ".scopes: unknown scope %r")  # '*' among other scopes
     projects_raw = raw.get("projects", "all")
     token_projects = tuple(projects) if projects_raw in ("all", "*", ["*"]) else tuple(projects_raw)
     _known(token_projects, projects, where + ".projects: unknown project %r")
