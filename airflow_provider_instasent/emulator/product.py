@@ -470,24 +470,24 @@ def _by_id(items: Sequence[Mapping[str, Any]], wanted: str, what: str) -> dict[s
     raise ApiError(404, f"{what} '{wanted}' not found")
 
 
-@router.add("GET", _P + "/campaign", "PROJECT_CAMPAIGN_READ")
-def campaigns(ctx: Ctx) -> Response:
-    return _index(ctx, [dict(c) for c in ctx.ps.config.campaigns])
+def _fixture_entities(path: str, what: str, scope: str, attr: str) -> None:
+    """``GET path`` (the index) and ``GET path/{id}`` for a list the fixture holds as it is."""
+
+    def items(ctx: Ctx) -> Sequence[Mapping[str, Any]]:
+        entities: Sequence[Mapping[str, Any]] = getattr(ctx.ps.config, attr)
+        return entities
+
+    @router.add("GET", _P + path, scope)
+    def index(ctx: Ctx) -> Response:
+        return _index(ctx, [dict(c) for c in items(ctx)])
+
+    @router.add("GET", _P + path + "/{id}", scope)
+    def one(ctx: Ctx) -> Response:
+        return json_response(200, {"entity": _by_id(items(ctx), ctx.params["id"], what)})
 
 
-@router.add("GET", _P + "/campaign/{id}", "PROJECT_CAMPAIGN_READ")
-def campaign(ctx: Ctx) -> Response:
-    return json_response(200, {"entity": _by_id(ctx.ps.config.campaigns, ctx.params["id"], "Campaign")})
-
-
-@router.add("GET", _P + "/automation", "PROJECT_AUTOMATION_READ")
-def automations(ctx: Ctx) -> Response:
-    return _index(ctx, [dict(a) for a in ctx.ps.config.automations])
-
-
-@router.add("GET", _P + "/automation/{id}", "PROJECT_AUTOMATION_READ")
-def automation(ctx: Ctx) -> Response:
-    return json_response(200, {"entity": _by_id(ctx.ps.config.automations, ctx.params["id"], "Automation")})
+_fixture_entities("/campaign", "Campaign", "PROJECT_CAMPAIGN_READ", "campaigns")
+_fixture_entities("/automation", "Automation", "PROJECT_AUTOMATION_READ", "automations")
 
 
 # --- SMS ---------------------------------------------------------------------------------------------

@@ -12,9 +12,9 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from .audience import AudienceContact, AudienceIndex, DsContact, Key
 from .fixture import DatasourceConfig, Fixture, ProjectConfig, TokenConfig
@@ -28,6 +28,8 @@ from .validation import (
     validate_contact,
     validate_event,
 )
+
+T = TypeVar("T")
 
 AUTOMATION_WINDOW_S = 3600.0
 SNAPSHOT_TTL_S = 900.0
@@ -245,27 +247,42 @@ class Store:
             ds.calls_failures += 1
             ds.last_failure = now
 
-    def push_contacts(
-        self, ps: ProjectState, ds: DatasourceState, items: Sequence[Any], *, dry_run: bool
+    def _push(
+        self,
+        ds: DatasourceState,
+        checked: Sequence[tuple[T | None, Errors]],
+        dry_run: bool,
+        store: Callable[[T, float, PushOutcome], None],
+        *,
+        count_errors: bool = False,
     ) -> PushOutcome:
-        checked = [validate_contact(item, ps.config) for item in items]
+        """Store each valid item (unless ``dry_run``) under the lock; account for the call."""
         outcome = PushOutcome()
         with self.lock:
             now = time.time()
-            for pos, (contact, errors) in enumerate(checked):
-                if contact is None:
+            for pos, (item, errors) in enumerate(checked):
+                if item is None:
                     outcome.errors.append((pos, errors))
-                    if not dry_run:
+                    if count_errors and not dry_run:
                         ds.errored_contacts += 1
                     continue
-                if not dry_run:
-                    self._upsert(ps, ds, contact, now)
-                    ds.received_contacts += 1
-                    outcome.stored += 1
                 outcome.accepted.append(pos)
+                if not dry_run:
+                    store(item, now, outcome)
             if not dry_run:
                 self._record_call(ds, outcome, now)
         return outcome
+
+    def push_contacts(
+        self, ps: ProjectState, ds: DatasourceState, items: Sequence[Any], *, dry_run: bool
+    ) -> PushOutcome:
+        def store(contact: ContactItem, now: float, outcome: PushOutcome) -> None:
+            self._upsert(ps, ds, contact, now)
+            ds.received_contacts += 1
+            outcome.stored += 1
+
+        checked = [validate_contact(item, ps.config) for item in items]
+        return self._push(ds, checked, dry_run, store, count_errors=True)
 
     def push_events(
         self,
@@ -278,22 +295,12 @@ class Store:
     ) -> PushOutcome:
         received = time.time() if received_at is None else received_at
         received_iso = iso_ms(received)
-        config = ps.config
-        checked = [validate_event(item, config, received, received_iso) for item in items]
-        outcome = PushOutcome()
-        with self.lock:
-            now = time.time()
-            for pos, (event, errors) in enumerate(checked):
-                if event is None:
-                    outcome.errors.append((pos, errors))
-                    continue
-                outcome.accepted.append(pos)
-                if dry_run:
-                    continue
-                self._store_event(ps, ds, event, received, received_iso, now, outcome)
-            if not dry_run:
-                self._record_call(ds, outcome, now)
-        return outcome
+
+        def store(event: EventItem, now: float, outcome: PushOutcome) -> None:
+            self._store_event(ps, ds, event, received, received_iso, now, outcome)
+
+        checked = [validate_event(item, ps.config, received, received_iso) for item in items]
+        return self._push(ds, checked, dry_run, store)
 
     def _store_event(
         self,

@@ -74,6 +74,24 @@ def _add(errors: Errors, name: str, reason: str) -> None:
     errors.setdefault(name, []).append(reason)
 
 
+def _check_into(
+    out: dict[str, Any],
+    key: str,
+    value: Any,
+    errors: Errors,
+    name: str,
+    data_type: str,
+    max_length: int | None,
+    multivalue: int,
+) -> None:
+    """``out[key]`` = the checked ``value``, or its reasons under ``errors[name]``."""
+    nv, reasons = check_multi(data_type, value, max_length, multivalue)
+    if reasons:
+        errors.setdefault(name, []).extend(reasons)
+    else:
+        out[key] = nv
+
+
 # --- scalar values ---------------------------------------------------------------------------
 def check_scalar(data_type: str, value: Any, max_length: int | None) -> tuple[Any, str | None]:
     """``(normalised value, None)`` or ``(None, reason)`` for one non-null value."""
@@ -206,11 +224,7 @@ def check_attributes(
         if value is None:
             clean[key] = None
             continue
-        nv, reasons = check_multi(spec.data_type, value, spec.max_length, spec.multivalue)
-        if reasons:
-            errors.setdefault(name, []).extend(reasons)
-        else:
-            clean[key] = nv
+        _check_into(clean, key, value, errors, name, spec.data_type, spec.max_length, spec.multivalue)
     return clean
 
 
@@ -302,11 +316,7 @@ def validate_event(
                 if p.required:
                     _add(errors, field_name, "required")
                 continue
-            nv, reasons = check_multi(p.data_type, value, p.max_length, p.multi_value)
-            if reasons:
-                errors.setdefault(field_name, []).extend(reasons)
-            else:
-                params[name] = nv
+            _check_into(params, name, value, errors, field_name, p.data_type, p.max_length, p.multi_value)
         for p in spec.parameters:
             if p.required and p.parameter not in params_raw:
                 _add(errors, "_event_parameters." + p.parameter, "required")
