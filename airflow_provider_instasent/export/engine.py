@@ -316,15 +316,6 @@ class Export:
         if builder.pages:
             yield builder.build()
 
-    def _chunks(self, schema: ExportSchema) -> Iterator[pa.RecordBatch]:
-        """Pages -> small RecordBatches, fetched and converted in the calling thread
-        (:meth:`batches` runs the same work split across two threads)."""
-        builder = BatchBuilder(schema, self.stats.invalid)
-        raw = self._raw_source(builder)
-        if raw is None:
-            return self._decoded_chunks(builder)
-        return self._raw_chunks(self._counted(raw), builder)
-
     def batches(self) -> Iterator[pa.RecordBatch]:
         """RecordBatches of ``batch_size`` rows (the last one smaller), all with :attr:`schema`.
 
