@@ -255,7 +255,8 @@ class InstasentClient:
         self.session.mount("http://", adapter)
         if self._own_session:
             # requests re-reads proxy and CA-bundle variables from the environment on every
-            # request (~5% of a scroll's CPU). Read them once, here, and switch that off.
+            # request (a measurable share of a scroll's CPU: docs/performance.md). Read them once, here, and
+            # switch that off.
             env_ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
             self.session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
             self.session.trust_env = False

@@ -43,7 +43,7 @@ def detect_dialect(obj: Any) -> str:
             if hook_class in names:
                 return name
         return dialect_named(conn_type).name if conn_type else "generic"
-    module = type(obj).__module__
+    module = type(obj).__module__.lstrip("_")  # duckdb's connection class lives in "_duckdb"
     for prefix, name in _MODULES:
         if module.startswith(prefix):
             return name

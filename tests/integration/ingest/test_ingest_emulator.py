@@ -224,3 +224,31 @@ def test_postgres_source_uses_a_server_side_cursor(emu, client, postgres_url, mo
     finally:
         with psycopg2.connect(postgres_url) as conn, conn.cursor() as cur:
             cur.execute(f"DROP TABLE {table}")
+
+
+@pytest.mark.parametrize("kind", ["sqlite3", "duckdb", "sqlalchemy"])
+def test_rejects_table_on_a_plain_connection(emu, client, tmp_path, kind):
+    """A notebook writes rejects to a DB-API or SQLAlchemy connection: no Airflow connection."""
+    if kind == "sqlite3":
+        conn = sqlite3.connect(tmp_path / "rejects.db")
+    elif kind == "duckdb":
+        import duckdb
+
+        conn = duckdb.connect(str(tmp_path / "rejects.duckdb"))
+    else:
+        import sqlalchemy
+
+        conn = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'rejects.db'}")
+    frame = pd.DataFrame({"_user_id": ["ok-1", "", "ok-2", None]})
+    report = write_contacts(client, frame, on_invalid="dead_letter", rejects_table="ingest_rejects",
+                            rejects_conn=conn, run_id="nb-1")
+    assert (report.accepted, report.rejected) == (2, 2)
+    query = "SELECT source_row, field, stage, run_id FROM ingest_rejects ORDER BY source_row"
+    if kind == "sqlalchemy":
+        with conn.connect() as c:
+            rows = [tuple(r) for r in c.exec_driver_sql(query).fetchall()]
+        conn.dispose()
+    else:
+        rows = [tuple(r) for r in conn.execute(query).fetchall()]  # the lent connection is still open
+        conn.close()
+    assert rows == [(1, "_user_id", "local", "nb-1"), (3, "_user_id", "local", "nb-1")]
