@@ -177,6 +177,8 @@ class ParquetFileWriter:
         self.rows = 0
         self.row_groups = 0
         self.target.make_parent()
+        if self.target.local:
+            self._remove_stale_temporaries()
         # A temporary name next to the target, moved into place when complete: atomic on a
         # local disk; on an object store a copy, so a failed write never touches (or deletes) an
         # older file under the target name.
@@ -185,6 +187,23 @@ class ParquetFileWriter:
         self._stream = self._tmp.open_output()
         self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self._stream, schema, compression=compression,
                                                                  **options)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of this target left by a writer process that no longer runs (killed)."""
+        parent = self.target.parent.path
+        prefix = f".{self.target.name}."
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            return
+        for name in names:
+            if not (name.startswith(prefix) and name.endswith(".tmp")):
+                continue
+            pid = name[len(prefix):].split(".", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(parent, name))
+                    log.warning("removed %s, left by a writer that did not finish", name)
 
     def write(self, data: pa.RecordBatch | pa.Table) -> None:
         if data.num_rows == 0:
@@ -226,6 +245,18 @@ class ParquetFileWriter:
             self.commit()
         else:
             self.abort()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_parquet(
