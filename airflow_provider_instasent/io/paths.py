@@ -102,12 +102,11 @@ class Location:
         return self.fs.open_output_stream(self.path)
 
     def make_parent(self) -> None:
+        """Create the parent directory of a local path (object stores have no directories, and
+        creating one there could create a bucket)."""
         parent = self.parent.path
-        if parent and parent != "/":
-            try:
-                self.fs.create_dir(parent, recursive=True)
-            except (OSError, NotImplementedError):  # object stores have no directories
-                pass
+        if self.local and parent and parent != "/":
+            self.fs.create_dir(parent, recursive=True)
 
     def delete(self) -> None:
         try:
