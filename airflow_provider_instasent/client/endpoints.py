@@ -42,6 +42,8 @@ SCOPES = "scopes"  # token info: metadata.scopes
 # push results
 ACCEPTED = "accepted"
 ERRORS = "errors"
+ENTITIES_SUCCESS = "entitiesSuccess"  # what Activepieces decides success on (api-facts §2)
+ENTITIES_FAILURES = "entitiesFailures"
 POSITION = "position"
 ITEM = "item"
 ERROR = "error"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from airflow_provider_instasent.client.errors import InstasentProtocolError
 from airflow_provider_instasent.client.models import PushResult
 
 
@@ -34,5 +37,27 @@ def test_error_without_fields_gives_message_reason():
     assert r.errors[0].reasons() == [("", "boom")]
 
 
-def test_unknown_2xx_body_counts_all_accepted():
-    assert PushResult.from_body(202, None, 3).accepted == [0, 1, 2]
+@pytest.mark.parametrize("body", [None, b"<html>502</html>", "ok", {}, {"message": "queued"}, [1, 2]])
+def test_an_unreadable_2xx_body_is_not_evidence_of_acceptance(body):
+    with pytest.raises(InstasentProtocolError, match="not counted as accepted"):
+        PushResult.from_body(202, body, 3)
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    ({"accepted": [{"position": 0}, {"position": 0}]}, "twice"),
+    ({"accepted": [{"position": 0}], "errors": [{"position": 0, "error": "x"}]}, "twice"),
+    ({"accepted": [{"position": 3}]}, "outside"),
+    ({"accepted": [{"item": "a"}]}, "no position"),
+    ({"accepted": [{"position": 0}], "entitiesSuccess": 3}, "entitiesSuccess is 3"),
+])
+def test_an_inconsistent_push_result_is_refused(body, problem):
+    with pytest.raises(InstasentProtocolError, match=problem):
+        PushResult.from_body(200, body, 3)
+
+
+def test_counts_only_and_no_content():
+    # the real API's counters, without the positions: every item a success is evidence enough
+    assert PushResult.from_body(200, {"entitiesSuccess": 2, "entitiesFailures": 0}, 2).accepted == [0, 1]
+    with pytest.raises(InstasentProtocolError):
+        PushResult.from_body(200, {"entitiesSuccess": 1, "entitiesFailures": 1}, 2)
+    assert PushResult.from_body(204, None, 1).accepted == [0]  # "No Content" is an explicit success
