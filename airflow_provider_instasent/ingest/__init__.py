@@ -26,6 +26,7 @@ from .errors import (
     IngestSchemaError,
     RejectedRowsError,
     RequestFailedError,
+    SourceReadError,
 )
 from .idempotency import EventIdDeriver, derive_event_id
 from .report import REJECT_COLUMNS, IngestReport
@@ -44,6 +45,7 @@ __all__ = [
     "ProjectSpecs",
     "RejectedRowsError",
     "RequestFailedError",
+    "SourceReadError",
     "SqlSource",
     "delete_contacts",
     "derive_event_id",

@@ -25,6 +25,7 @@ from .errors import (
     IngestSchemaError,
     RejectedRowsError,
     RequestFailedError,
+    SourceReadError,
 )
 from .idempotency import EventIdDeriver
 from .report import IngestReport, RejectsSink
@@ -251,7 +252,18 @@ class IngestRun:
 
     def _batches(self, source: Source) -> Iterator[tuple[int, pa.RecordBatch]]:
         offset = 0
-        for raw in source.batches():
+        batches = iter(source.batches())
+        while True:
+            try:
+                raw = next(batches)
+            except StopIteration:
+                return
+            except IngestError:
+                raise
+            except Exception as exc:  # the source, not the data: name it and keep the report
+                raise SourceReadError(
+                    f"cannot read {source.name} after {offset} rows: {type(exc).__name__}: {exc}", self.report
+                ) from exc
             batch = self.mapper(raw)
             yield offset, batch
             offset += batch.num_rows

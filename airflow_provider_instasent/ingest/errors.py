@@ -37,6 +37,11 @@ class AutomationsGuardError(IngestError):
     """``automations="refuse"`` and events would fall inside the ±1 hour automation window."""
 
 
+class SourceReadError(IngestError):
+    """The input could not be read past some row (a corrupt or truncated Parquet file, a lost
+    database connection). ``report`` says what was done before; the cause is ``__cause__``."""
+
+
 class RequestFailedError(IngestError):
     """A push request got no usable answer after the client's retries (a 400, a 5xx or a lost
     connection). The rows of that request are reported as rejected at stage ``"api"``; the

@@ -215,14 +215,17 @@ class ParquetSource:
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         for f in self.files:
-            with open_parquet(f) as pf:
-                if pf.metadata.num_rows == 0:
-                    continue
-                cols: list[str] | None = None
-                if self.columns is not None or self.drop:
-                    names = pf.schema_arrow.names
-                    cols = [c for c in (self.columns or names) if c in names and c not in self.drop]
-                yield from pf.iter_batches(batch_size=self.batch_rows, columns=cols, use_threads=False)
+            try:
+                with open_parquet(f) as pf:
+                    if pf.metadata.num_rows == 0:
+                        continue
+                    cols: list[str] | None = None
+                    if self.columns is not None or self.drop:
+                        names = pf.schema_arrow.names
+                        cols = [c for c in (self.columns or names) if c in names and c not in self.drop]
+                    yield from pf.iter_batches(batch_size=self.batch_rows, columns=cols, use_threads=False)
+            except (OSError, pa.ArrowException) as exc:  # name the file that cannot be read
+                raise OSError(f"{f}: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------------------------

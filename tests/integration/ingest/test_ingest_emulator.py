@@ -252,3 +252,21 @@ def test_rejects_table_on_a_plain_connection(emu, client, tmp_path, kind):
         rows = [tuple(r) for r in conn.execute(query).fetchall()]  # the lent connection is still open
         conn.close()
     assert rows == [(1, "_user_id", "local", "nb-1"), (3, "_user_id", "local", "nb-1")]
+
+
+def test_a_corrupt_parquet_file_stops_with_a_report(emu, client, tmp_path):
+    """A file that cannot be read past some row: a SourceReadError naming it, with the report of
+    what was sent before (the rows read are all accounted for), never a raw ArrowInvalid."""
+    from airflow_provider_instasent.ingest import SourceReadError
+
+    pq.write_table(pa.table({"_user_id": [f"c-{i}" for i in range(300)]}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"_user_id": [f"d-{i}" for i in range(300)]}), tmp_path / "b.parquet",
+                   row_group_size=100)
+    data = (tmp_path / "b.parquet").read_bytes()
+    half = len(data) // 2
+    (tmp_path / "b.parquet").write_bytes(data[:40] + b"\x00" * (half - 40) + data[half:])  # row groups, footer intact
+    with pytest.raises(SourceReadError, match=r"b\.parquet") as info:
+        write_contacts(client, str(tmp_path), progress_interval=0, batch_rows=100)
+    report = info.value.report
+    assert report.status == "failed" and report.accepted >= 300
+    assert report.rows == report.accepted + report.rejected + report.skipped
