@@ -35,7 +35,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path):
 
 
 def test_object_storage_path(tmp_path):
-    from airflow.sdk import ObjectStoragePath
+    ObjectStoragePath = pytest.importorskip("airflow.sdk").ObjectStoragePath
 
     export = Export(FakeClient(n=120, version="osp"), "events", batch_size=50)
     target = ObjectStoragePath(f"file://{tmp_path}/lake/events.parquet")
@@ -46,7 +46,7 @@ def test_object_storage_path(tmp_path):
 
 
 def test_object_storage_failure_leaves_nothing(tmp_path):
-    from airflow.sdk import ObjectStoragePath
+    ObjectStoragePath = pytest.importorskip("airflow.sdk").ObjectStoragePath
 
     export = Export(FakeClient(n=1000, fail_after=4), batch_size=100)
     target = ObjectStoragePath(f"file://{tmp_path}/lake/audience.parquet")
@@ -56,7 +56,7 @@ def test_object_storage_failure_leaves_nothing(tmp_path):
 
 
 def test_path_kinds(tmp_path):
-    from airflow.sdk import ObjectStoragePath
+    ObjectStoragePath = pytest.importorskip("airflow.sdk").ObjectStoragePath
 
     from airflow_provider_instasent.operators.base import object_path
 

@@ -15,6 +15,7 @@ from tests.conftest import emulator_state
 from .helpers import ORDER, contacts, orders
 
 pytestmark = pytest.mark.integration
+pytest.importorskip("airflow")  # the operators: skipped in the analyst install (no Airflow)
 
 
 class FakeTI:
