@@ -62,6 +62,11 @@ __all__ = [
 ]
 
 
+def __dir__() -> list[str]:
+    """The module's names, the lazily loaded functions included (tab completion in notebooks)."""
+    return sorted({*globals(), *__all__})
+
+
 def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
