@@ -63,7 +63,8 @@ __all__ = [  # noqa: RUF022  (the order of the docs: writing, then reading)
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_WHERE})
+    """The module's names, the lazily loaded functions included (tab completion in notebooks)."""
+    return sorted({*globals(), *__all__})
 
 
 def __getattr__(name: str) -> Any:

@@ -106,6 +106,20 @@ class ExportStats:
             "rows_per_second": round(self.rows_per_second, 1),
         }
 
+    def _repr_html_(self) -> str:
+        """The stats as an HTML table in Jupyter: rows, pages, throughput, invalid values per column."""
+        import pandas as pd
+
+        from .._html import report_html
+
+        counts = [("rows", self.rows), ("of total hits", self.total_hits), ("pages", self.pages),
+                  ("batches", self.batches), ("seconds", round(self.seconds, 1)),
+                  ("rows/s", round(self.rows_per_second, 1)),
+                  ("values exported as null (did not fit their column)", self.invalid.total)]
+        invalid = pd.DataFrame(sorted(self.invalid.as_dict().items()), columns=["column", "invalid values"])
+        return report_html(f"Instasent {self.source or 'export'} export", counts, frame=invalid,
+                           frame_title="invalid values by column")
+
 
 _DONE = object()
 

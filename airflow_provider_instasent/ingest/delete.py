@@ -47,6 +47,19 @@ class DeleteReport:
             "failures": [{"_user_id": u, "error": e} for u, e in self.failures[:20]],
         }
 
+    def _repr_html_(self) -> str:
+        """The report as an HTML table in Jupyter: counts, throughput, the first failures."""
+        import pandas as pd
+
+        from .._html import report_html
+
+        per_s = self.requested / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        counts = [("requested", self.requested), ("deleted", self.deleted), ("missing (already gone)", self.missing),
+                  ("failed", self.failed), ("seconds", round(self.elapsed_s, 1)), ("ids/s", round(per_s, 1))]
+        failures = pd.DataFrame(self.failures, columns=["_user_id", "error"])
+        return report_html(f"{'DRY RUN ' if self.dry_run else ''}Instasent contact delete", counts,
+                           frame=failures, frame_title="failures", total=self.failed)
+
 
 def _ids_from_batches(batches: Iterable[pa.RecordBatch], column: str | None) -> Iterator[str]:
     for batch in batches:

@@ -332,8 +332,10 @@ class IngestRun:
                 raise AutomationsGuardError(
                     message + "; nothing was sent (automations='refuse'). Send them with automations='allow' "
                     "if that is intended, or fix their dates.", report)
-            if opts.automations == "warn" and not opts.dry_run:
-                self.log.warning("%s (automations='warn')", message)
+            if opts.dry_run:
+                self.log.info("%s (dry run: nothing is sent)", message)
+            else:  # 'allow' or 'warn': said before anything is sent
+                self.log.warning("%s (automations=%r); sending now", message, opts.automations)
                 self._warned_window = True
 
     # -- the send pass ----------------------------------------------------------------------

@@ -147,6 +147,26 @@ class IngestReport:
     def __str__(self) -> str:
         return self.summary()
 
+    def _repr_html_(self) -> str:
+        """The report as an HTML table in Jupyter: counts, throughput, the first rejects."""
+        from .._html import report_html
+
+        title = f"{'DRY RUN ' if self.dry_run else ''}Instasent {self.kind} ingest: {self.status}"
+        counts = [
+            ("rows", self.rows),
+            ("accepted", self.accepted),
+            ("rejected", f"{self.rejected:,} ({self.rejected_local:,} local, {self.rejected_api:,} api)"),
+            ("skipped", self.skipped),
+            ("requests", self.requests),
+            ("retries", self.retries),
+            ("seconds", round(self.elapsed_s, 1)),
+            ("rows/s", round(self.rows_per_s, 1)),
+            ("events inside the ±1h automation window", self.would_fire_automations),
+            ("rejects written to", self.rejects_path or self.rejects_table),
+            ("error", self.error),
+        ]
+        return report_html(title, counts, frame=self.rejects, frame_title="rejects", total=self.reject_entries)
+
 
 class RejectsSink:
     """Collects rejects: in memory (bounded) and streamed to Parquet and/or a SQL table.

@@ -17,6 +17,7 @@ def unique_table() -> str:
 
 @pytest.fixture
 def duckdb_conn_id(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
+    pytest.importorskip("airflow")  # an Airflow connection: skipped in the analyst install
     path = tmp_path / "warehouse.duckdb"
     monkeypatch.setenv("AIRFLOW_CONN_EXPORT_DUCKDB", json.dumps({"conn_type": "duckdb", "host": str(path)}))
     return "export_duckdb"
@@ -24,20 +25,25 @@ def duckdb_conn_id(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest.fixture
 def sqlite_conn_id(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
+    pytest.importorskip("airflow")  # an Airflow connection: skipped in the analyst install
     path = tmp_path / "warehouse.sqlite"
     monkeypatch.setenv("AIRFLOW_CONN_EXPORT_SQLITE", json.dumps({"conn_type": "sqlite", "host": str(path)}))
     return "export_sqlite"
 
 
 @pytest.fixture
-def postgres_conn_id(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def postgres_conn_id(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    pytest.importorskip("airflow")  # an Airflow connection: skipped in the analyst install
+    postgres_url = request.getfixturevalue("postgres_url")
     monkeypatch.setenv("AIRFLOW_CONN_EXPORT_POSTGRES", postgres_url)
     return "export_postgres"
 
 
 @pytest.fixture
-def pg_cleanup(postgres_url: str) -> Iterator[list[str]]:
+def pg_cleanup(request: pytest.FixtureRequest) -> Iterator[list[str]]:
     """Tables (and their staging leftovers) to drop from PostgreSQL after the test."""
+    pytest.importorskip("airflow")  # with postgres_conn_id: skipped in the analyst install
+    postgres_url = request.getfixturevalue("postgres_url")
     names: list[str] = []
     yield names
     import psycopg2

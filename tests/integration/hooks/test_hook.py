@@ -97,6 +97,59 @@ def test_test_connection_reports_scopes(instasent_conn, caplog):
 
 
 @pytest.mark.integration
+def test_test_connection_reports_project_datasource_and_data_level(emu, monkeypatch):
+    from airflow_provider_instasent.hooks.instasent import InstasentHook
+
+    _set_conn(monkeypatch, "inst_ok", host=emu, password="demo-admin-token", extra={"project": "demo"})
+    ok, message = InstasentHook("inst_ok").test_connection()
+    assert ok, message
+    assert "project demo (Demo project)" in message and "datasource dsapi (Ingest API)" in message
+    assert "audience data level: full (from PROJECT_AUDIENCE_DATA_FULL" in message
+
+    _set_conn(monkeypatch, "inst_ro", host=emu, password="demo-readonly-token", extra={"project": "demo"})
+    ok, message = InstasentHook("inst_ro").test_connection()
+    assert ok, message
+    assert "audience data level: default (no PROJECT_AUDIENCE_DATA_* scope" in message
+    assert "PROJECT_AUDIENCE_READ" in message
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("token", ["demo-admin-token", "demo-dsapi-token"])
+def test_test_connection_fails_on_a_wrong_project(emu, monkeypatch, token):
+    from airflow_provider_instasent.hooks.instasent import InstasentHook
+
+    _set_conn(monkeypatch, "inst_wp", host=emu, password=token, extra={"project": "demo-prod"})
+    ok, message = InstasentHook("inst_wp").test_connection()
+    assert not ok, message
+    assert "'demo-prod'" in message and "not" in message
+    if token == "demo-admin-token":
+        assert message == ("project 'demo-prod' is not visible to this token (it sees: demo): "
+                           "check the project UID")
+    assert token not in message
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("token", ["demo-admin-token", "demo-dsapi-token"])
+def test_test_connection_fails_on_a_wrong_datasource(emu, monkeypatch, token):
+    from airflow_provider_instasent.hooks.instasent import InstasentHook
+
+    _set_conn(monkeypatch, "inst_wd", host=emu, password=token, extra={"project": "demo", "datasource": "nope"})
+    ok, message = InstasentHook("inst_wd").test_connection()
+    assert not ok, message
+    assert "'nope'" in message and "not found" in message
+
+
+@pytest.mark.integration
+def test_test_connection_without_a_project_says_which_it_sees(emu, monkeypatch):
+    from airflow_provider_instasent.hooks.instasent import InstasentHook
+
+    _set_conn(monkeypatch, "inst_np", host=emu, password="demo-admin-token")
+    ok, message = InstasentHook("inst_np").test_connection()
+    assert not ok
+    assert "no project" in message and "sees: demo" in message
+
+
+@pytest.mark.integration
 def test_test_connection_with_datasource_token(emu, monkeypatch):
     from airflow_provider_instasent.hooks.instasent import InstasentHook
 

@@ -14,6 +14,7 @@ from tests.conftest import emulator_state
 from tests.support.ingest_helpers import ORDER, contacts, orders
 
 pytestmark = pytest.mark.integration
+pytest.importorskip("airflow")  # the operators: skipped in the analyst install (no Airflow)
 
 
 class FakeTI:

@@ -134,8 +134,8 @@ def test_dataframe_api():
     nullable = read_audience(client, dtype_backend="numpy_nullable")
     assert str(nullable["_is_subscribed_sms"].dtype) == "boolean"
     arrow_backed = read_audience(client, attributes=["plan"], dtype_backend="pyarrow")
-    assert list(arrow_backed.columns) == ["audience_id", "created_at", "updated_at", "plan", "_datasources",
-                                          "_ds_contact_ids"]
+    assert list(arrow_backed.columns) == ["audience_id", "created_at", "updated_at", "_user_id", "plan",
+                                          "_datasources", "_ds_contact_ids"]
     assert isinstance(arrow_backed["_datasources"].dtype, pd.ArrowDtype)
 
 
@@ -186,3 +186,17 @@ def test_export_modules_import_no_airflow():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_attributes_keep_the_user_id_unless_told_otherwise():
+    client = FakeClient(n=5)
+    df = read_audience(client, attributes=["plan"])
+    assert list(df.columns) == ["audience_id", "created_at", "updated_at", "_user_id", "plan", "_datasources",
+                                "_ds_contact_ids"]
+    assert df["_user_id"].tolist() == [f"user-{i}" for i in range(5)]
+    assert "_user_id" not in read_audience(client, attributes=["plan"], keep_user_id=False).columns
+    explicit = read_audience(client, attributes=["plan", "_user_id"])
+    assert list(explicit.columns[3:5]) == ["plan", "_user_id"]  # as asked, not twice
+    assert "_user_id" in read_segment(client, "vip", attributes=["plan"]).columns
+    assert "_user_id" in read_audience_arrow(client, attributes=["plan"]).schema.names
+    assert "_user_id" in read_audience(client).columns  # no attributes: every column, as before

@@ -246,10 +246,31 @@ def test_empty_inputs(specs, fake_client, tmp_path):
 
 
 def test_rejects_to_object_storage(specs, fake_client, tmp_path):
-    from airflow.sdk import ObjectStoragePath
+    ObjectStoragePath = pytest.importorskip("airflow.sdk").ObjectStoragePath
 
     target = ObjectStoragePath(f"file://{tmp_path}/rejects.parquet")
     report = write_contacts(fake_client, contacts(3).assign(birthday=["x", None, None]), specs=specs,
                             on_invalid="skip", rejects_path=target)
     assert report.rejected == 1
     assert pq.read_table(tmp_path / "rejects.parquet").column("field").to_pylist() == ["birthday"]
+
+
+@pytest.mark.parametrize("automations", ["allow", "warn"])
+def test_a_load_that_would_fire_automations_says_so_before_sending(specs, caplog, automations):
+    now = pd.Timestamp.now(tz="UTC")
+    df = orders(40)
+    df.loc[[3, 5, 7], "_event_date"] = now
+    warned_before_first_push: list[bool] = []
+
+    class Watching(FakeClient):
+        def push(self, *args, **kwargs):
+            warned_before_first_push.append(any("fire automations" in r.getMessage() for r in caplog.records))
+            return super().push(*args, **kwargs)
+
+    caplog.set_level(logging.INFO, logger="airflow_provider_instasent")
+    report = write_events(Watching(), df, event_type=ORDER, specs=specs, automations=automations, preflight=True)
+    assert report.accepted == 40 and report.would_fire_automations == 3
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "fire automations" in r.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0].getMessage().startswith("3 event(s) have an _event_date within ±1 hour of now")
+    assert warned_before_first_push and warned_before_first_push[0]

@@ -34,7 +34,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path):
 
 
 def test_object_storage_path(tmp_path):
-    from airflow.sdk import ObjectStoragePath
+    ObjectStoragePath = pytest.importorskip("airflow.sdk").ObjectStoragePath
 
     export = Export(FakeClient(n=120, version="osp"), "events", batch_size=50)
     target = ObjectStoragePath(f"file://{tmp_path}/lake/events.parquet")
@@ -45,7 +45,7 @@ def test_object_storage_path(tmp_path):
 
 
 def test_object_storage_failure_leaves_nothing(tmp_path):
-    from airflow.sdk import ObjectStoragePath
+    ObjectStoragePath = pytest.importorskip("airflow.sdk").ObjectStoragePath
 
     export = Export(FakeClient(n=1000, fail_after=4), batch_size=100)
     target = ObjectStoragePath(f"file://{tmp_path}/lake/audience.parquet")
@@ -55,7 +55,7 @@ def test_object_storage_failure_leaves_nothing(tmp_path):
 
 
 def test_path_kinds(tmp_path):
-    from airflow.sdk import ObjectStoragePath
+    ObjectStoragePath = pytest.importorskip("airflow.sdk").ObjectStoragePath
 
     from airflow_provider_instasent.operators.base import object_path
 
