@@ -31,7 +31,8 @@ class InstasentSendSmsOperator(InstasentBaseOperator):
         utm_term: optional campaign term (at most 40 characters).
         allow_unicode: allow Unicode (more segments per message).
         skip_if_sent: do not send when an identical direct SMS to the contact already exists.
-        instasent_conn_id, project: see :class:`~.base.InstasentBaseOperator`.
+        instasent_conn_id: the Instasent connection (see ``InstasentBaseOperator``).
+        project: overrides the connection's project.
     """
 
     template_fields: Sequence[str] = ("text", "audience_id", "user_id", "utm_term", "sender")

@@ -20,16 +20,17 @@ ALLOWED: dict[str, set[str]] = {
     "client": set(),
     "datatypes": set(),
     "progress": set(),
+    "_html": set(),
     "io": {"client"},
-    "ingest": {"client", "io", "datatypes", "progress"},
-    "export": {"client", "io", "datatypes", "progress"},
-    "sync": {"client", "io", "ingest", "export", "datatypes", "progress"},
+    "ingest": {"client", "io", "datatypes", "progress", "_html"},
+    "export": {"client", "io", "datatypes", "progress", "_html"},
+    "sync": {"client", "io", "ingest", "export", "datatypes", "progress", "_html"},
     "hooks": {"client", "export", "datatypes", "_airflow_compat"},
     "operators": {"client", "io", "ingest", "export", "sync", "hooks", "datatypes", "_airflow_compat"},
     "emulator": set(),
 }
 #: layers that must run without Airflow installed (the analyst's install)
-AIRFLOW_FREE = {"client", "datatypes", "progress", "io", "ingest", "export", "sync", "emulator"}
+AIRFLOW_FREE = {"client", "datatypes", "progress", "_html", "io", "ingest", "export", "sync", "emulator"}
 
 
 def _layer(path: Path) -> str:

@@ -236,8 +236,7 @@ def test_rejects_table_on_a_plain_connection(emu, client, tmp_path, kind):
 
         conn = duckdb.connect(str(tmp_path / "rejects.duckdb"))
     else:
-        import sqlalchemy
-
+        sqlalchemy = pytest.importorskip("sqlalchemy")
         conn = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'rejects.db'}")
     frame = pd.DataFrame({"_user_id": ["ok-1", "", "ok-2", None]})
     report = write_contacts(client, frame, on_invalid="dead_letter", rejects_table="ingest_rejects",

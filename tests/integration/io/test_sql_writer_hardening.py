@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import psycopg2
 import pytest
 
 from airflow_provider_instasent.export import Export
@@ -59,6 +58,8 @@ def test_concurrent_merges_never_double_rows(postgres_conn_id, pg_cleanup, uniqu
 def test_replace_is_safe_for_an_older_repeatable_read_snapshot(postgres_conn_id, postgres_url, pg_cleanup,
                                                                 unique_table):
     """A REPEATABLE READ reader whose snapshot predates the replace keeps reading the old rows."""
+    import psycopg2
+
     pg_cleanup.append(unique_table)
     export_to(postgres_conn_id, unique_table, FakeClient(n=300, version="old"))
     reader = psycopg2.connect(postgres_url)

@@ -75,7 +75,7 @@ def test_object_storage_failure_keeps_the_previous_file():
     loader reads it back through the same adapter."""
     import uuid
 
-    from upath import UPath as ObjectStoragePath
+    ObjectStoragePath = pytest.importorskip("upath").UPath
 
     from airflow_provider_instasent.ingest import open_source
 

@@ -6,10 +6,11 @@ import sqlite3
 
 import duckdb
 import pytest
-import sqlalchemy
 
 from airflow_provider_instasent.client.errors import InstasentConfigError
 from airflow_provider_instasent.io.sql import Database, detect_dialect
+
+sqlalchemy = pytest.importorskip("sqlalchemy")
 
 
 @pytest.mark.parametrize(("make", "dialect", "placeholder"), [
