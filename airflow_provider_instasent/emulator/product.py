@@ -545,11 +545,15 @@ def _resolve_contact(ctx: Ctx, value: str) -> AudienceContact | None:
     Phone … normalized automatically, International code is mandatory"). Call under the lock."""
     contact = ctx.ps.audience.resolve(value)
     if contact is None and (phone := _international_phone(value)) is not None:
-        found = ctx.ps.audience.find("_phone_mobile", phone) if "_phone_mobile" in ctx.ps.audience.merging else [
-            c
-            for c in ctx.ps.audience.audience.values()
-            if c.attrs.get("_phone_mobile") is not None and phone_key(c.attrs["_phone_mobile"]) == phone[1:]
-        ]
+        index = ctx.ps.audience
+        if "_phone_mobile" in index.merging:
+            found = index.find("_phone_mobile", phone)
+        else:
+            found = [
+                c
+                for c in index.audience.values()
+                if c.attrs.get("_phone_mobile") is not None and phone_key(c.attrs["_phone_mobile"]) == phone[1:]
+            ]
         contact = min(found, key=lambda c: c.id) if found else None
     return contact
 
