@@ -399,7 +399,9 @@ def _field(item: Mapping[str, Any], path: str) -> Any:
 
 def _index_pred(field_name: str, op: str, value: Any) -> Callable[[Mapping[str, Any]], bool]:
     if op in ("in", "nin"):
-        wanted = {canon(v) for v in (value.split(",") if isinstance(value, str) else as_list(value))}
+        raw = value.split(",") if isinstance(value, str) else as_list(value)
+        # n8n's default SMS filter nests one value in an array (["sent", ["enqueued"]]): flatten
+        wanted = {canon(x) for v in raw for x in (as_list(v) if isinstance(v, list) else [v])}
         if op == "in":
             return lambda it: any(canon(x) in wanted for x in as_list(_field(it, field_name)))
         return lambda it: not any(canon(x) in wanted for x in as_list(_field(it, field_name)))

@@ -104,6 +104,7 @@ def order(event_id: str, user_id: str = "u1", **extra: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def emulator(shared_emulator: Emulator) -> Emulator:
+    shared_emulator.set_queue_delay(0)
     shared_emulator.reset()
     shared_emulator.set_faults(latency_ms=0, rate_limit=None, fault_rate=0.0, fault_kinds=None, seed=None)
     return shared_emulator
@@ -114,3 +115,13 @@ def api(emulator: Emulator) -> Api:
     return Api(emulator.base_url)
 
 
+
+
+@pytest.fixture
+def queued_api(emulator: Emulator) -> Api:
+    """The API of an emulator that queues writes made without ``?_sync`` for 200 ms."""
+    emulator.set_queue_delay(QUEUE_DELAY_MS)
+    return Api(emulator.base_url)
+
+
+QUEUE_DELAY_MS = 200

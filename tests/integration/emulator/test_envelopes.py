@@ -35,7 +35,9 @@ def test_project_and_specs_envelopes(api: Api) -> None:
 
     attrs = api.get(api.p("/specs/attributes")).json()
     by_uid = {a["uid"]: a for a in attrs["entities"]}
-    assert by_uid["_date_updated"]["readonly"] is True and "readOnly" not in by_uid["_date_updated"]
+    # project specs carry both spellings: `readonly`, and `readOnly`/`requiredInWebhook` (read by n8n)
+    assert by_uid["_date_updated"]["readonly"] is True and by_uid["_date_updated"]["readOnly"] is True
+    assert by_uid["_user_id"]["requiredInWebhook"] is True and by_uid["plan"]["requiredInWebhook"] is False
     assert by_uid["plan"]["dataType"] == "string" and by_uid["plan"]["custom"] is True
     assert by_uid["loyalty_points"]["dataType"] == "number"
     assert by_uid["birthday"]["dataType"] == "date"

@@ -17,8 +17,8 @@ def test_event_parameters_validated(api: Api) -> None:
     r = api.push_events(
         [
             order("ok"),
-            order("e1", _event_parameters={"order_id": "o", "amount": "10"}),
-            order("e2", _event_parameters={"order_id": "o", "amount": 1, "items": "sku"}),
+            order("e1", _event_parameters={"order_id": "o", "amount": "ten"}),
+            order("e2", _event_parameters={"order_id": "o", "amount": 1, "items": {"sku": 1}}),
             order(
                 "e3", _event_parameters={"order_id": "o", "amount": 1, "items": [str(i) for i in range(11)]}
             ),
@@ -36,7 +36,7 @@ def test_event_parameters_validated(api: Api) -> None:
     assert [a["position"] for a in r.json()["accepted"]] == [0]
     errors = {e["position"]: e["errors"] for e in r.json()["errors"]}
     assert errors[1] == {"_event_parameters.amount": ["expected a number"]}
-    assert errors[2] == {"_event_parameters.items": ["expected an array of at most 10 values"]}
+    assert errors[2] == {"_event_parameters.items": ["expected an array of at most 10 values, got an object"]}
     assert errors[3] == {"_event_parameters.items": ["more than 10 values (11)"]}
     assert errors[4] == {"_event_type": ["unknown event type 'nope'"]}
     assert errors[5] == {"_event_parameters": ["expected an object"]}
