@@ -1,186 +1,31 @@
 """``InstasentClient``: a plain-Python client for the whole Instasent Product and Ingest API.
 
-It knows nothing of Airflow. One ``requests.Session`` with a connection pool is shared by
-every call (and by every thread: the client is thread-safe). Every request has a timeout,
-is paced by :class:`~.ratelimit.RateLimiter` and retried by :class:`~.retry.RetryPolicy`.
-Scrolls and listings are lazy iterators that hold one page at a time.
+The client's endpoint layer: one job, one method per API operation (about 45), each a thin
+layer that builds a path, query and body and reads the answer. Sending is inherited from
+:class:`~.transport.Transport` (the pooled session, timeouts, pacing, retries, error
+mapping); listings and scrolls are lazy iterators from :mod:`.paging` that hold one page at
+a time. It knows nothing of Airflow, and is thread-safe.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any, Generic, Literal, TypeVar, overload
-from urllib.parse import quote, urlencode
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal, overload
 
 import orjson
-import requests
-import tenacity
-from requests.adapters import HTTPAdapter
 
 from . import endpoints as ep
 from .endpoints import Endpoint, ScrollKind
-from .errors import (
-    InstasentConfigError,
-    InstasentConnectionError,
-    InstasentHTTPError,
-    error_for_status,
-    redact,
-)
-from .models import ApiResponse, PushResult, RawScrollPage, ScrollPage
-from .ratelimit import RateLimiter
-from .retry import Outcome, RetryPolicy
+from .errors import InstasentConfigError, InstasentHTTPError, error_for_status
+from .models import PushResult, RawScrollPage, ScrollPage
+from .paging import CursorPaginator, OffsetPaginator, RawCursorPaginator, paginate
+from .transport import FLAG, ClientStats, Transport
 
-try:  # installed with Airflow; without it, a raw page's metadata is read with orjson
-    import msgspec
-except ImportError:  # pragma: no cover
-    msgspec = None  # type: ignore[assignment]
-
-log = logging.getLogger(__name__)
-
-Timeout = float | tuple[float, float]
 #: What :meth:`InstasentClient.scroll` yields: entities, decoded pages, or raw pages.
 ScrollMode = Literal["entities", "pages", "raw"]
-T = TypeVar("T")
-_FLAG = object()  # a bare query flag such as ``?_dryRun``
 
 
-def _encode_query(params: Mapping[str, Any] | None) -> str:
-    if not params:
-        return ""
-    parts: list[str] = []
-    pairs: list[tuple[str, str]] = []
-    for key, value in params.items():
-        if value is None:
-            continue
-        if value is _FLAG:
-            parts.append(quote(key, safe="_"))
-        elif isinstance(value, bool):
-            pairs.append((key, "true" if value else "false"))
-        elif isinstance(value, (list, tuple)):
-            pairs.append((key, ",".join(str(v) for v in value)))
-        else:
-            pairs.append((key, str(value)))
-    if pairs:
-        parts.append(urlencode(pairs))
-    return "?" + "&".join(parts) if parts else ""
-
-
-_Request = tuple[Mapping[str, Any] | None, Any]  # one page request: its query and JSON body
-
-
-class _Paginator(Generic[T]):
-    """A paging strategy for :meth:`InstasentClient._paginate` (the model: dlt's paginators).
-
-    :meth:`first` is the first page's request (and checks the arguments, when the first page
-    is asked for); :meth:`next` reads a page's response into the page to yield and the next
-    request, or None at the end. ``decode``: whether the loop gets the decoded body or its bytes.
-    """
-
-    decode = True
-
-    def first(self) -> _Request:
-        raise NotImplementedError
-
-    def next(self, data: Any) -> tuple[T, _Request | None]:
-        raise NotImplementedError
-
-
-class _OffsetPaginator(_Paginator[list[dict[str, Any]]]):
-    """``_start``/``_limit`` pages of an index endpoint, to a short page or ``metadata.count``."""
-
-    def __init__(self, filters: Mapping[str, Any] | None, page_size: int) -> None:
-        self.filters = dict(filters or {})
-        self.page_size = page_size
-        self.start = 0
-
-    def _request(self) -> _Request:
-        return {**self.filters, ep.Q_START: self.start, ep.Q_LIMIT: self.page_size}, None
-
-    def first(self) -> _Request:
-        return self._request()
-
-    def next(self, data: Any) -> tuple[list[dict[str, Any]], _Request | None]:
-        data = data or {}
-        entities = data.get(ep.ENTITIES) or []
-        count = (data.get(ep.METADATA) or {}).get(ep.COUNT)
-        self.start += len(entities)
-        done = not entities or len(entities) < self.page_size or (isinstance(count, int) and self.start >= count)
-        return entities, None if done else self._request()
-
-
-class _CursorRequests:
-    """The requests of a cursor scroll: ``body`` plus ``limit`` and the last page's ``cursor``."""
-
-    def __init__(self, body: Mapping[str, Any], page_size: int, query: Mapping[str, Any] | None) -> None:
-        self.body = body
-        self.page_size = page_size
-        self.query = query
-
-    def _request(self, cursor: str | None) -> _Request:
-        return self.query, _scroll_payload(self.body, self.page_size, cursor)
-
-    def first(self) -> _Request:
-        _check_page_size(self.page_size)
-        return self._request(None)
-
-
-class _CursorPaginator(_CursorRequests, _Paginator[ScrollPage]):
-    """Decoded scroll pages, following ``metadata.cursor`` to a page without cursor or entities."""
-
-    def next(self, data: Any) -> tuple[ScrollPage, _Request | None]:
-        entities, cursor, total = _page_fields(data)
-        return ScrollPage(entities, cursor, total), self._request(cursor) if cursor and entities else None
-
-
-class _RawCursorPaginator(_CursorRequests, _Paginator[RawScrollPage]):
-    """:class:`_CursorPaginator` with each page's body kept as bytes: only its metadata is read."""
-
-    decode = False
-
-    def next(self, data: Any) -> tuple[RawScrollPage, _Request | None]:
-        has_entities, cursor, total = _raw_page_fields(data)
-        page = RawScrollPage(data, cursor, total, has_entities)
-        return page, self._request(cursor) if cursor and has_entities else None
-
-
-class ClientStats:
-    """Thread-safe request counters (for logs, reports and benchmarks)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests = 0
-        self.retries = 0
-        self.statuses: Counter[int] = Counter()
-        self.no_response = 0
-        self.bytes_sent = 0
-
-    def record(self, status: int | None, sent: int, retry: bool) -> None:
-        with self._lock:
-            self.requests += 1
-            self.bytes_sent += sent
-            if retry:
-                self.retries += 1
-            if status is None:
-                self.no_response += 1
-            else:
-                self.statuses[status] += 1
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "requests": self.requests,
-                "retries": self.retries,
-                "statuses": dict(self.statuses),
-                "no_response": self.no_response,
-                "bytes_sent": self.bytes_sent,
-            }
-
-
-class InstasentClient:
+class InstasentClient(Transport):
     """Client for the Instasent Product API and its built-in Ingest API.
 
     Args:
@@ -206,217 +51,24 @@ class InstasentClient:
                 print(contact["id"])
     """
 
-    def __init__(
-        self,
-        *,
-        token: str,
-        project: str | None = None,
-        datasource: str = ep.DEFAULT_DATASOURCE,
-        base_url: str = ep.DEFAULT_BASE_URL,
-        timeout: Timeout = (10.0, 60.0),
-        max_retries: int = 5,
-        max_retry_time: float = 600.0,
-        backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
-        verify: bool | str = True,
-        pool_size: int = 16,
-        pace: bool = True,
-        user_agent: str | None = None,
-        session: requests.Session | None = None,
-        retry_policy: RetryPolicy | None = None,
-        rate_limiter: RateLimiter | None = None,
-    ) -> None:
-        if not token or not isinstance(token, str):
-            raise InstasentConfigError("token is required (a non-empty string)")
-        if max_retries < 0:
-            raise InstasentConfigError("max_retries must be >= 0")
-        self._token = token
-        self.project = project
-        self.datasource = datasource or ep.DEFAULT_DATASOURCE
-        self.base_url = base_url.rstrip("/")
-        if self.base_url.endswith(ep.API_PREFIX):
-            self.base_url = self.base_url[: -len(ep.API_PREFIX)]
-        if not self.base_url.startswith(("http://", "https://")):
-            raise InstasentConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
-        self.timeout: Timeout = timeout
-        self.retry = retry_policy or RetryPolicy(
-            max_retries=max_retries,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            max_total=max_retry_time,
-        )
-        self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter()
-        self.pace = pace
-        self.stats = ClientStats()
-        self._own_session = session is None
-        self.session = session or requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=0)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
-        if self._own_session:
-            # requests re-reads proxy and CA-bundle variables from the environment on every
-            # request (a measurable share of a scroll's CPU: docs/performance.md). Read them once, here, and
-            # switch that off.
-            env_ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-            self.session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
-            self.session.trust_env = False
-            if verify is True and env_ca:
-                verify = env_ca
-        self.session.verify = verify
-        from .. import __version__
-
-        self.session.headers.update(
-            {
-                ep.H_AUTHORIZATION: f"Bearer {token}",
-                ep.H_ACCEPT: ep.JSON_MEDIA_TYPE,
-                ep.H_USER_AGENT: user_agent or f"airflow-provider-instasent/{__version__}",
-            }
-        )
-
-    # -- lifecycle ------------------------------------------------------------------------
-    def close(self) -> None:
-        if self._own_session:
-            self.session.close()
-
-    def __enter__(self) -> InstasentClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:  # the token is deliberately absent
         return (
             f"InstasentClient(base_url={self.base_url!r}, project={self.project!r}, "
             f"datasource={self.datasource!r})"
         )
 
-    def __getstate__(self) -> dict[str, Any]:
-        raise TypeError("InstasentClient is not picklable (it holds a token and a session)")
-
     # -- plumbing -------------------------------------------------------------------------
-    def _path(self, endpoint: Endpoint, params: Mapping[str, Any]) -> str:
-        values: dict[str, str] = {}
-        for name, value in params.items():
-            values[name] = quote(str(value), safe="")
-        if "{project}" in endpoint.path and "project" not in values:
-            if not self.project:
-                raise InstasentConfigError(
-                    f"{endpoint.name} needs a project: pass project=... to InstasentClient or the call"
-                )
-            values["project"] = quote(self.project, safe="")
-        if "{datasource}" in endpoint.path and "datasource" not in values:
-            values["datasource"] = quote(self.datasource, safe="")
-        try:
-            return endpoint.path.format(**values)
-        except KeyError as missing:
-            raise InstasentConfigError(f"{endpoint.name} needs {missing}") from None
-
-    def call(
-        self,
-        endpoint: Endpoint,
-        *,
-        path_params: Mapping[str, Any] | None = None,
-        query: Mapping[str, Any] | None = None,
-        json: Any = None,
-        body: bytes | None = None,
-        accept_statuses: Iterable[int] = (),
-        decode: bool = True,
-    ) -> ApiResponse:
-        """Send one request to ``endpoint`` with pacing, retries and error mapping.
-
-        ``path_params`` fill the path template (``project``/``datasource`` default to the
-        client's). ``json`` is encoded with orjson; ``body`` sends pre-encoded JSON bytes.
-        Statuses in ``accept_statuses`` are returned instead of raised. With
-        ``decode=False`` a returned response's ``data`` is the body's bytes, not decoded
-        (error responses are decoded as usual, for the exception).
-        """
-        path = ep.API_PREFIX + self._path(endpoint, {k: v for k, v in (path_params or {}).items() if v})
-        if path.endswith("/") and len(path) > len(ep.API_PREFIX) + 1:
-            path = path.rstrip("/")
-        url = self.base_url + path + _encode_query(query)
-        payload = body if body is not None else (orjson.dumps(json) if json is not None else None)
-        headers = {ep.H_CONTENT_TYPE: ep.JSON_MEDIA_TYPE} if payload is not None else None
-        accepted = frozenset(accept_statuses)
-        sent = len(payload or b"")
-        attempts = 0
-
-        def attempt() -> Outcome:
-            nonlocal attempts
-            retry = attempts > 0
-            attempts += 1
-            if self.pace:
-                self.rate_limiter.acquire(endpoint.endpoint_class)
-            try:
-                response = self.session.request(
-                    endpoint.method, url, data=payload, headers=headers, timeout=self.timeout
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                self.stats.record(None, sent, retry)
-                connected = not isinstance(exc, requests.ConnectTimeout) and not _never_connected(exc)
-                return Outcome(None, failure=exc, connected=connected)
-            status = response.status_code
-            self.stats.record(status, sent, retry)
-            if self.pace:
-                self.rate_limiter.update(endpoint.endpoint_class, status, response.headers)
-            ok = status < 400 or status in accepted
-            data = response.content if ok and not decode else _decode(response)
-            return Outcome(status, response.headers, data, ok)
-
-        def log_retry(state: tenacity.RetryCallState) -> None:
-            got: Outcome = state.outcome.result()  # type: ignore[union-attr]
-            log.warning(
-                "Instasent %s %s: %s; retry %d/%d in %.2fs",
-                endpoint.method,
-                path,
-                f"HTTP {got.status}" if got.status is not None else type(got.failure).__name__,
-                state.attempt_number,
-                self.retry.max_retries,
-                state.next_action.sleep if state.next_action else 0.0,
-            )
-
-        got = self.retry.run(attempt, idempotent=endpoint.idempotent, before_sleep=log_retry)
-        if got.ok:
-            assert got.status is not None
-            return ApiResponse(got.status, got.data, got.headers)
-        if got.failure is not None:
-            reason = redact(type(got.failure).__name__ + ": " + str(got.failure), (self._token,))
-            raise InstasentConnectionError(endpoint.method, path, reason, attempts=attempts) from None
-        raise error_for_status(
-            got.status or 0,
-            endpoint.method,
-            endpoint.path,
-            got.data,
-            path=path,
-            headers=got.headers,
-            attempts=attempts,
-            secrets=(self._token,),
-        )
-
     def _get(self, endpoint: Endpoint, query: Mapping[str, Any] | None = None, **path: Any) -> Any:
         return self.call(endpoint, path_params=path, query=query).data
 
     def _post(self, endpoint: Endpoint, json: Any, query: Mapping[str, Any] | None = None, **path: Any) -> Any:
         return self.call(endpoint, path_params=path, query=query, json=json).data
 
-    def _paginate(self, endpoint: Endpoint, paginator: _Paginator[T], path: Mapping[str, Any]) -> Iterator[T]:
-        """The one paging loop: ``paginator`` says what to request and reads each page.
-
-        Lazy: nothing is requested before the first page is asked for, and one page is in
-        memory at a time. A page request that fails transiently is retried by :meth:`call`
-        with the same query and body (the same cursor), so no page is lost or read twice.
-        """
-        request: _Request | None = paginator.first()
-        while request is not None:
-            query, body = request
-            data = self.call(endpoint, path_params=path, query=query, json=body, decode=paginator.decode).data
-            page, request = paginator.next(data)
-            yield page
-
     def _index(
         self, endpoint: Endpoint, filters: Mapping[str, Any] | None, page_size: int, **path: Any
     ) -> Iterator[dict[str, Any]]:
         """Every entity of an index endpoint (``_start``/``_limit`` pages), lazily."""
-        pages = self._paginate(endpoint, _OffsetPaginator(filters, page_size), path)
+        pages = paginate(self, endpoint, OffsetPaginator(filters, page_size), path)
         return (entity for page in pages for entity in page)
 
     #: What :meth:`scroll` can give; a stand-in client (a test double, a proxy) declares fewer modes.
@@ -477,10 +129,10 @@ class InstasentClient:
         path = {"segment_uid": segment} if segment else {}
         body = {ep.ROOT: root}
         if mode == "raw":
-            return self._paginate(endpoint, _RawCursorPaginator(body, page_size, query), path)
+            return paginate(self, endpoint, RawCursorPaginator(body, page_size, query), path)
         if mode not in ("pages", "entities"):
             raise InstasentConfigError(f"mode must be 'entities', 'pages' or 'raw'; got {mode!r}")
-        pages = self._paginate(endpoint, _CursorPaginator(body, page_size, query), path)
+        pages = paginate(self, endpoint, CursorPaginator(body, page_size, query), path)
         if mode == "pages":
             return pages
         return (entity for page in pages for entity in page.entities)
@@ -577,9 +229,9 @@ class InstasentClient:
             raise InstasentConfigError(f"at most {ep.MAX_ITEMS_PER_PUSH} items per call, got {n_items}")
         query: dict[str, Any] = {}
         if dry_run:
-            query[ep.Q_DRY_RUN] = _FLAG
+            query[ep.Q_DRY_RUN] = FLAG
         if sync:
-            query[ep.Q_SYNC] = _FLAG
+            query[ep.Q_SYNC] = FLAG
         response = self.call(
             endpoint, path_params={"datasource": datasource}, query=query, body=body, accept_statuses=(422,)
         )
@@ -614,7 +266,7 @@ class InstasentClient:
 
         ``dry_run`` asks the API to check the call without deleting (``?_dryRun``).
         """
-        query = {ep.Q_DRY_RUN: _FLAG} if dry_run else None
+        query = {ep.Q_DRY_RUN: FLAG} if dry_run else None
         response = self.call(ep.DELETE_CONTACT, path_params={"datasource": datasource, "user_id": user_id},
                              query=query)
         return PushResult.from_body(response.status, response.data, 1)
@@ -837,94 +489,6 @@ def _entities(data: Any) -> list[dict[str, Any]]:
     if value is None and isinstance(data.get(ep.ENTITY), Mapping):
         value = [data[ep.ENTITY]]
     return list(value or [])
-
-
-def _check_page_size(page_size: int) -> None:
-    if not 1 <= page_size <= ep.MAX_SCROLL_LIMIT:
-        raise InstasentConfigError(f"page_size must be between 1 and {ep.MAX_SCROLL_LIMIT}")
-
-
-def _scroll_payload(body: Mapping[str, Any], page_size: int, cursor: str | None) -> dict[str, Any]:
-    payload = {k: v for k, v in body.items() if v is not None}
-    payload[ep.LIMIT] = page_size
-    if cursor:
-        payload[ep.CURSOR] = cursor
-    return payload
-
-
-def _page_fields(data: Any) -> tuple[Any, str | None, int | None]:
-    """A decoded scroll page's entities, cursor and total hits."""
-    data = data or {}
-    entities = data.get(ep.ENTITIES) or []
-    meta = data.get(ep.METADATA) or {}
-    total = meta.get(ep.TOTAL_HITS)
-    return entities, meta.get(ep.CURSOR), int(total) if total is not None else None
-
-
-if msgspec is not None:
-
-    class _Envelope(msgspec.Struct):
-        """A scroll page with its entities left undecoded (``msgspec.Raw``: skipped, not parsed)."""
-
-        entities: msgspec.Raw = msgspec.field(default=msgspec.Raw(), name=ep.ENTITIES)
-        metadata: Any = msgspec.field(default=None, name=ep.METADATA)
-
-    _ENVELOPE: Any = msgspec.json.Decoder(_Envelope)
-    _ENVELOPE_ERRORS: tuple[type[Exception], ...] = (msgspec.DecodeError, msgspec.ValidationError)
-else:  # pragma: no cover
-    _ENVELOPE = None
-    _ENVELOPE_ERRORS = ()
-
-
-def _raw_page_fields(content: bytes) -> tuple[bool, str | None, int | None]:
-    """Whether a raw scroll page has entities, its cursor and total hits, as :func:`_page_fields`
-    reads them from the decoded page; the entities are not decoded (with msgspec)."""
-    if _ENVELOPE is not None:
-        try:
-            page = _ENVELOPE.decode(content)
-        except _ENVELOPE_ERRORS:
-            pass  # not a JSON object, or no body: decoded in full below
-        else:
-            _, cursor, total = _page_fields({ep.METADATA: page.metadata})
-            return _json_truthy(bytes(page.entities)), cursor, total
-    entities, cursor, total = _page_fields(_decode_content(content))
-    return bool(entities), cursor, total
-
-
-def _json_truthy(text: bytes) -> bool:
-    """``bool(orjson.loads(text))`` without decoding a large array or object."""
-    text = text.strip()
-    if not text:
-        return False  # the field is absent
-    if text[:1] in (b"[", b"{"):
-        return bool(text[1:-1].strip())
-    return bool(orjson.loads(text))
-
-
-def _decode_content(content: bytes) -> Any:
-    """What :func:`_decode` returns for a response with this body."""
-    if not content:
-        return None
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return content.decode("utf-8", errors="replace")
-
-
-def _decode(response: requests.Response) -> Any:
-    content = response.content
-    if not content:
-        return None
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return response.text
-
-
-def _never_connected(exc: Exception) -> bool:
-    """True when the connection was refused/unresolvable, so the request was never sent."""
-    text = repr(exc)
-    return "NewConnectionError" in text or "Connection refused" in text or "NameResolutionError" in text
 
 
 __all__ = ["ClientStats", "InstasentClient", "InstasentHTTPError", "ScrollKind", "ScrollMode"]

@@ -10,8 +10,9 @@ operators and the benchmarks (see docs/ingest.md and docs/idempotency.md).
                           on_invalid="dead_letter", rejects_path="rejects.parquet")
 
 Modules: :mod:`.sources` (inputs → Arrow batches), :mod:`.specs` (datasource specs, JSON
-Schema), :mod:`.validate` (vectorised checks and coercions), :mod:`.encode` (JSON items and
-request bodies), :mod:`.idempotency` (``_event_id``), :mod:`.sender` (bounded concurrency),
+Schema), :mod:`.validate` (vectorised checks of a batch), :mod:`.coerce` (vectorised
+coercion of a column), :mod:`.rowerrors` (every error of every row), :mod:`.encode` (JSON
+items and request bodies), :mod:`.idempotency` (``_event_id``), :mod:`.sender` (bounded concurrency),
 :mod:`.report` (report and rejects), :mod:`.engine` (orchestration), :mod:`.delete`
 (contact deletion).
 """

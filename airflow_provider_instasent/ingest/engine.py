@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from ..client.endpoints import MAX_ITEMS_PER_PUSH
 from ..progress import Progress
+from .coerce import CoerceOptions
 from .encode import DEFAULT_MAX_REQUEST_BYTES, Chunker, EncodedBatch, Encoder, Request
 from .errors import (
     AutomationsGuardError,
@@ -32,7 +33,7 @@ from .report import IngestReport, RejectsSink
 from .sender import Outcome, Sender, SenderClosed
 from .sources import DEFAULT_BATCH_ROWS, ColumnMapper, Source, SpooledSource, open_source
 from .specs import USER_ID, Kind, ProjectSpecs
-from .validate import CoerceOptions, Validated, Validator
+from .validate import Validated, Validator
 
 log = logging.getLogger("airflow_provider_instasent.ingest")
 

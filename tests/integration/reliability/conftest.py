@@ -45,7 +45,7 @@ def make_client(base_url: str, token: str = ADMIN_TOKEN, **overrides: Any) -> An
 @pytest.fixture
 def quiet_retries() -> Iterator[None]:
     """Hundreds of retry warnings are expected under fault injection: keep the output short."""
-    logger = logging.getLogger("airflow_provider_instasent.client.client")
+    logger = logging.getLogger("airflow_provider_instasent.client.transport")
     level = logger.level
     logger.setLevel(logging.ERROR)
     yield

@@ -9,11 +9,11 @@ import orjson
 import pytest
 import requests
 
-from airflow_provider_instasent.client import InstasentClient
-from airflow_provider_instasent.client import client as client_module
+from airflow_provider_instasent.client import InstasentClient, paging
 from airflow_provider_instasent.client import endpoints as ep
-from airflow_provider_instasent.client.errors import NotFoundError
+from airflow_provider_instasent.client.errors import InstasentConfigError, NotFoundError
 from airflow_provider_instasent.client.models import ApiResponse, RawScrollPage, ScrollPage
+from airflow_provider_instasent.client.transport import decode_content
 
 
 def make_client(**kw: Any) -> InstasentClient:
@@ -67,7 +67,7 @@ def test_raw_scroll_endpoints_and_parameters(monkeypatch):
     assert len(list(c.scroll_segment_raw_pages("vip", parameter="p1"))) == 1
     assert len(list(c.scroll_events_raw_pages())) == 1
     assert seen == [(ep.SEGMENT_SCROLL, {"parameter": "p1"}, {"segment_uid": "vip"}), (ep.EVENT_SCROLL, None, {})]
-    with pytest.raises(client_module.InstasentConfigError):
+    with pytest.raises(InstasentConfigError):
         next(c.scroll_audience_raw_pages(page_size=101))
 
 
@@ -101,17 +101,17 @@ BODIES = [
 @pytest.mark.parametrize("content", BODIES)
 def test_raw_page_fields_read_the_page_as_the_decoded_scroll_does(content, with_msgspec, monkeypatch):
     if not with_msgspec:
-        monkeypatch.setattr(client_module, "_ENVELOPE", None)
-    entities, cursor, total = client_module._page_fields(client_module._decode_content(content))
-    assert client_module._raw_page_fields(content) == (bool(entities), cursor, total)
+        monkeypatch.setattr(paging, "_ENVELOPE", None)
+    entities, cursor, total = paging._page_fields(decode_content(content))
+    assert paging._raw_page_fields(content) == (bool(entities), cursor, total)
 
 
 @pytest.mark.parametrize("content", [b"[1, 2]", b"not json", b'{"metadata": [1]}'])
 def test_raw_page_fields_fail_as_the_decoded_scroll_does(content):
     with pytest.raises(AttributeError):
-        client_module._page_fields(client_module._decode_content(content))
+        paging._page_fields(decode_content(content))
     with pytest.raises(AttributeError):
-        client_module._raw_page_fields(content)
+        paging._raw_page_fields(content)
 
 
 def response(status: int, content: bytes) -> requests.Response:

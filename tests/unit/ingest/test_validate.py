@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 
 from airflow_provider_instasent.ingest import IngestSchemaError
-from airflow_provider_instasent.ingest.validate import WINDOW_MS, CoerceOptions, Validator
+from airflow_provider_instasent.ingest.coerce import CoerceOptions
+from airflow_provider_instasent.ingest.validate import WINDOW_MS, Validator
 from tests.support.ingest_helpers import ORDER
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
