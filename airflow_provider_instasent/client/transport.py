@@ -141,9 +141,8 @@ class Transport:
         self.stats = ClientStats()
         self._own_session = session is None
         self.session = session or requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=0)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
+        self.pool_size = 0
+        self.reserve_connections(pool_size)
         if self._own_session:
             # requests re-reads proxy and CA-bundle variables from the environment on every
             # request (a measurable share of a scroll's CPU: docs/performance.md). Read them once,
@@ -163,6 +162,17 @@ class Transport:
                 ep.H_USER_AGENT: user_agent or f"airflow-provider-instasent/{__version__}",
             }
         )
+
+    def reserve_connections(self, n: int) -> None:
+        """Keep at least ``n`` connections alive, one per request in flight (the engines call this
+        with their ``max_in_flight``; a smaller pool would open and drop connections)."""
+        n = max(1, int(n))
+        if n <= self.pool_size:
+            return
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=n, max_retries=0)
+        self.session.mount("https://", adapter)
+        self.session.mount("http://", adapter)
+        self.pool_size = n
 
     # -- lifecycle ------------------------------------------------------------------------
     def close(self) -> None:

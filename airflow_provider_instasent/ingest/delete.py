@@ -150,7 +150,7 @@ def delete_contacts(client: Any, user_ids: Any, *, max_in_flight: int = 16, data
                 report.missing += 1
 
     progress = Progress(logger, "delete", progress_interval, unit="requested")
-    pool: BoundedPool[str] = BoundedPool(max_in_flight, name="instasent-delete")
+    pool: BoundedPool[str] = BoundedPool(max_in_flight, name="instasent-delete", client=client)
     try:
         for user_id in ids:
             settle(pool.submit(one, user_id))

@@ -48,11 +48,18 @@ class Done(Generic[T]):
 
 
 class BoundedPool(Generic[T]):
-    """At most ``max_in_flight`` calls submitted and unanswered (see the module doc)."""
+    """At most ``max_in_flight`` calls submitted and unanswered (see the module doc).
 
-    def __init__(self, max_in_flight: int, *, name: str = "instasent") -> None:
+    ``client``: the client the calls use; its connection pool is made at least
+    ``max_in_flight`` wide (``reserve_connections``), so no request waits for a connection.
+    """
+
+    def __init__(self, max_in_flight: int, *, name: str = "instasent", client: Any = None) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        reserve = getattr(client, "reserve_connections", None)
+        if callable(reserve):
+            reserve(max_in_flight)
         self.max_in_flight = max_in_flight
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix=name)
         self._done: queue.SimpleQueue[Done[T]] = queue.SimpleQueue()
@@ -142,7 +149,7 @@ class Sender:
         self.dry_run = dry_run
         self.datasource = datasource
         self.ordered = ordered
-        self._pool: BoundedPool[Request] = BoundedPool(max_in_flight, name="instasent-push")
+        self._pool: BoundedPool[Request] = BoundedPool(max_in_flight, name="instasent-push", client=client)
 
     def _send(self, request: Request) -> PushResult:
         return self.client.push(self.kind, request.body, n_items=request.n_items, dry_run=self.dry_run,

@@ -142,10 +142,6 @@ class InstasentIngestOperator(InstasentBaseOperator):
         # fail at parse time on option values that templating cannot change
         self._options(parse=True)
 
-    def client_kwargs(self) -> dict[str, Any]:
-        # one pooled HTTP connection per request in flight
-        return {"pool_size": max(16, self.max_in_flight)}
-
     def _options(self, *, parse: bool = False) -> dict[str, Any]:
         """The engine options, checked by :class:`IngestOptions` (at parse time, then after templating)."""
         options: dict[str, Any] = {name: getattr(self, name) for name in _FORWARDED}
@@ -235,9 +231,6 @@ class InstasentDeleteContactsOperator(InstasentBaseOperator):
         self.ingest_dry_run = dry_run
         self.max_in_flight = max_in_flight
         self.progress_interval = progress_interval
-
-    def client_kwargs(self) -> dict[str, Any]:
-        return {"pool_size": max(16, self.max_in_flight)}
 
     def _ids(self) -> Any:
         if self.user_ids is not None:

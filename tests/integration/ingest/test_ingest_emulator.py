@@ -270,3 +270,16 @@ def test_a_corrupt_parquet_file_stops_with_a_report(emu, client, tmp_path):
     # the first file was read whole; what was not sent when the run stopped is counted as skipped
     assert report.status == "failed" and report.rows >= 300 and report.rejected == 0
     assert report.rows == report.accepted + report.skipped and report.accepted > 0
+
+
+def test_the_engine_widens_the_connection_pool_to_max_in_flight(emu):
+    """max_in_flight reaches the HTTP pool through the engine, in a notebook as in a DAG."""
+    from airflow_provider_instasent import InstasentClient
+    from tests.conftest import ADMIN_TOKEN, PROJECT
+
+    with InstasentClient(token=ADMIN_TOKEN, project=PROJECT, base_url=emu, pool_size=4) as client:
+        assert client.pool_size == 4
+        report = write_contacts(client, contacts(300), max_in_flight=24, progress_interval=0)
+        assert report.accepted == 300 and client.pool_size == 24
+        write_contacts(client, contacts(10), max_in_flight=2, progress_interval=0)
+        assert client.pool_size == 24  # never narrowed under a running job

@@ -52,7 +52,7 @@ def test_every_ingest_option_reaches_the_engine():
     assert set(options) <= IngestOptions.names()
     not_forwarded = set(_defaults(InstasentIngestOperator)) & IngestOptions.names() - set(options)
     assert not_forwarded == set(), f"operator arguments never passed to the engine: {not_forwarded}"
-    assert op.client_kwargs() == {"pool_size": 16}
+    assert op.client_kwargs() == {}  # the engine sizes the pool (reserve_connections)
 
 
 def test_parquet_target_is_resolved_in_the_operator(tmp_path):
