@@ -275,6 +275,15 @@ class Validator:
                 raise IngestSchemaError(f"unknown event types: {', '.join(unknown)}; the datasource defines: {known}")
             types = dict.fromkeys(sorted(present))
         type_specs = {t: self.specs.event_type(t) for t in types}
+        from_text = EVENT_PARAMETERS in cols and is_str(plain(cols[EVENT_PARAMETERS]).type)
+        if n and not from_text:  # a required parameter absent from the input: one error, not one per row
+            for etype, tspec in type_specs.items():
+                absent = [p for p, ps in tspec.parameters.items() if ps.required and p not in params]
+                if absent:
+                    raise IngestSchemaError(
+                        f"event type {etype!r} requires the parameter(s) {', '.join(map(repr, absent))}, and the "
+                        f"input has no such column (nor {EVENT_PARAMETERS}.<name> field): add it, or map a source "
+                        f"column to it with columns={{'<source column>': {absent[0]!r}}}")
         allowed = set().union(*(s.parameters for s in type_specs.values())) if type_specs else set()
         unknown_params = [p for p in params if p not in allowed]
         if unknown_params:

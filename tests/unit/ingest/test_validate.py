@@ -272,3 +272,14 @@ def test_user_data_user_id_with_large_strings(specs):
                       "_user_data": pa.array([{"_user_id": "a"}, {"_user_id": "x"}],
                                              pa.struct([("_user_id", pa.string())]))})
     assert [r for r, _, _ in errors_of(events(specs, table))] == [1]
+
+
+def test_a_required_parameter_absent_from_the_input_is_one_error(specs):
+    """20,000 rows without an ``amount`` column: one schema error naming it, not 20,000 rejects."""
+    table = pa.table({"_user_id": [f"u{i}" for i in range(20_000)], "order_id": ["o"] * 20_000})
+    with pytest.raises(IngestSchemaError, match=r"requires the parameter\(s\) 'amount'.*columns=") as info:
+        events(specs, table)
+    assert "order_id" not in str(info.value).split("requires")[1].split(",")[0]
+    # a column that is present but null in some rows is still a per-row reject
+    table = pa.table({"_user_id": ["a", "b"], "order_id": ["o1", "o2"], "amount": [1.0, None]})
+    assert errors_of(events(specs, table)) == [(1, "_event_parameters.amount", "required parameter is missing")]
