@@ -95,6 +95,8 @@ class Outcome:
     ok: bool = False
     failure: Exception | None = None
     connected: bool = True
+    #: the connection was refused: nothing listens at the address (or not yet, while it restarts)
+    refused: bool = False
 
 
 @dataclass
@@ -108,6 +110,9 @@ class RetryPolicy:
         max_wait: ceiling of one wait asked for by ``Retry-After``/``X-RateLimit-Reset``.
         max_total: give up when the next wait would pass this many seconds since the
             first attempt.
+        max_refused: give up on a refused connection when the next wait would pass this many
+            seconds since the first attempt: a server that restarts is back within it, and
+            nothing listening at the address is reported in seconds, not minutes.
     """
 
     max_retries: int = 5
@@ -115,6 +120,7 @@ class RetryPolicy:
     backoff_max: float = 30.0
     max_wait: float = 120.0
     max_total: float = 600.0
+    max_refused: float = 3.0
     rng: random.Random = field(default_factory=random.Random, repr=False)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
@@ -149,9 +155,10 @@ class RetryPolicy:
         # no response at all
         return idempotent or not connected
 
-    def exhausted(self, retry: int, elapsed: float, wait: float) -> bool:
+    def exhausted(self, retry: int, elapsed: float, wait: float, *, refused: bool = False) -> bool:
         """Whether retry number ``retry``, after ``wait`` more seconds, would pass a bound."""
-        return retry >= self.max_retries or elapsed + wait > self.max_total
+        limit = min(self.max_total, self.max_refused) if refused else self.max_total
+        return retry >= self.max_retries or elapsed + wait > limit
 
     def should_retry(
         self,
@@ -229,7 +236,8 @@ class RetryPolicy:
             return waits[number]
 
         def stop(state: tenacity.RetryCallState) -> bool:
-            return self.exhausted(state.attempt_number - 1, self.clock() - started, wait(state))
+            return self.exhausted(state.attempt_number - 1, self.clock() - started, wait(state),
+                                  refused=outcome(state).refused)
 
         return tenacity.Retrying(
             retry=retry,

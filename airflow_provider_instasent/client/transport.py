@@ -248,7 +248,7 @@ class Transport:
             except (requests.ConnectionError, requests.Timeout) as exc:
                 self.stats.record(None, sent, retry)
                 connected = not isinstance(exc, requests.ConnectTimeout) and not _never_connected(exc)
-                return Outcome(None, failure=exc, connected=connected)
+                return Outcome(None, failure=exc, connected=connected, refused=_refused(exc))
             status = response.status_code
             self.stats.record(status, sent, retry)
             if self.pace:
@@ -275,6 +275,8 @@ class Transport:
             return ApiResponse(got.status, got.data, got.headers)
         if got.failure is not None:
             reason = redact(type(got.failure).__name__ + ": " + str(got.failure), (self._token,))
+            if got.refused:
+                reason = f"nothing is listening at {self.base_url} (connection refused); is the base URL right?"
             raise InstasentConnectionError(endpoint.method, path, reason, attempts=attempts) from None
         raise error_for_status(
             got.status or 0,
@@ -306,6 +308,12 @@ def _decode(response: requests.Response) -> Any:
         return orjson.loads(content)
     except orjson.JSONDecodeError:
         return response.text
+
+
+def _refused(exc: Exception) -> bool:
+    """True when the server's address refused the connection (no process listening there)."""
+    text = repr(exc)
+    return "Connection refused" in text or "[Errno 111]" in text or "ECONNREFUSED" in text
 
 
 def _never_connected(exc: Exception) -> bool:

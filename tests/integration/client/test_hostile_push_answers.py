@@ -40,3 +40,20 @@ def test_an_unreadable_push_answer_counts_nothing_as_accepted(status, headers, b
     assert report.rows == report.accepted + report.rejected + report.skipped
     assert report.rejected >= 100 and set(report.rejects["stage"]) == {"api"}
     assert report.rejects["reason"].str.contains("not counted as accepted").all()
+
+
+def test_nothing_listening_is_said_in_seconds():
+    """A base URL where nothing listens: a clear message within seconds, not half a minute."""
+    import socket
+    import time
+
+    from airflow_provider_instasent.client.errors import InstasentConnectionError
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    with InstasentClient(token="t0ken", project="demo", base_url=f"http://127.0.0.1:{port}") as client, \
+            pytest.raises(InstasentConnectionError, match=r"nothing is listening at http://127\.0\.0\.1"):
+        client.get_token_info()
+    assert time.monotonic() - started < 6

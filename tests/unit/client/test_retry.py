@@ -207,3 +207,10 @@ def test_client_counts_retries_exactly_and_reports_attempts(monkeypatch):
     assert exc.value.attempts == 4 and "busy" in str(exc.value)
     snap = c.stats.snapshot()
     assert snap["requests"] == 7 and snap["retries"] == 5 and snap["statuses"] == {503: 1, 429: 1, 200: 1, 500: 4}
+
+
+def test_a_refused_connection_gives_up_within_max_refused():
+    policy = RetryPolicy(max_retries=10, max_total=600.0, max_refused=3.0)
+    assert not policy.exhausted(1, elapsed=1.0, wait=1.5, refused=True)
+    assert policy.exhausted(2, elapsed=2.0, wait=1.5, refused=True)  # past 3 s: nothing is listening
+    assert not policy.exhausted(2, elapsed=2.0, wait=1.5)  # other failures keep the long budget
