@@ -421,8 +421,9 @@ class IngestRun:
         big = chunker.take_oversize()
         if not big:
             return []
-        reasons = [f"the item is {b.size} bytes, more than max_request_bytes={chunker.max_bytes}" for b in big]
-        self.rejects.add([b.row for b in big], [b.user_id for b in big], [""] * len(big), reasons, "local")
+        reasons = [f"the item is {b.size} bytes, more than max_request_bytes={chunker.max_bytes}"
+                   + (f" ({b.field} is the largest value)" if b.field else "") for b in big]
+        self.rejects.add([b.row for b in big], [b.user_id for b in big], [b.field for b in big], reasons, "local")
         self.report.rejected += len(big)
         self.report.rejected_local += len(big)
         return [(b.row, r) for b, r in zip(big, reasons)]

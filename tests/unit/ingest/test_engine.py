@@ -227,6 +227,14 @@ def test_oversize_items_are_rejected_locally(specs, fake_client):
     report = write_contacts(fake_client, df, specs=specs, on_invalid="skip", max_request_bytes=2048)
     assert report.rejected_local == 1 and report.rejects.source_row.tolist() == [4]
     assert "more than max_request_bytes=2048" in report.rejects.reason[0] and balanced(report)
+    assert report.rejects.field[0] == "plan" and "(plan is the largest value)" in report.rejects.reason[0]
+
+
+def test_oversize_event_names_the_nested_parameter(specs, fake_client):
+    from airflow_provider_instasent.ingest.encode import largest_field
+
+    assert largest_field({"_user_id": "u", "_event_parameters": {"a": 1, "notes": "x" * 900}}) == (
+        "_event_parameters.notes", 902)
 
 
 def test_rejects_sink_truncates_memory_but_not_the_file(tmp_path):
