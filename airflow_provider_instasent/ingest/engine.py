@@ -519,18 +519,55 @@ def ingest(client: Any, kind: Kind, data: Any, **options: Any) -> IngestReport:
 def write_contacts(client: Any, data: Any, **options: Any) -> IngestReport:
     """Upsert contacts: one column per attribute uid, ``_user_id`` required.
 
-    ``data``: a pandas DataFrame, a pyarrow Table / RecordBatch / RecordBatchReader, a Parquet
-    path/glob/directory (or ObjectStoragePath), a :class:`~.sources.SqlSource`, or a callable
-    returning one. Options: see docs/ingest.md. Returns an :class:`IngestReport`; raises an
-    :class:`~.errors.IngestError` (with ``.report``) when the run stops.
+    Args:
+        client: an ``InstasentClient``.
+        data: a pandas DataFrame, a pyarrow Table / RecordBatch / RecordBatchReader, a Parquet
+            path, glob or directory (or a URL or ``ObjectStoragePath``), a ``SqlSource``, or a
+            callable returning one of these.
+        **options: any of the options below (defaults in ``DEFAULTS``; details in docs/ingest.md).
+            ``columns``: ``{source: target}`` renames, ``None`` drops a column.
+            ``on_invalid``: ``"fail"`` (default), ``"skip"`` or ``"dead_letter"``.
+            ``max_rejected_ratio``: stop when more than this share of rows is rejected.
+            ``dry_run``: validate and call the API with ``_dryRun``; nothing is stored.
+            ``automations``: ``"allow"``, ``"warn"`` or ``"refuse"`` (events in the ±1 h window).
+            ``preflight``: check the whole input before sending anything.
+            ``nulls``: ``"omit"`` (keep the stored value) or ``"null"`` (clear it).
+            ``assume_timezone``: the zone of naive timestamps.
+            ``event_id_fields``: derive ``_event_id`` from these fields (events).
+            ``unknown_columns``: ``"error"``, ``"ignore"`` or ``"send"``.
+            ``rejects_path``: a Parquet file with every reject.
+            ``rejects_table`` and ``rejects_conn``: a SQL table with every reject, in a hook,
+            DB-API or SQLAlchemy connection.
+            ``max_rejects_in_memory``: rejects kept in ``report.rejects``.
+            ``max_in_flight``: concurrent push requests. ``max_items``: items per request.
+            ``max_request_bytes``: the byte ceiling of a request. ``batch_rows``: rows per batch.
+            ``progress_interval``: seconds between progress lines. ``datasource``: the
+            datasource uid. ``specs``: a ``ProjectSpecs`` to use instead of loading it.
+            ``spool_dir``: where one-shot sources are spooled for the preflight.
+            ``run_id``: written to the rejects table. ``logger``: where the lines go.
+
+    Returns:
+        The ``IngestReport``: counts, rejects and throughput.
+
+    Raises:
+        IngestError: the run stopped (a subclass says why); ``.report`` holds what was done.
     """
     return ingest(client, "contacts", data, **options)
 
 
 def write_events(client: Any, data: Any, *, event_type: str | None = None, **options: Any) -> IngestReport:
     """Append events: ``_user_id``, optional ``_event_id`` / ``_event_date`` / ``_user_data``,
-    and the parameters as flat columns or one ``_event_parameters`` struct column; one type per
-    frame (``event_type=``) or an ``_event_type`` column. See :func:`write_contacts`."""
+    and the parameters as flat columns or one ``_event_parameters`` struct column.
+
+    Args:
+        client: an ``InstasentClient``.
+        data: as for ``write_contacts``.
+        event_type: the type of every row; or give an ``_event_type`` column.
+        **options: the options of ``write_contacts`` (all of them apply to events).
+
+    Returns:
+        The ``IngestReport``, with ``would_fire_automations`` for events.
+    """
     return ingest(client, "events", data, event_type=event_type, **options)
 
 
