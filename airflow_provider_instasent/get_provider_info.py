@@ -1,7 +1,7 @@
 """Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point.
 
 Apache Airflow is the extra ``airflow`` (docs/adr/0008-packaging-airflow-extra.md):
-:func:`require_airflow` checks it is installed and in the supported range, and names the
+``require_airflow`` checks it is installed and in the supported range, and names the
 extra when it is not. It reads the installed distribution's metadata, never imports Airflow.
 """
 
@@ -76,7 +76,7 @@ _CONN_FIELDS: dict[str, Any] = {
 
 
 def get_provider_info() -> dict[str, Any]:
-    """What ``airflow providers list`` shows; checks the Airflow version first (:func:`require_airflow`)."""
+    """What ``airflow providers list`` shows; checks the Airflow version first (``require_airflow``)."""
     require_airflow()
     return {
         "package-name": "airflow-provider-instasent",

@@ -1,8 +1,8 @@
 """Sharding for Airflow dynamic task mapping: the public entry point.
 
-The planners and the shard reader live in the I/O layer (:mod:`airflow_provider_instasent.io.shards`,
-with Parquet discovery in :mod:`airflow_provider_instasent.io.parquet`); the totals of a sharded
-run are the ingest report's (:func:`airflow_provider_instasent.ingest.report.aggregate_reports`).
+The planners and the shard reader live in the I/O layer (``airflow_provider_instasent.io.shards``,
+with Parquet discovery in ``airflow_provider_instasent.io.parquet``); the totals of a sharded
+run are the ingest report's (``airflow_provider_instasent.ingest.report.aggregate_reports``).
 This module names them in one place for DAG authors (docs/scaling.md). No Airflow import.
 """
 

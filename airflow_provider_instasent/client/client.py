@@ -2,8 +2,8 @@
 
 The client's endpoint layer: one job, one method per API operation (about 45), each a thin
 layer that builds a path, query and body and reads the answer. Sending is inherited from
-:class:`~.transport.Transport` (the pooled session, timeouts, pacing, retries, error
-mapping); listings and scrolls are lazy iterators from :mod:`.paging` that hold one page at
+``Transport`` (the pooled session, timeouts, pacing, retries, error
+mapping); listings and scrolls are lazy iterators from ``paging`` that hold one page at
 a time. It knows nothing of Airflow, and is thread-safe.
 """
 
@@ -21,7 +21,7 @@ from .models import PushResult, RawScrollPage, ScrollPage
 from .paging import CursorPaginator, OffsetPaginator, RawCursorPaginator, paginate
 from .transport import FLAG, ClientStats, Transport
 
-#: What :meth:`InstasentClient.scroll` yields: entities, decoded pages, or raw pages.
+#: What ``InstasentClient.scroll`` yields: entities, decoded pages, or raw pages.
 ScrollMode = Literal["entities", "pages", "raw"]
 
 
@@ -41,7 +41,7 @@ class InstasentClient(Transport):
         backoff_max: ceiling of one backoff, seconds.
         verify: TLS verification: True (default), False, or a CA-bundle path.
         pool_size: connections kept alive; set it to at least your concurrency.
-        pace: pace requests by the ``X-RateLimit-*`` headers (see :class:`RateLimiter`).
+        pace: pace requests by the ``X-RateLimit-*`` headers (see ``RateLimiter``).
         session: a ``requests.Session`` to use instead of a new one.
 
     Example::
@@ -71,7 +71,7 @@ class InstasentClient(Transport):
         pages = paginate(self, endpoint, OffsetPaginator(filters, page_size), path)
         return (entity for page in pages for entity in page)
 
-    #: What :meth:`scroll` can give; a stand-in client (a test double, a proxy) declares fewer modes.
+    #: What ``scroll`` can give; a stand-in client (a test double, a proxy) declares fewer modes.
     scroll_modes: frozenset[str] = frozenset({"entities", "pages", "raw"})
 
     @overload
@@ -107,7 +107,7 @@ class InstasentClient(Transport):
         Args:
             kind: ``"audience"``, ``"segment"`` (needs ``segment``) or ``"events"``.
             mode: ``"entities"`` yields each entity (a dict); ``"pages"`` yields each
-                :class:`ScrollPage`; ``"raw"`` yields each :class:`RawScrollPage`, the page's
+                ``ScrollPage``; ``"raw"`` yields each ``RawScrollPage``, the page's
                 JSON body as bytes with only its metadata read (the same requests, retries
                 and end as ``"pages"``, without building Python objects for the entities).
             root: a query filter ``root`` (AudienceQueryFilter, or EventQueryFilter for events).
@@ -215,7 +215,7 @@ class InstasentClient(Transport):
         """Send one batch of at most 100 contacts or events.
 
         ``items`` may be pre-encoded JSON array bytes (then pass ``n_items``). A 422 (every
-        item failed) is returned as a :class:`PushResult`, not raised: per-item errors are data.
+        item failed) is returned as a ``PushResult``, not raised: per-item errors are data.
         """
         endpoint = {"contacts": ep.PUSH_CONTACTS, "events": ep.PUSH_EVENTS}.get(kind)
         if endpoint is None:
@@ -296,7 +296,7 @@ class InstasentClient(Transport):
         sort_field: str | None = None,
         sort_asc: bool | None = None,
     ) -> list[dict[str, Any]]:
-        """Audience search: at most 50 results, no pagination (use :meth:`scroll_audience`)."""
+        """Audience search: at most 50 results, no pagination (use ``scroll_audience``)."""
         body = {"version": "0.0.1", ep.ROOT: root, ep.LIMIT: min(limit, ep.MAX_SEARCH_LIMIT), "offset": offset,
                 "sortField": sort_field, "sortAsc": sort_asc}
         return _entities(self._post(ep.AUDIENCE_SEARCH, {k: v for k, v in body.items() if v is not None}))
@@ -310,7 +310,7 @@ class InstasentClient(Transport):
     def scroll_audience_raw_pages(
         self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[RawScrollPage]:
-        """:meth:`scroll_audience_pages` with each page's JSON body as bytes (not decoded)."""
+        """``scroll_audience_pages`` with each page's JSON body as bytes (not decoded)."""
         return self.scroll("audience", mode="raw", root=root, page_size=page_size)
 
     def scroll_audience(
@@ -339,7 +339,7 @@ class InstasentClient(Transport):
         root: Mapping[str, Any] | None = None,
         page_size: int = ep.MAX_SCROLL_LIMIT,
     ) -> Iterator[RawScrollPage]:
-        """:meth:`scroll_segment_pages` with each page's JSON body as bytes (not decoded)."""
+        """``scroll_segment_pages`` with each page's JSON body as bytes (not decoded)."""
         return self.scroll("segment", mode="raw", segment=segment_uid, parameter=parameter, root=root,
                            page_size=page_size)
 
@@ -391,7 +391,7 @@ class InstasentClient(Transport):
     def search_events(
         self, root: Mapping[str, Any] | None = None, *, limit: int = ep.MAX_SEARCH_LIMIT, **options: Any
     ) -> list[dict[str, Any]]:
-        """Event search: at most 50 results (use :meth:`scroll_events` for more)."""
+        """Event search: at most 50 results (use ``scroll_events`` for more)."""
         body = {"version": "0.0.1", ep.ROOT: root, ep.LIMIT: min(limit, ep.MAX_SEARCH_LIMIT), **options}
         return _entities(self._post(ep.EVENT_SEARCH, {k: v for k, v in body.items() if v is not None}))
 
@@ -404,7 +404,7 @@ class InstasentClient(Transport):
     def scroll_events_raw_pages(
         self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[RawScrollPage]:
-        """:meth:`scroll_events_pages` with each page's JSON body as bytes (not decoded)."""
+        """``scroll_events_pages`` with each page's JSON body as bytes (not decoded)."""
         return self.scroll("events", mode="raw", root=root, page_size=page_size)
 
     def scroll_events(

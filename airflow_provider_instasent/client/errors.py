@@ -3,7 +3,7 @@
 Every HTTP error carries the status, the method, the endpoint (the path template, e.g.
 ``/project/{project}/audience/scroll``, plus the concrete path) and the API's own message.
 The token never appears in any of them: messages are built from the response body and the
-request path only, and :func:`redact` scrubs anything that looks like a bearer token.
+request path only, and ``redact`` scrubs anything that looks like a bearer token.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ class PushResult:
         Only what the answer says counts: an item is accepted when the body names its position
         in ``accepted`` (or, when the body has no ``accepted`` list, when ``entitiesSuccess``
         says every item was). A 2xx body that is not such a result, or whose positions or counts
-        contradict each other, raises :class:`InstasentProtocolError` (never "all accepted").
+        contradict each other, raises ``InstasentProtocolError`` (never "all accepted").
         A ``204 No Content`` is the one answer without a body that means success.
         """
         def bad(problem: str) -> InstasentProtocolError:

@@ -1,11 +1,11 @@
 """The client's paging layer: one job, reading a listing or a scroll page by page.
 
-:func:`paginate` is the one paging loop; a :class:`Paginator` is its strategy (the model:
+``paginate`` is the one paging loop; a ``Paginator`` is its strategy (the model:
 dlt's paginators): what to request first, and how to read a page into the page to yield and
-the next request. :class:`OffsetPaginator` follows ``_start``/``_limit`` index pages,
-:class:`CursorPaginator` a scroll's ``metadata.cursor``, and :class:`RawCursorPaginator` the
+the next request. ``OffsetPaginator`` follows ``_start``/``_limit`` index pages,
+``CursorPaginator`` a scroll's ``metadata.cursor``, and ``RawCursorPaginator`` the
 same scroll with each page's body kept as bytes (only its metadata is read, with msgspec when
-installed). Each request is sent by :meth:`.transport.Transport.call`.
+installed). Each request is sent by ``call``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def paginate(transport: Transport, endpoint: Endpoint, paginator: Paginator[T], 
 
     Lazy: nothing is requested before the first page is asked for, and one page is in
     memory at a time. A page request that fails transiently is retried by
-    :meth:`~.transport.Transport.call` with the same query and body (the same cursor), so no
+    ``call`` with the same query and body (the same cursor), so no
     page is lost or read twice.
     """
     request: PageRequest | None = paginator.first()
@@ -48,10 +48,10 @@ def paginate(transport: Transport, endpoint: Endpoint, paginator: Paginator[T], 
 
 
 class Paginator(Generic[T]):
-    """A paging strategy for :func:`paginate` (the model: dlt's paginators).
+    """A paging strategy for ``paginate`` (the model: dlt's paginators).
 
-    :meth:`first` is the first page's request (and checks the arguments, when the first page
-    is asked for); :meth:`next` reads a page's response into the page to yield and the next
+    ``first`` is the first page's request (and checks the arguments, when the first page
+    is asked for); ``next`` reads a page's response into the page to yield and the next
     request, or None at the end. ``decode``: whether the loop gets the decoded body or its bytes.
     """
 
@@ -112,7 +112,7 @@ class CursorPaginator(_CursorRequests, Paginator[ScrollPage]):
 
 
 class RawCursorPaginator(_CursorRequests, Paginator[RawScrollPage]):
-    """:class:`CursorPaginator` with each page's body kept as bytes: only its metadata is read."""
+    """``CursorPaginator`` with each page's body kept as bytes: only its metadata is read."""
 
     decode = False
 
@@ -160,7 +160,7 @@ else:  # pragma: no cover
 
 
 def _raw_page_fields(content: bytes) -> tuple[bool, str | None, int | None]:
-    """Whether a raw scroll page has entities, its cursor and total hits, as :func:`_page_fields`
+    """Whether a raw scroll page has entities, its cursor and total hits, as ``_page_fields``
     reads them from the decoded page; the entities are not decoded (with msgspec)."""
     if _ENVELOPE is not None:
         try:

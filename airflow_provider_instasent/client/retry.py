@@ -10,7 +10,7 @@ Pure functions and a small policy object, so the decisions are unit-tested witho
   (an absolute Unix timestamp) on a 429, and otherwise grows exponentially with jitter.
 * Attempts and total time are both bounded.
 
-The loop itself is tenacity's: :meth:`RetryPolicy.retrying` turns these decisions into its
+The loop itself is tenacity's: ``RetryPolicy.retrying`` turns these decisions into its
 ``retry=``, ``wait=`` and ``stop=`` callables (and its ``sleep=``, which tests replace).
 """
 
@@ -170,7 +170,7 @@ class RetryPolicy:
         idempotent: bool,
         connected: bool,
     ) -> bool:
-        """Decide whether retry number ``retry`` may happen (:meth:`retryable` within the bounds)."""
+        """Decide whether retry number ``retry`` may happen (``retryable`` within the bounds)."""
         return not self.exhausted(retry, elapsed, wait) and self.retryable(
             status=status, idempotent=idempotent, connected=connected
         )
@@ -182,7 +182,7 @@ class RetryPolicy:
         idempotent: bool,
         before_sleep: Callable[[tenacity.RetryCallState], None] | None = None,
     ) -> Outcome:
-        """Call ``attempt`` until its :class:`Outcome` is ok or the retries stop; the last one.
+        """Call ``attempt`` until its ``Outcome`` is ok or the retries stop; the last one.
 
         The first attempt is made before tenacity is involved, so the common case (a success)
         costs nothing more; a failed first attempt becomes tenacity's attempt 1.
@@ -206,11 +206,11 @@ class RetryPolicy:
         before_sleep: Callable[[tenacity.RetryCallState], None] | None = None,
         started: float | None = None,
     ) -> tenacity.Retrying:
-        """A tenacity ``Retrying`` for one request, whose attempts return an :class:`Outcome`.
+        """A tenacity ``Retrying`` for one request, whose attempts return an ``Outcome``.
 
-        ``retry=`` is :meth:`retryable`, ``wait=`` is :meth:`delay` and ``stop=`` is
-        :meth:`exhausted` (time counted by :attr:`clock` from ``started``, default now); ``sleep=`` is
-        :attr:`sleep`. When the retries stop, the last :class:`Outcome` is returned (not
+        ``retry=`` is ``retryable``, ``wait=`` is ``delay`` and ``stop=`` is
+        ``exhausted`` (time counted by ``clock`` from ``started``, default now); ``sleep=`` is
+        ``sleep``. When the retries stop, the last ``Outcome`` is returned (not
         raised): the caller maps a failed one to its exception. An exception raised by an
         attempt itself is never retried.
         """

@@ -1,10 +1,10 @@
 """The client's transport layer: one job, sending one request to the Instasent API.
 
-:class:`Transport` owns the pooled ``requests.Session`` (shared by every call and every
-thread), the token, the timeouts, pacing by :class:`~.ratelimit.RateLimiter`, retries by
-:class:`~.retry.RetryPolicy` (on tenacity), error mapping and request counters
-(:class:`ClientStats`). :meth:`Transport.call` is the one way a request is sent; the paging
-loop (:mod:`.paging`) and the endpoint methods (:mod:`.client`) are built on it. It knows
+``Transport`` owns the pooled ``requests.Session`` (shared by every call and every
+thread), the token, the timeouts, pacing by ``RateLimiter``, retries by
+``RetryPolicy`` (on tenacity), error mapping and request counters
+(``ClientStats``). ``Transport.call`` is the one way a request is sent; the paging
+loop (``paging``) and the endpoint methods (``client``) are built on it. It knows
 nothing of Airflow, nor of any endpoint but the one it is given.
 """
 
@@ -91,10 +91,10 @@ class ClientStats:
 
 
 class Transport:
-    """The HTTP layer of :class:`~.client.InstasentClient` (its base class): the session, the
-    token, pacing, retries, error mapping and :class:`ClientStats`, and :meth:`call`.
+    """The HTTP layer of ``InstasentClient`` (its base class): the session, the
+    token, pacing, retries, error mapping and ``ClientStats``, and ``call``.
 
-    The constructor's arguments are documented on :class:`~.client.InstasentClient`.
+    The constructor's arguments are documented on ``InstasentClient``.
     """
 
     def __init__(
@@ -291,7 +291,7 @@ class Transport:
 
 
 def decode_content(content: bytes) -> Any:
-    """What :func:`_decode` returns for a response with this body."""
+    """What ``_decode`` returns for a response with this body."""
     if not content:
         return None
     try:

@@ -1,7 +1,7 @@
 """The emulator application: routing, authentication, scopes, rate limits, admin endpoints.
 
-:class:`App` is independent of the HTTP plumbing (``server.py``): it maps a method, a target
-(path and query) , headers and a body to a :class:`~.core.Response`.
+``App`` is independent of the HTTP plumbing (``server.py``): it maps a method, a target
+(path and query) , headers and a body to a ``Response``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Fixtures: the projects, specs, tokens and plan an emulator serves.
 
-A fixture is a JSON or YAML document (see ``docs/emulator.md``). :func:`load_fixture` turns
+A fixture is a JSON or YAML document (see ``docs/emulator.md``). ``load_fixture`` turns
 one (a path, an already-parsed mapping, or ``None`` for the built-in ``default_fixture.json``)
-into immutable, validated :class:`Fixture` objects. Every mistake is a :class:`FixtureError`
+into immutable, validated ``Fixture`` objects. Every mistake is a ``FixtureError``
 naming the offending key.
 """
 

@@ -4,7 +4,7 @@
 (data types, scopes, segment and token types) in one pass; this module turns its error into
 one line that starts with the path (``projects[0].attributes[2].dataType: ...``). What the types
 cannot say (a uid defined twice, references to projects, datasources and attributes, what a
-datasource token or a dynamic segment needs) stays in :mod:`.fixture`.
+datasource token or a dynamic segment needs) stays in ``fixture``.
 
 Fields the emulator reads with ``str(...)`` or ``bool(...)`` (names, labels, flags) are ``Any``,
 as they had no check before: a fixture that loaded keeps loading. Keys not listed are allowed,

@@ -1,7 +1,7 @@
 """Query filters (audience and event ``root`` trees), sorting, cursors and index Query Filters.
 
 A filter tree is compiled once into a predicate; an unknown condition type or operator is a
-:class:`FilterError` naming it (answered 400).
+``FilterError`` naming it (answered 400).
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ class Emulator:
         return self.base_url
 
     def serve_forever(self) -> None:
-        """Serve from the calling thread until :meth:`stop` is called from another thread."""
+        """Serve from the calling thread until ``stop`` is called from another thread."""
         self.bind().serve_forever(poll_interval=0.2)
 
     def stop(self) -> None:

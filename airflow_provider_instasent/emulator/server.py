@@ -1,4 +1,4 @@
-"""HTTP plumbing: a threaded HTTP/1.1 keep-alive server around :class:`~.app.App`.
+"""HTTP plumbing: a threaded HTTP/1.1 keep-alive server around ``App``.
 
 Requests are parsed by httptools (the bindings to llhttp, Node.js' HTTP parser, that uvicorn
 uses; installed with Airflow): request line, headers, ``Content-Length`` and chunked bodies,

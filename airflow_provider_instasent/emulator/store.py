@@ -1,6 +1,6 @@
 """The emulator's state: datasource contacts, events, dedupe, automations log, snapshots.
 
-One :class:`Store` holds every project of a fixture. All mutation happens under
+One ``Store`` holds every project of a fixture. All mutation happens under
 ``Store.lock``; validation and JSON encoding happen outside it, so the lock is held
 O(items) per batch. Records are immutable and replaced on change.
 """

@@ -5,8 +5,8 @@ of queuing" (docs/emulator.md, "Queued writes"). With a delay of 0 (the default)
 queued and every write is applied before its response, as before.
 
 One daemon thread applies the queued writes in the order they were accepted (every write has the
-same delay, so that is also the order of their due times). :meth:`WriteQueue.clear` (on reset)
-drops whatever is pending; :meth:`WriteQueue.flush` applies it at once.
+same delay, so that is also the order of their due times). ``WriteQueue.clear`` (on reset)
+drops whatever is pending; ``WriteQueue.flush`` applies it at once.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ Dataframe API (no Airflow import)::
     for batch in read_events_arrow(client):         # pyarrow.RecordBatchReader, flat memory
         ...
 
-The SQL and Parquet writers of the I/O layer (:mod:`airflow_provider_instasent.io`) and the
-operators in ``airflow_provider_instasent.operators.export`` build on the same :class:`Export`
+The SQL and Parquet writers of the I/O layer (``airflow_provider_instasent.io``) and the
+operators in ``airflow_provider_instasent.operators.export`` build on the same ``Export``
 engine.
 See docs/export.md.
 """
@@ -86,7 +86,7 @@ def read_audience_arrow(
     batch_size: int = DEFAULT_BATCH_SIZE,
     page_size: int = 100,
 ) -> pa.RecordBatchReader:
-    """The unified audience as a streaming :class:`pyarrow.RecordBatchReader`.
+    """The unified audience as a streaming ``pyarrow.RecordBatchReader``.
 
     ``filter`` is an AudienceQueryFilter ``root`` (or ``{"root": ...}``); ``attributes``
     restricts the attribute columns, and keeps ``_user_id`` (the join key, as the first
@@ -109,7 +109,7 @@ def read_segment_arrow(
 ) -> pa.RecordBatchReader:
     """A segment's contacts (same schema as the audience) as a RecordBatchReader.
 
-    ``attributes`` keeps ``_user_id`` unless ``keep_user_id=False``, as in :func:`read_audience_arrow`.
+    ``attributes`` keeps ``_user_id`` unless ``keep_user_id=False``, as in ``read_audience_arrow``.
     """
     return Export(client, "segment", segment=segment_uid, parameter=parameter, filter=filter,
                   attributes=_with_user_id(attributes, keep_user_id), batch_size=batch_size,

@@ -3,7 +3,7 @@
 A background thread follows the scroll (pages of at most 100 entities, retried by the
 client with the same cursor on 429/5xx/lost connections) and feeds a bounded queue; every
 few pages become a small Arrow RecordBatch (in the consumer's thread from the pages' raw
-JSON bodies, or in the fetch thread from decoded pages: see :meth:`Export.batches`), and
+JSON bodies, or in the fetch thread from decoded pages: see ``Export.batches``), and
 the consumer joins them into RecordBatches of ``batch_size`` rows. At most
 ``prefetch_pages`` pages (raw, or as Arrow data) plus the batch being assembled and the one
 being written are in memory, whatever the size of the audience.
@@ -184,7 +184,7 @@ class Export:
     """One export: a source (``audience``, ``segment`` or ``events``), its schema and its batches.
 
     Args:
-        client: an :class:`InstasentClient` (thread-safe; it paces and retries by itself).
+        client: an ``InstasentClient`` (thread-safe; it paces and retries by itself).
         source: ``"audience"``, ``"segment"`` (needs ``segment``) or ``"events"``.
         segment: the segment uid for ``source="segment"``.
         parameter: the parameter of a parameterised dynamic segment.
@@ -272,19 +272,19 @@ class Export:
 
     # -- pages and batches ----------------------------------------------------------------
     def pages(self) -> Iterator[Any]:
-        """The decoded scroll pages (:class:`~airflow_provider_instasent.client.ScrollPage`)."""
+        """The decoded scroll pages (``ScrollPage``)."""
         pages = self._scroll("pages")
         assert pages is not None
         return pages
 
     def raw_pages(self) -> Iterator[Any] | None:
         """The scroll pages with their JSON bodies undecoded
-        (:class:`~airflow_provider_instasent.client.models.RawScrollPage`), or None when the client
-        cannot give them (a client other than :class:`InstasentClient`)."""
+        (``RawScrollPage``), or None when the client
+        cannot give them (a client other than ``InstasentClient``)."""
         return self._scroll("raw")
 
     def _scroll(self, mode: Literal["pages", "raw"]) -> Iterator[Any] | None:
-        """This export's scroll, by :meth:`InstasentClient.scroll`; None when the client does not
+        """This export's scroll, by ``InstasentClient.scroll``; None when the client does not
         list ``mode`` in its ``scroll_modes`` (a stand-in client without raw pages)."""
         if mode not in getattr(self.client, "scroll_modes", frozenset({"entities", "pages", "raw"})):
             return None
@@ -310,7 +310,7 @@ class Export:
 
     def _decoded_chunks(self, builder: BatchBuilder) -> Iterator[pa.RecordBatch]:
         """Decoded pages -> small RecordBatches of ``chunk_pages`` pages, converted page by
-        page as they arrive (see :class:`BatchBuilder`)."""
+        page as they arrive (see ``BatchBuilder``)."""
         rows_per_chunk = self.chunk_pages * self.page_size
         for page in self._counted(self.pages()):
             builder.add(page.entities)
@@ -331,15 +331,15 @@ class Export:
             yield builder.build()
 
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """RecordBatches of ``batch_size`` rows (the last one smaller), all with :attr:`schema`.
+        """RecordBatches of ``batch_size`` rows (the last one smaller), all with ``schema``.
 
         The scroll runs in a background thread, at most ``prefetch_pages`` pages ahead of
         the consumer. Nothing is requested before the first ``next()``.
 
         Where the pages are converted depends on the client and the schema:
 
-        * With a client that gives raw pages (:class:`InstasentClient`) and a schema that
-          Arrow's JSON reader converts exactly (:attr:`BatchBuilder.reads_raw`: audience and
+        * With a client that gives raw pages (``InstasentClient``) and a schema that
+          Arrow's JSON reader converts exactly (``BatchBuilder.reads_raw``: audience and
           segment exports, unless a spec has an integer or a multi-value non-text attribute),
           the fetch thread keeps each page's body undecoded (it reads only the cursor, so it
           does less than a plain page loop) and this thread parses every ``chunk_pages``
@@ -399,9 +399,9 @@ class Export:
                       stats.pages, stats.seconds, stats.rows_per_second)
 
     def reader(self) -> pa.RecordBatchReader:
-        """A :class:`pyarrow.RecordBatchReader` over :meth:`batches` (streams, flat memory)."""
+        """A ``pyarrow.RecordBatchReader`` over ``batches`` (streams, flat memory)."""
         return pa.RecordBatchReader.from_batches(self.schema, self.batches())
 
     def table(self) -> pa.Table:
-        """Everything in one :class:`pyarrow.Table` (for small exports)."""
+        """Everything in one ``pyarrow.Table`` (for small exports)."""
         return pa.Table.from_batches(list(self.batches()), schema=self.schema)

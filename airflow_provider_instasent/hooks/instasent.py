@@ -1,4 +1,4 @@
-"""``InstasentHook``: adapts an Airflow Connection to an :class:`InstasentClient`.
+"""``InstasentHook``: adapts an Airflow Connection to an ``InstasentClient``.
 
 Connection fields: host = base URL (default ``https://api.instasent.com``), password = API
 token, extra ``project``, ``datasource`` (default ``dsapi``), ``timeout``, ``max_retries``,
@@ -25,13 +25,13 @@ def _as_bool_or_path(value: Any) -> bool | str:
 
 
 class InstasentHook(BaseHook):
-    """Builds an :class:`InstasentClient` from an Airflow Connection of type ``instasent``.
+    """Builds an ``InstasentClient`` from an Airflow Connection of type ``instasent``.
 
     Args:
         instasent_conn_id: the connection id (default ``instasent_default``).
         project: overrides the connection's ``project`` extra.
         datasource: overrides the connection's ``datasource`` extra.
-        client_kwargs: extra keyword arguments for :class:`InstasentClient` (e.g. ``pool_size``).
+        client_kwargs: extra keyword arguments for ``InstasentClient`` (e.g. ``pool_size``).
     """
 
     conn_name_attr = "instasent_conn_id"
@@ -67,7 +67,7 @@ class InstasentHook(BaseHook):
         }
 
     def client_config(self) -> dict[str, Any]:
-        """The keyword arguments for :class:`InstasentClient` (the token included: never log this)."""
+        """The keyword arguments for ``InstasentClient`` (the token included: never log this)."""
         conn = self.get_connection(self.instasent_conn_id)
         extra = conn.extra_dejson or {}
         host = (conn.host or "").strip() or DEFAULT_BASE_URL
@@ -106,7 +106,7 @@ class InstasentHook(BaseHook):
         it, and the configured datasource exists in that project (not checked, and said so,
         when the token lacks ``PROJECT_DATASOURCE_READ``). The message names the project and
         datasource, the token's scopes and the audience data level it will see (``full``,
-        ``basic`` or ``default``: :func:`~airflow_provider_instasent.export.engine.privacy_level`).
+        ``basic`` or ``default``: ``privacy_level``).
         A datasource token (``GET /stream`` only) is checked against its own datasource.
         """
         try:

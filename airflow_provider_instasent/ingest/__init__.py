@@ -9,11 +9,11 @@ operators and the benchmarks (see docs/ingest.md and docs/idempotency.md).
     report = write_events(client, "orders/*.parquet", event_type="ecommerce_order_create",
                           on_invalid="dead_letter", rejects_path="rejects.parquet")
 
-Modules: :mod:`.sources` (inputs → Arrow batches), :mod:`.specs` (datasource specs, JSON
-Schema), :mod:`.validate` (vectorised checks of a batch), :mod:`.coerce` (vectorised
-coercion of a column), :mod:`.rowerrors` (every error of every row), :mod:`.encode` (JSON
-items and request bodies), :mod:`.idempotency` (``_event_id``), :mod:`.sender` (bounded concurrency),
-:mod:`.report` (report and rejects), :mod:`.engine` (orchestration), :mod:`.delete`
+Modules: ``sources`` (inputs → Arrow batches), ``specs`` (datasource specs, JSON
+Schema), ``validate`` (vectorised checks of a batch), ``coerce`` (vectorised
+coercion of a column), ``rowerrors`` (every error of every row), ``encode`` (JSON
+items and request bodies), ``idempotency`` (``_event_id``), ``sender`` (bounded concurrency),
+``report`` (report and rejects), ``engine`` (orchestration), ``delete``
 (contact deletion).
 """
 

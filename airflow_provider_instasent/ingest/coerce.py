@@ -1,13 +1,13 @@
 """The fast path's coercions: one job, turning one Arrow column into the form the API takes.
 
-:class:`Coercer` coerces a column for a field spec (:class:`~.specs.FieldSpec`) with
+``Coercer`` coerces a column for a field spec (``FieldSpec``) with
 ``pyarrow.compute`` on the whole column; Python touches only the rows that fail (to format
-their message), and every failing row is recorded in a :class:`~.rowerrors.RowErrors`. The
+their message), and every failing row is recorded in a ``RowErrors``. The
 output is a **normalised column**: strings, numbers, ``"1"``/``"0"`` booleans,
 ``YYYY-MM-DD`` dates, ``YYYY-MM-DDTHH:MM:SS.sssZ`` timestamps, lists for multi-valued
-fields, ready for :mod:`.encode`. A column of a type that cannot be coerced at all (or naive
-timestamps without ``assume_timezone``, see :class:`CoerceOptions`) raises
-:class:`~.errors.IngestSchemaError` naming the column.
+fields, ready for ``encode``. A column of a type that cannot be coerced at all (or naive
+timestamps without ``assume_timezone``, see ``CoerceOptions``) raises
+``IngestSchemaError`` naming the column.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def plain(arr: pa.Array) -> pa.Array:
 
 
 def is_str(t: pa.DataType) -> bool:
-    """Whether ``t`` is a string type (after :func:`plain`, ``string`` or ``large_string``)."""
+    """Whether ``t`` is a string type (after ``plain``, ``string`` or ``large_string``)."""
     return pa.types.is_string(t) or pa.types.is_large_string(t)
 
 

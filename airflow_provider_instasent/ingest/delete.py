@@ -80,7 +80,7 @@ def _ids_from_batches(batches: Iterable[pa.RecordBatch], column: str | None) -> 
 
 
 def user_ids_from(data: Any, *, column: str | None = None, batch_rows: int = 10_000) -> Iterator[str]:
-    """User ids from a list, a :class:`SqlSource` (first column or ``column``), a text file (one
+    """User ids from a list, a ``SqlSource`` (first column or ``column``), a text file (one
     id per line), a CSV file (``column``, default ``_user_id``), or Parquet/Arrow/pandas data."""
     if isinstance(data, (list, tuple, set, frozenset)) and not (
             data and all(isinstance(v, (str, os.PathLike)) and str(v).endswith(".parquet") for v in data)):
@@ -114,10 +114,10 @@ def user_ids_from(data: Any, *, column: str | None = None, batch_rows: int = 10_
 def delete_contacts(client: Any, user_ids: Any, *, max_in_flight: int = 16, datasource: str | None = None,
                     missing_ok: bool = True, dry_run: bool = False, column: str | None = None,
                     progress_interval: float = 5.0, logger: Any = None) -> DeleteReport:
-    """Delete every contact in ``user_ids`` (see :func:`user_ids_from` for the inputs).
+    """Delete every contact in ``user_ids`` (see ``user_ids_from`` for the inputs).
 
     ``dry_run`` only counts the ids (the API has no dry run for deletes). Raises
-    :class:`IngestError` (with ``.report``) when a delete failed, or when a contact was
+    ``IngestError`` (with ``.report``) when a delete failed, or when a contact was
     missing and ``missing_ok`` is False.
     """
     logger = logger or log

@@ -267,7 +267,7 @@ class Chunker:
     ``_user_id``: the second one starts a new request, so "later row wins" does not depend on
     how the API orders items inside one call. Items keep their source order across batches (a
     partial request is carried over to the next batch). Items too large on their own are
-    collected in :attr:`oversize` (take them with :meth:`take_oversize`).
+    collected in ``oversize`` (take them with ``take_oversize``).
     """
 
     def __init__(self, *, max_items: int = MAX_ITEMS_PER_PUSH, max_bytes: int = DEFAULT_MAX_REQUEST_BYTES,

@@ -1,6 +1,6 @@
 """The ingest engine: source → rename → validate → encode → chunk → send → report.
 
-One implementation behind :func:`write_contacts`, :func:`write_events`, the Airflow
+One implementation behind ``write_contacts``, ``write_events``, the Airflow
 operator and the benchmarks. See docs/ingest.md for every option.
 """
 
@@ -162,7 +162,7 @@ def _counts(report: IngestReport) -> str:
 
 
 class IngestRun:
-    """One run of the engine. Use :func:`ingest`, :func:`write_contacts` or :func:`write_events`."""
+    """One run of the engine. Use ``ingest``, ``write_contacts`` or ``write_events``."""
 
     def __init__(self, client: Any, data: Any, options: IngestOptions) -> None:
         self.client = client

@@ -1,10 +1,10 @@
 """The ingest engine's row-error collector: one job, keeping every error of every row of a batch.
 
-:class:`RowErrors` holds them column-wise, as ``(row indices, field, reason or reasons)``
+``RowErrors`` holds them column-wise, as ``(row indices, field, reason or reasons)``
 parts, so a vectorised check records all its failing rows at once and a row with three
-problems gets three entries, not one. The coercions (:mod:`.coerce`) and the validator
-(:mod:`.validate`) record into it; the engine reads the bad-row mask and the records for the
-report and the rejects (:mod:`.report`).
+problems gets three entries, not one. The coercions (``coerce``) and the validator
+(``validate``) record into it; the engine reads the bad-row mask and the records for the
+report and the rejects (``report``).
 """
 
 from __future__ import annotations

@@ -1,17 +1,17 @@
 """Concurrent API calls with a bounded number in flight: the one worker pool of the package.
 
-:class:`BoundedPool` runs calls on ``max_in_flight`` threads and never has more than
-``max_in_flight`` submitted and unanswered: :meth:`BoundedPool.submit` blocks, handing back
+``BoundedPool`` runs calls on ``max_in_flight`` threads and never has more than
+``max_in_flight`` submitted and unanswered: ``BoundedPool.submit`` blocks, handing back
 finished calls while it waits, so memory stays bounded however fast the caller produces
 work. An optional *conflict key* per call (a set of strings) makes a call wait while another
 call sharing a key is in flight.
 
-:class:`Sender` is the push sender of the ingest engine on top of it: the engine's thread
+``Sender`` is the push sender of the ingest engine on top of it: the engine's thread
 prepares requests, the pool sends them through the (thread-safe, self-pacing) client. With
 ``ordered=True`` (contacts) a request that shares a ``_user_id`` with a request still in
 flight waits until that one is answered, so the later row of a user is always sent after
 the earlier one has been processed: "later row wins", as if the rows were sent one by one.
-The contact deletes (:mod:`.delete`) use the pool directly.
+The contact deletes (``delete``) use the pool directly.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class BoundedPool(Generic[T]):
         self._pool.shutdown(wait=True, cancel_futures=cancel)
 
     def unfinished(self) -> list[T]:
-        """After :meth:`close`: items submitted whose outcome was never taken (cancelled)."""
+        """After ``close``: items submitted whose outcome was never taken (cancelled)."""
         return [item for item, _ in self._pending.values()]
 
 
@@ -140,7 +140,7 @@ class Outcome:
 
 
 class Sender:
-    """Push requests of one ingest run through a :class:`BoundedPool` (see the module doc)."""
+    """Push requests of one ingest run through a ``BoundedPool`` (see the module doc)."""
 
     def __init__(self, client: InstasentClient, kind: str, *, max_in_flight: int = 16, dry_run: bool = False,
                  datasource: str | None = None, ordered: bool = False) -> None:
@@ -179,5 +179,5 @@ class Sender:
         self._pool.close(cancel=cancel)
 
     def unfinished(self) -> list[Request]:
-        """After :meth:`close`: requests submitted whose outcome was never taken (cancelled)."""
+        """After ``close``: requests submitted whose outcome was never taken (cancelled)."""
         return self._pool.unfinished()

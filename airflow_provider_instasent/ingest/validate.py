@@ -1,15 +1,15 @@
 """The fast path's validation: one job, checking a batch of one kind against the datasource specs.
 
-:class:`Validator` splits an Arrow record batch into its top-level, parameter and
-``_user_data`` columns (and, for a frame of several event types, into one :class:`Group`
+``Validator`` splits an Arrow record batch into its top-level, parameter and
+``_user_data`` columns (and, for a frame of several event types, into one ``Group``
 per type), checks the required fields, unknown columns and the automation window, and
-coerces every column with :class:`~.coerce.Coercer`. A batch comes out as a
-:class:`Validated`: its groups of normalised columns, ready for :mod:`.encode`, and **every
-error of every row** in a :class:`~.rowerrors.RowErrors`.
+coerces every column with ``Coercer``. A batch comes out as a
+``Validated``: its groups of normalised columns, ready for ``encode``, and **every
+error of every row** in a ``RowErrors``.
 
 Problems that concern a whole column rather than some rows (an unknown column or event type,
 a column of a type that cannot be coerced, naive timestamps without ``assume_timezone``)
-raise :class:`~.errors.IngestSchemaError` naming the column, before anything of that batch
+raise ``IngestSchemaError`` naming the column, before anything of that batch
 is sent.
 """
 
@@ -132,7 +132,7 @@ class Validator:
     """Validates batches of one kind against the datasource specs.
 
     Args:
-        specs: the loaded :class:`ProjectSpecs`.
+        specs: the loaded ``ProjectSpecs``.
         kind: ``"contacts"`` or ``"events"``.
         event_type: for a frame of one event type (otherwise an ``_event_type`` column).
         options: coercion options.

@@ -1,6 +1,6 @@
 """Parquet files: discovery, reading, and the one atomic writer.
 
-**Discovery** (:func:`discover`) has one rule, for the loader, the shard planner and the
+**Discovery** (``discover``) has one rule, for the loader, the shard planner and the
 tests alike: a file is itself; a directory is what ``pyarrow.dataset`` discovers below it,
 recursively, skipping every name that starts with ``.`` or ``_`` (``_SUCCESS``,
 ``_metadata``, ``_temporary/``, ``.crc`` files), as Spark and Hive write them; a glob
@@ -8,7 +8,7 @@ recursively, skipping every name that starts with ``.`` or ``_`` (``_SUCCESS``,
 rule; a list is the union of its entries, in order, without duplicates. Files come back
 sorted, so every worker sees the same order.
 
-**Writing** (:class:`ParquetFileWriter`, :func:`write_parquet`): a local file is written under
+**Writing** (``ParquetFileWriter``, ``write_parquet``): a local file is written under
 a temporary name next to the target and renamed when complete; on object storage the same
 (the move is a copy there). A reader never sees half a file, and a failed write leaves an older
 file under the target name as it was.
@@ -166,9 +166,9 @@ class ParquetWriteResult:
 class ParquetFileWriter:
     """Writes one Parquet file that appears complete or not at all.
 
-    Use as a context manager (:meth:`commit` on success, :meth:`abort` on an exception), or
-    call them yourself. ``path`` is anything :func:`~.paths.locate` takes. Each
-    :meth:`write` becomes one row group.
+    Use as a context manager (``commit`` on success, ``abort`` on an exception), or
+    call them yourself. ``path`` is anything ``locate`` takes. Each
+    ``write`` becomes one row group.
     """
 
     def __init__(self, path: Any, schema: pa.Schema, *, compression: str = "zstd", **options: Any) -> None:
@@ -270,7 +270,7 @@ def write_parquet(
 ) -> ParquetWriteResult:
     """Stream ``batches`` (all with ``schema``) to one file; each batch becomes one row group.
 
-    ``path``: a local path, a URL or an ``ObjectStoragePath`` (see :mod:`.paths`).
+    ``path``: a local path, a URL or an ``ObjectStoragePath`` (see ``paths``).
     """
     logger = logger or log
     started = time.monotonic()

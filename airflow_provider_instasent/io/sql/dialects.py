@@ -1,20 +1,20 @@
 """What differs between databases, in one class per database (common-sql's dialect idea).
 
-A :class:`Dialect` knows its identifier quote, its column types, how to open and close a
+A ``Dialect`` knows its identifier quote, its column types, how to open and close a
 transaction, how to list a table's columns without aborting a transaction, how to swap a
-staging table in, and how to bulk-load Arrow batches (:meth:`Dialect.loader`):
+staging table in, and how to bulk-load Arrow batches (``Dialect.loader``):
 
 =========== ================================================================================
 postgres    ``COPY ... FROM STDIN (FORMAT csv)`` from an in-memory CSV per batch (Arrow's C++
             writer; lists become array literals, vectorised); psycopg2 or psycopg 3
 duckdb      Arrow ingestion (the batch is registered, ``INSERT ... SELECT`` reads it), one
-            commit per DuckDB row group (:data:`DUCKDB_ROW_GROUP` rows)
+            commit per DuckDB row group (``DUCKDB_ROW_GROUP`` rows)
 sqlite      ``executemany``; explicit ``BEGIN``/``COMMIT`` (DDL included)
 mysql       ``executemany``; backtick quotes; ``RENAME TABLE`` swaps atomically
 generic     ``executemany`` with the connection's placeholder
 =========== ================================================================================
 
-Nothing here opens a connection: :class:`~.database.Database` does.
+Nothing here opens a connection: ``Database`` does.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class Dialect:
         return self.qi(table.name)
 
     def column_name(self, name: str) -> str:
-        """The column a field is stored in: ``name``, or, past :attr:`max_identifier_bytes`, its
+        """The column a field is stored in: ``name``, or, past ``max_identifier_bytes``, its
         deterministic short form (the longest prefix that fits, ``_`` and 8 hex digits of its
         SHA-1), the same on every write, so two long names never collide or truncate silently."""
         limit = self.max_identifier_bytes

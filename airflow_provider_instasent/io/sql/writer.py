@@ -1,7 +1,7 @@
 """Load record batches into a SQL table: staging table, then one atomic swap.
 
 Every write disposition first loads a *staging* table (same schema, a random name next to
-the target) with the database's bulk loader (:mod:`.dialects`), then applies it to the
+the target) with the database's bulk loader (``dialects``), then applies it to the
 target in one transaction (docs/adr/0003-atomic-replace.md):
 
 * ``replace``: the staging table takes the target's place (``DROP`` + ``RENAME``; MySQL: one
@@ -62,7 +62,7 @@ class SqlWriter:
     """Writes one stream of batches into ``table`` (see the module doc).
 
     Args:
-        db: a common-sql ``DbApiHook``, a DB-API or SQLAlchemy connection (see :mod:`.database`).
+        db: a common-sql ``DbApiHook``, a DB-API or SQLAlchemy connection (see ``database``).
         table: ``table`` or ``schema.table``.
         schema: the Arrow schema of every batch.
         write_disposition: ``replace``, ``append`` or ``merge``.
