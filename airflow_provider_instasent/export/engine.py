@@ -27,8 +27,9 @@ from ..client import InstasentClient
 from ..client.endpoints import MAX_SCROLL_LIMIT
 from ..client.errors import InstasentConfigError
 from ..progress import Progress
+from .completeness import Completeness
 from .convert import BatchBuilder, InvalidValues
-from .schema import ExportSchema, audience_schema, events_schema
+from .schema import EVENTS_KEY, ExportSchema, audience_schema, events_schema
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +198,9 @@ class Export:
             plus 20 pages), as raw page bodies or converted Arrow data: this bounds the memory.
         progress_interval: seconds between progress log lines (0 disables them).
         specs: attribute specs to use instead of ``GET /specs/attributes``.
+        total_tolerance: how far the rows read may fall short of the API's ``totalHits`` (a
+            share, default 0: every announced row must arrive) before the export is refused as
+            incomplete (``IncompleteExportError``, nothing committed; see ``export.completeness``).
     """
 
     def __init__(
@@ -214,6 +218,7 @@ class Export:
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
         specs: Sequence[Mapping[str, Any]] | None = None,
         logger: Any = None,
+        total_tolerance: float = 0.0,
     ) -> None:
         if source not in SOURCES:
             raise InstasentConfigError(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
@@ -227,6 +232,9 @@ class Export:
             raise InstasentConfigError("batch_size must be a positive integer")
         if not isinstance(page_size, int) or not 1 <= page_size <= MAX_SCROLL_LIMIT:
             raise InstasentConfigError(f"page_size must be between 1 and {MAX_SCROLL_LIMIT}")
+        if not 0 <= total_tolerance < 1:
+            raise InstasentConfigError(f"total_tolerance must be in [0, 1); got {total_tolerance!r}")
+        self.total_tolerance = total_tolerance
         self.client = client
         self.source = source
         self.segment = segment
@@ -370,8 +378,12 @@ class Export:
                 parts, buffered = ([rest] if rest.num_rows else []), rest.num_rows
                 stats.rows += batch.num_rows
                 stats.batches += 1
+                complete.add(batch)
                 yield batch
 
+        keys = ["datasource", EVENTS_KEY] if self.source == "events" else [schema.key]
+        complete = Completeness(keys, total_tolerance=self.total_tolerance, page_size=self.page_size,
+                                what=f"export {self.describe_target()}")
         builder = BatchBuilder(schema, stats.invalid)
         raw = self._raw_source(builder)
         chunks: Iterator[pa.RecordBatch]
@@ -387,8 +399,11 @@ class Export:
                 buffered += chunk.num_rows
                 progress.total = stats.total_hits  # known after the first page
                 progress.tick(stats.rows + buffered)
+                complete.check_running(stats.rows + buffered, stats.total_hits)
                 yield from emit(final=False)
             yield from emit(final=True)
+            # raised before the consumer's loop ends: a writer never commits what is incomplete
+            complete.finish(stats.rows, stats.total_hits)
         finally:
             fetched.close()  # stops the fetch thread at once if the consumer stopped early
             stats.seconds = time.monotonic() - stats.started

@@ -35,6 +35,8 @@ class _InstasentExportBase(InstasentBaseOperator):
         page_size: scroll page size (1..100).
         prefetch_pages: pages the fetch thread may read ahead (default: one batch plus 20).
         progress_interval: seconds between progress log lines (0 disables them).
+        total_tolerance: how far the rows read may fall short of ``totalHits`` before the
+            export is refused as incomplete (default 0; see ``Export``).
         **kwargs: passed to ``BaseOperator`` (``task_id``...).
     """
 
@@ -55,9 +57,11 @@ class _InstasentExportBase(InstasentBaseOperator):
         page_size: int = 100,
         prefetch_pages: int | None = None,
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
+        total_tolerance: float = 0.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        self.total_tolerance = total_tolerance
         self.source = source
         self.segment = segment
         self.parameter = parameter
@@ -84,6 +88,7 @@ class _InstasentExportBase(InstasentBaseOperator):
             page_size=self.page_size,
             prefetch_pages=self.prefetch_pages,
             progress_interval=self.progress_interval,
+            total_tolerance=self.total_tolerance,
             logger=self.log,
         )
         if self.source != "events":

@@ -30,7 +30,7 @@ def test_ingest_operator_defaults_are_the_engines(cls):
 def test_export_operator_defaults_are_the_engines():
     ours = _defaults(_InstasentExportBase)
     engine = _defaults(export_engine.Export)
-    for name in ("batch_size", "page_size", "prefetch_pages", "progress_interval"):
+    for name in ("batch_size", "page_size", "prefetch_pages", "progress_interval", "total_tolerance"):
         assert ours[name] == engine[name], name
 
 
