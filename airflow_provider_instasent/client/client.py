@@ -240,7 +240,7 @@ class InstasentClient(Transport):
         ):
             raise error_for_status(422, endpoint.method, endpoint.path, response.data, headers=response.headers,
                                    secrets=(self._token,))
-        return PushResult.from_body(response.status, response.data, n_items)
+        return PushResult.from_body(response.status, response.data, n_items, secrets=(self._token,))
 
     def push_contacts(
         self, contacts: Sequence[Mapping[str, Any]], *, dry_run: bool = False, sync: bool = False,
@@ -269,7 +269,7 @@ class InstasentClient(Transport):
         query = {ep.Q_DRY_RUN: FLAG} if dry_run else None
         response = self.call(ep.DELETE_CONTACT, path_params={"datasource": datasource, "user_id": user_id},
                              query=query)
-        return PushResult.from_body(response.status, response.data, 1)
+        return PushResult.from_body(response.status, response.data, 1, secrets=(self._token,))
 
     # -- unified audience -----------------------------------------------------------------
     def get_audience_contact(self, audience_id: str) -> dict[str, Any]:

@@ -202,6 +202,17 @@ def api_message(body: Any) -> str:
     return ""
 
 
+def redact_value(value: Any, secrets: tuple[str, ...] = ()) -> Any:
+    """``value`` (a decoded JSON body: dicts, lists, strings) with every string redacted."""
+    if isinstance(value, str):
+        return redact(value, secrets)
+    if isinstance(value, Mapping):
+        return {redact_value(k, secrets): redact_value(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_value(v, secrets) for v in value]
+    return value
+
+
 def error_for_status(
     status: int,
     method: str,
@@ -216,4 +227,6 @@ def error_for_status(
     """Build the exception class that matches ``status``."""
     cls = _BY_STATUS.get(status) or (ServerError if status >= 500 else InstasentHTTPError)
     message = redact(api_message(body), secrets)
-    return cls(status, method, endpoint, message, path=path, body=body, headers=headers, attempts=attempts)
+    # a server may echo the request (and its Authorization header) back: keep nothing of the token
+    return cls(status, method, endpoint, message, path=path, body=redact_value(body, secrets), headers=headers,
+               attempts=attempts)

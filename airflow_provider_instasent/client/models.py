@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import endpoints as ep
-from .errors import InstasentProtocolError
+from .errors import InstasentProtocolError, redact_value
 
 
 @dataclass(frozen=True)
@@ -54,14 +54,16 @@ class PushResult:
 
     @classmethod
     def from_body(cls, status: int, body: Any, n_items: int | None = None, *, method: str = "POST",
-                  endpoint: str = "push") -> PushResult:
+                  endpoint: str = "push", secrets: tuple[str, ...] = ()) -> PushResult:
         """Parse either documented push-result shape (see api-facts.md, shapes A and B).
 
         Only what the answer says counts: an item is accepted when the body names its position
         in ``accepted`` (or, when the body has no ``accepted`` list, when ``entitiesSuccess``
         says every item was). A 2xx body that is not such a result, or whose positions or counts
         contradict each other, raises ``InstasentProtocolError`` (never "all accepted").
-        A ``204 No Content`` is the one answer without a body that means success.
+        A ``204 No Content`` is the one answer without a body that means success. Every string
+        of the answer is redacted of ``secrets`` (the token) and of bearer tokens before it is
+        kept: per-item errors reach reports, rejects files and XComs.
         """
         def bad(problem: str) -> InstasentProtocolError:
             return InstasentProtocolError(method, endpoint, status, problem)
@@ -70,6 +72,8 @@ class PushResult:
             return cls(status, list(range(n_items or 0)), [], False, {})
         if not isinstance(body, Mapping):
             raise bad("its body is not a JSON object")
+        if body.get(ep.ERRORS) or ep.ENTITY in body:
+            body = redact_value(body, secrets)  # errors are kept (reports, rejects): never the token
         accepted: list[int] = []
         errors: list[ItemError] = []
         if ep.ACCEPTED in body or ep.ERRORS in body:  # shape A: accepted/errors by position

@@ -57,3 +57,37 @@ def test_nothing_listening_is_said_in_seconds():
             pytest.raises(InstasentConnectionError, match=r"nothing is listening at http://127\.0\.0\.1"):
         client.get_token_info()
     assert time.monotonic() - started < 6
+
+
+def test_a_token_echoed_by_the_server_is_kept_nowhere(tmp_path):
+    """Per-item errors and a 500 body that echo the token: not in the rejects (memory and file),
+    the error message, the report's dict, or the exception's body (issue 18, case 7)."""
+    import pyarrow.parquet as pq
+
+    from airflow_provider_instasent.client.errors import ServerError
+
+    token = "s3cr3t-t0ken-value"
+
+    def handler(method: str, path: str, body: bytes):
+        items = json.loads(body)
+        if len(items) == 1:  # the single-item request: an echoing 500
+            return 500, JSON, json.dumps({"message": f"boom for Bearer {token}", "token": token}).encode()
+        errors = [{"position": i, "error": f"bad token {token} in Authorization: Bearer {token}",
+                   "item": {**item, "auth": token}} for i, item in enumerate(items)]
+        return 200, JSON, json.dumps({"accepted": [], "errors": errors, "entitiesSuccess": 0,
+                                      "entitiesFailures": len(items)}).encode()
+
+    frame = pd.DataFrame({"_user_id": [f"u{i}" for i in range(5)]})
+    specs = ProjectSpecs.from_specs(ATTRIBUTES, EVENT_TYPES)
+    with HostileServer(handler) as server, \
+            InstasentClient(token=token, project="demo", base_url=server.base_url, max_retries=0) as client:
+        report = write_contacts(client, frame, specs=specs, on_invalid="skip", progress_interval=0,
+                                rejects_path=tmp_path / "rejects.parquet")
+        assert report.rejected == 5
+        with pytest.raises(ServerError) as info:
+            client.push_contacts([{"_user_id": "x"}])
+    stored = [report.rejects.to_csv(), str(report.to_dict()), report.summary(),
+              pq.read_table(tmp_path / "rejects.parquet").to_pandas().to_csv(),
+              str(info.value), repr(info.value), json.dumps(info.value.body)]
+    assert all(token not in text for text in stored), [t for t in stored if token in t]
+    assert "***" in report.rejects.reason[0]
