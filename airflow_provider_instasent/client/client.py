@@ -34,7 +34,10 @@ class InstasentClient(Transport):
         datasource: datasource UID for ingest calls; ``dsapi`` is the API's alias for the
             project's first API datasource.
         base_url: API root without ``/v1``.
-        timeout: seconds, or ``(connect, read)``; applies to every request.
+        timeout: seconds, or ``(connect, read)``; applies to every request. The read timeout is
+            per socket read, so a server that trickles bytes is also bounded by a deadline for
+            the whole answer: ``request_deadline`` seconds (default: connect + 2 × read).
+        request_deadline: the longest one attempt may take, answer body included.
         max_retries: retries after the first attempt on 429, 5xx and lost connections.
         max_retry_time: give up retrying after this many seconds in total.
         backoff_base: first exponential backoff, seconds (doubles each retry).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any, Self
@@ -21,6 +22,7 @@ from urllib.parse import quote, urlencode
 import orjson
 import requests
 import tenacity
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from . import endpoints as ep
@@ -116,6 +118,7 @@ class Transport:
         session: requests.Session | None = None,
         retry_policy: RetryPolicy | None = None,
         rate_limiter: RateLimiter | None = None,
+        request_deadline: float | None = None,
     ) -> None:
         if not token or not isinstance(token, str):
             raise InstasentConfigError("token is required (a non-empty string)")
@@ -130,6 +133,8 @@ class Transport:
         if not self.base_url.startswith(("http://", "https://")):
             raise InstasentConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
         self.timeout: Timeout = timeout
+        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        self.request_deadline = request_deadline if request_deadline is not None else connect + 2 * read
         self.retry = retry_policy or RetryPolicy(
             max_retries=max_retries,
             backoff_base=backoff_base,
@@ -241,10 +246,12 @@ class Transport:
             attempts += 1
             if self.pace:
                 self.rate_limiter.acquire(endpoint.endpoint_class)
+            started = time.monotonic()
             try:
                 response = self.session.request(
-                    endpoint.method, url, data=payload, headers=headers, timeout=self.timeout
+                    endpoint.method, url, data=payload, headers=headers, timeout=self.timeout, stream=True
                 )
+                _read_body(response, started + self.request_deadline)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 self.stats.record(None, sent, retry)
                 connected = not isinstance(exc, requests.ConnectTimeout) and not _never_connected(exc)
@@ -308,6 +315,35 @@ def _decode(response: requests.Response) -> Any:
         return orjson.loads(content)
     except orjson.JSONDecodeError:
         return response.text
+
+
+def _read_body(response: requests.Response, deadline: float) -> None:
+    """Read the whole body by the ``deadline`` (a trickling server is cut off, not waited for)."""
+    raw = response.raw
+    if raw is None or not hasattr(raw, "read1"):  # a response built in memory: its content is there
+        return
+    chunks: list[bytes] = []
+    try:
+        while True:
+            chunk = raw.read1(1 << 16, decode_content=True)  # returns what arrived, at once
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if time.monotonic() > deadline:
+                raise requests.Timeout(f"the answer did not arrive whole within the request deadline "
+                                       f"({len(b''.join(chunks))} bytes so far)")
+    except requests.Timeout:
+        response.close()
+        raise
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        response.close()
+        raise requests.ReadTimeout(exc) from exc
+    except (urllib3.exceptions.ProtocolError, OSError) as exc:
+        response.close()
+        raise requests.ConnectionError(exc) from exc
+    response._content = b"".join(chunks)
+    response._content_consumed = True  # type: ignore[attr-defined]
+    raw.release_conn()  # back to the pool for the next request
 
 
 def _refused(exc: Exception) -> bool:

@@ -413,11 +413,11 @@ class IngestRun:
         if big and self.opts.on_invalid == "fail" and self._stop is None:
             self._stop = RejectedRowsError(
                 f"{len(big)} row(s) larger than max_request_bytes with on_invalid='fail' (not sent, nor the rows "
-                f"after them): " + ", ".join(f"row {r} (item): {m}" for r, m in big[:5]), self.report)
+                f"after them): " + ", ".join(f"row {r} {f or '(item)'}: {m}" for r, f, m in big[:5]), self.report)
         for request in pending:
             self._submit(sender, request)
 
-    def _record_oversize(self, chunker: Chunker) -> list[tuple[int, str]]:
+    def _record_oversize(self, chunker: Chunker) -> list[tuple[int, str, str]]:
         big = chunker.take_oversize()
         if not big:
             return []
@@ -426,7 +426,7 @@ class IngestRun:
         self.rejects.add([b.row for b in big], [b.user_id for b in big], [b.field for b in big], reasons, "local")
         self.report.rejected += len(big)
         self.report.rejected_local += len(big)
-        return [(b.row, r) for b, r in zip(big, reasons)]
+        return [(b.row, b.field, r) for b, r in zip(big, reasons)]
 
     def _window_ok(self, encoded: EncodedBatch) -> bool:
         """The automations guard at send time (dates in the future can enter the window)."""

@@ -166,7 +166,7 @@ def build() -> None:
          }))],
          why="a 2 MB value cannot fit a 1 MiB request: its row is rejected locally, the rest is sent",
          expect={"rows": 3,
-                 "rejects": [reject(0, "", "more than max_request_bytes=1048576")],
+                 "rejects": [reject(0, "plan", "more than max_request_bytes=1048576")],
                  "stored": {"hs-1": {"plan": {"$repeat": ["y", 500_000]}}, "hs-2": {"plan": "pro"}},
                  "absent": ["hs-0"]})
 

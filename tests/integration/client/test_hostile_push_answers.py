@@ -91,3 +91,49 @@ def test_a_token_echoed_by_the_server_is_kept_nowhere(tmp_path):
               str(info.value), repr(info.value), json.dumps(info.value.body)]
     assert all(token not in text for text in stored), [t for t in stored if token in t]
     assert "***" in report.rejects.reason[0]
+
+
+def test_a_trickling_server_is_cut_off_by_the_request_deadline():
+    """One byte every 0.3 s with a 1 s read timeout: each read succeeds, so only a deadline for the
+    whole answer bounds it (issue 18, case 10)."""
+    import socket
+    import threading
+    import time
+
+    from airflow_provider_instasent.client.errors import InstasentConnectionError
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+                for _ in range(200):
+                    if stop.is_set():
+                        return
+                    try:
+                        conn.sendall(b" ")
+                    except OSError:
+                        break
+                    time.sleep(0.3)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    started = time.monotonic()
+    try:
+        with InstasentClient(token="t0ken", project="demo", base_url=f"http://127.0.0.1:{server.getsockname()[1]}",
+                             timeout=(1.0, 1.0), max_retries=1, max_retry_time=3.0) as client, \
+                pytest.raises(InstasentConnectionError, match="deadline"):
+            client.get_token_info()
+    finally:
+        stop.set()
+        server.close()
+    assert time.monotonic() - started < 10  # 2 attempts of at most 3 s (connect + 2 x read), plus a backoff

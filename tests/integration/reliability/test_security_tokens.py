@@ -229,7 +229,7 @@ def test_token_never_in_operator_return_values_or_pushed_xcom(conn, secret_emula
         InstasentDeleteContactsOperator(task_id="d", user_ids=["x2", "nobody"]).execute({}),
     ]
     ti = FakeTI()
-    bad = pd.DataFrame({"_user_id": ["x1"], "order_id": ["o"]})  # amount is required
+    bad = pd.DataFrame({"_user_id": ["x1"], "order_id": ["o"], "amount": [None]})  # amount is required
     # RejectedRowsError, or an AirflowFailException caused by it (a retry would fail the same way)
     with pytest.raises((RejectedRowsError, AirflowFailException)) as failed:
         InstasentIngestOperator(task_id="e", kind="events", event_type="ecommerce_order_create",

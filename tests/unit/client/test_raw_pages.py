@@ -128,7 +128,7 @@ def test_call_without_decoding_keeps_bytes_and_still_maps_errors_and_retries(mon
                response(404, b'{"message":"no such segment"}')]
     sent: list[bytes] = []
 
-    def fake_request(method, url, data=None, headers=None, timeout=None):
+    def fake_request(method, url, data=None, headers=None, timeout=None, stream=False):
         sent.append(data)
         return answers.pop(0)
 
