@@ -392,6 +392,12 @@ WHERE t.row_key IS NULL OR t.source_row IN (
             (f"INSERT INTO {STATE_TABLE} (sync_id, row_key, in_model, attempts) "
              f"SELECT ?, row_key, 1, 0 FROM {store.plan} WHERE known = 0 AND row_key IS NOT NULL", (self.sync_id,)),
         ]
+        if self.kind == "events" and self.report.conflicts:
+            statements.append((
+                f"INSERT INTO {CHANGELOG_TABLE} (run_id, sync_id, row_key, operation, outcome, reason, logged_at) "
+                f"SELECT ?, ?, row_key, 'conflict', 'skipped', ?, ? FROM {store.plan} WHERE op = 'conflict'",
+                (self.run_id, self.sync_id, "this _event_id was accepted before with other content; events are "
+                 "immutable, so it is not re-sent (give the corrected event a new _event_id)", now_iso())))
         if self.kind == "contacts":  # keys back in the model
             statements.append((f"UPDATE {STATE_TABLE} SET in_model = 1 WHERE sync_id = ? AND in_model = 0 AND "
                                f"row_key IN (SELECT row_key FROM {store.plan})", (self.sync_id,)))

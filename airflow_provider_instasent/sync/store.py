@@ -22,6 +22,7 @@ import contextlib
 import datetime as dt
 import os
 import socket
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,9 @@ STATE_TABLE = "instasent_sync_state"
 RUNS_TABLE = "instasent_sync_runs"
 CHANGELOG_TABLE = "instasent_sync_changelog"
 LOCKS_TABLE = "instasent_sync_locks"
+
+#: how long a run waits for a DuckDB state file another process has open before refusing
+DUCKDB_LOCK_WAIT_S = 2.0
 
 #: the four permanent tables, by role
 TABLES = {"state": STATE_TABLE, "runs": RUNS_TABLE, "changelog": CHANGELOG_TABLE, "locks": LOCKS_TABLE}
@@ -119,15 +123,22 @@ def open_state(state: Any) -> tuple[Database, Any | None]:
     if isinstance(state, (str, Path)):
         import duckdb
 
-        try:
-            conn = duckdb.connect(str(state))
-        except duckdb.IOException as exc:
-            if "lock" in str(exc).lower():
+        deadline = time.monotonic() + DUCKDB_LOCK_WAIT_S
+        while True:
+            try:
+                conn = duckdb.connect(str(state))
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() < deadline:  # another process has it open: wait a little
+                    time.sleep(0.1)
+                    continue
                 raise SyncLockedError(
                     f"the sync state file {state} is open in another process (a run of a sync using this file is "
-                    f"in progress); nothing was sent. A DuckDB state file serves one run at a time: wait for it, or "
+                    f"in progress): this run refused to start and sent nothing. A DuckDB state file serves one "
+                    f"run at a time: wait for it, or "
                     f"keep concurrent syncs in separate files or in PostgreSQL. ({exc})") from None
-            raise
         return Database(conn, dialect="duckdb"), conn
     return database(state), None
 
