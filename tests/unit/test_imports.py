@@ -12,6 +12,7 @@ def test_client_import_pulls_no_airflow_module():
         "from airflow_provider_instasent import InstasentClient\n"
         "import airflow_provider_instasent.client\n"
         "import airflow_provider_instasent.dataframe\n"
+        "import airflow_provider_instasent.sync\n"
         "bad = sorted(m for m in sys.modules if m == 'airflow' or m.startswith('airflow.'))\n"
         "assert not bad, bad\n"
         "print('ok')\n"
