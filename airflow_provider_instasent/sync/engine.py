@@ -249,12 +249,15 @@ class SyncRun:
             hashes: list[str | None] = [None] * n
             items: list[str | None] = [None] * n
             window = np.zeros(n, np.int32)
-            if self.key in batch.schema.names and not valid.all():  # invalid rows keep their raw key
-                raw_keys = batch.column(self.key)
-                with_keys = raw_keys.to_pylist()
+            if not valid.all():
+                # an invalid row keeps its raw key, and a hash of its raw values: rejected and
+                # unchanged next run, it is held instead of being validated and rejected again
+                with_keys = batch.column(self.key).to_pylist() if self.key in batch.schema.names else None
                 for i in np.flatnonzero(~valid).tolist():
-                    v = with_keys[i]
+                    v = with_keys[i] if with_keys is not None else None
                     keys[i] = None if v is None else str(v)[:255]
+                    raw_row = batch.slice(i, 1).to_pylist()[0]
+                    hashes[i] = "raw-" + row_hash(orjson.dumps(raw_row, option=sort_keys, default=str))[4:]
             for pos, (row, item) in enumerate(zip(encoded.rows.tolist(), encoded.items)):
                 text = orjson.dumps(item, option=sort_keys)
                 k = item.get(self.key)
@@ -282,6 +285,7 @@ class SyncRun:
                     f"CASE WHEN s.last_outcome = 'failed' AND s.attempts >= {int(self.max_attempts)} "
                     f"AND s.last_hash = t.row_hash THEN 1 ELSE 0 END")
         changed = "'conflict'" if events else "'changed'"
+        store.tx([f"CREATE INDEX {store.stage}_k ON {store.stage} (row_key)"])
         store.tx([(f"""CREATE TABLE {store.plan} AS
 SELECT t.source_row, t.row_key, t.row_hash, t.item, t.valid, t.in_window,
   CASE WHEN s.row_key IS NULL THEN 0 ELSE 1 END AS known,
@@ -294,6 +298,7 @@ FROM {store.stage} t
 LEFT JOIN {STATE_TABLE} s ON s.sync_id = ? AND s.row_key = t.row_key
 WHERE t.row_key IS NULL OR t.source_row IN (
   SELECT MAX(source_row) FROM {store.stage} WHERE row_key IS NOT NULL GROUP BY row_key)""", (self.sync_id,))])
+        store.tx([f"CREATE INDEX {store.plan}_r ON {store.plan} (source_row)"])
         for op, is_held, is_poisoned, count, in_window in store.query(
                 f"SELECT op, held, poisoned, COUNT(*), SUM(in_window) FROM {store.plan} GROUP BY op, held, poisoned"):
             count = int(count)
