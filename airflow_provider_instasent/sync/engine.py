@@ -93,6 +93,8 @@ class SyncReport:
     rejected: int = 0
     failed: int = 0
     deleted: int = 0
+    events_accepted: int = 0
+    events_rejected: int = 0
     would_fire_automations: int | None = None
     guardrail: str = "ok"
     error: str | None = None
@@ -106,7 +108,7 @@ class SyncReport:
         out = {k: getattr(self, k) for k in (
             "sync_id", "kind", "run_id", "dry_run", "status", "rows", "added", "changed", "removed", "unchanged",
             "held", "poisoned", "conflicts", "to_send", "requests", "accepted", "rejected", "failed", "deleted",
-            "would_fire_automations", "guardrail", "error")}
+            "events_accepted", "events_rejected", "would_fire_automations", "guardrail", "error")}
         out["elapsed_s"] = round(self.elapsed_s, 3)
         out["ingest"] = self.ingest.to_dict() if self.ingest is not None else None
         return out
@@ -117,6 +119,7 @@ class SyncReport:
                 + (f", {self.conflicts} conflicts" if self.conflicts else "")
                 + (f", {self.held} held (rejected, unchanged)" if self.held else "")
                 + (f", {self.poisoned} poisoned" if self.poisoned else "")
+                + (f"; {self.events_accepted} lifecycle events accepted" if self.events_accepted else "")
                 + f"; {self.requests} write requests: {self.accepted} accepted, {self.rejected} rejected, "
                 f"{self.failed} failed; guardrail {self.guardrail}")
 
@@ -128,7 +131,9 @@ class SyncRun:
     def __init__(self, client: Any, kind: Kind, data: Any, *, sync_id: str, state: Any, key: str | None,
                  on_removed: OnRemoved, max_removals: float | None, max_change_ratio: float | None,
                  min_rows: int | None, dry_run: bool, retry_rejected: bool, max_attempts: int | None,
-                 retention_days: float | None, sample_size: int, flush_rows: int, options: dict[str, Any]) -> None:
+                 retention_days: float | None, sample_size: int, flush_rows: int, options: dict[str, Any],
+                 on_added_event: str | None = None, on_removed_event: str | None = None,
+                 event_parameters: dict[str, Any] | None = None) -> None:
         if not sync_id or not isinstance(sync_id, str) or len(sync_id) > 255:
             raise IngestSchemaError("sync_id must be a non-empty string of at most 255 characters")
         if on_removed not in ("ignore", "delete"):
@@ -148,6 +153,14 @@ class SyncRun:
                 raise IngestSchemaError(f"{name} must be between 0 and 1")
         if max_removals is not None and max_removals < 0:
             raise IngestSchemaError("max_removals must be a count (int) or a share (float between 0 and 1)")
+        if kind == "events" and (on_added_event or on_removed_event):
+            raise IngestSchemaError("on_added_event / on_removed_event apply to contacts only")
+        if (on_added_event or on_removed_event) and (key or USER_ID) != USER_ID:
+            raise IngestSchemaError("on_added_event / on_removed_event need key='_user_id'")
+        self.on_added_event = on_added_event or None
+        self.on_removed_event = on_removed_event or None
+        self.event_parameters = dict(event_parameters or {})
+        self.started_at = dt.datetime.now(dt.UTC)
         self.opts = IngestOptions(kind=kind, **options)  # validates every ingest option once
         self.client = client
         self.kind: Kind = kind
@@ -198,9 +211,17 @@ class SyncRun:
                 self._guardrails(store)
                 if self.dry_run:
                     self._sample(store)
+                    if self.on_added_event or self.on_removed_event:  # dated now: all inside the window
+                        report.would_fire_automations = (
+                            (report.added if self.on_added_event else 0)
+                            + (report.removed if self.on_removed_event else 0))
                     report.status = "dry_run"
                 else:
                     self._send(store, source, specs)
+                    if self.on_added_event:
+                        self._lifecycle_events(store, self.on_added_event, "added")
+                    if self.kind == "contacts" and self.on_removed_event and self.report.removed:
+                        self._lifecycle_events(store, self.on_removed_event, "removed")
                     if self.kind == "contacts":
                         self._removals(store)
                     report.status = "ok"
@@ -501,6 +522,63 @@ WHERE t.row_key IS NULL OR t.source_row IN (
             f"(SELECT 1 FROM {CHANGELOG_TABLE} c WHERE c.run_id = ? AND c.sync_id = ? AND c.row_key = p.row_key)",
             (self.run_id, self.sync_id, now_iso(), self.run_id, self.sync_id))])
 
+    # -- lifecycle events -----------------------------------------------------------------------
+    def lifecycle_event_id(self, event_type: str, key: str) -> str:
+        """``s1-`` + 32 hex digits: BLAKE2b over (sync id, key, run id, event type), length-prefixed."""
+        h = hashlib.blake2b(digest_size=16)
+        for part in (self.sync_id, key, self.run_id, event_type):
+            raw = part.encode()
+            h.update(len(raw).to_bytes(4, "big") + raw)
+        return "s1-" + h.hexdigest()
+
+    def _lifecycle_keys(self, store: Store, which: str) -> Iterator[list[str]]:
+        """The keys accepted as added in this run, or removed from the model, 10,000 at a time (keyset)."""
+        if which == "added":
+            sql = (f"SELECT row_key FROM {CHANGELOG_TABLE} WHERE run_id = ? AND sync_id = ? AND operation = 'added' "
+                   f"AND outcome = 'accepted' AND row_key > ? ORDER BY row_key LIMIT 10000")
+            params: tuple[Any, ...] = (self.run_id, self.sync_id)
+        else:
+            sql = (f"SELECT s.row_key FROM {STATE_TABLE} s WHERE s.sync_id = ? AND s.in_model = 1 AND "
+                   f"s.accepted_hash IS NOT NULL AND NOT EXISTS (SELECT 1 FROM {store.stage} t "
+                   f"WHERE t.row_key = s.row_key) AND s.row_key > ? ORDER BY s.row_key LIMIT 10000")
+            params = (self.sync_id,)
+        last = ""
+        while True:
+            keys = [str(r[0]) for r in store.query(sql, (*params, last))]
+            if not keys:
+                return
+            yield keys
+            last = keys[-1]
+
+    def _lifecycle_events(self, store: Store, event_type: str, which: str) -> None:
+        """One event per contact that entered (``added``, accepted) or left the model, dated the run's start."""
+        from ..ingest.engine import write_events
+
+        date = pa.scalar(self.started_at, pa.timestamp("ms", tz="UTC"))
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            for keys in self._lifecycle_keys(store, which):
+                columns: dict[str, Any] = {
+                    USER_ID: pa.array(keys, pa.string()),
+                    EVENT_ID: pa.array([self.lifecycle_event_id(event_type, k) for k in keys], pa.string()),
+                    "_event_date": pa.array([date.as_py()] * len(keys), pa.timestamp("ms", tz="UTC")),
+                }
+                for name, value in self.event_parameters.items():
+                    columns[name] = pa.array([value] * len(keys))
+                yield pa.record_batch(list(columns.values()), names=list(columns))
+
+        options = {k: v for k, v in self.options.items() if k in (
+            "datasource", "max_in_flight", "max_items", "max_request_bytes", "progress_interval", "logger")}
+        report = write_events(self.client, batches(), event_type=event_type, on_invalid="skip", run_id=self.run_id,
+                              **options)
+        self.report.requests += report.requests
+        self.report.events_accepted += report.accepted
+        self.report.events_rejected += report.rejected
+        if report.rejected:
+            self.log.warning("instasent sync %s: %d %s event(s) of type %s rejected: %s", self.sync_id,
+                             report.rejected, which, event_type,
+                             "; ".join(report.rejects["reason"].astype(str).head(3)))
+
     # -- 5. removals -----------------------------------------------------------------------------
     def _removals(self, store: Store) -> None:
         r = self.report
@@ -580,7 +658,8 @@ def sync_contacts(client: Any, data: Any, *, sync_id: str, state: Any, on_remove
                   min_rows: int | None = None, dry_run: bool = False, key: str | None = None,
                   retry_rejected: bool = False, max_attempts: int | None = None,
                   retention_days: float | None = None, sample_size: int = 20, flush_rows: int = FLUSH_ROWS,
-                  **ingest_options: Any) -> SyncReport:
+                  on_added_event: str | None = None, on_removed_event: str | None = None,
+                  event_parameters: dict[str, Any] | None = None, **ingest_options: Any) -> SyncReport:
     """Upsert only the contacts that changed since the API last accepted them (docs/sync.md).
 
     Args:
@@ -599,6 +678,11 @@ def sync_contacts(client: Any, data: Any, *, sync_id: str, state: Any, on_remove
         retry_rejected: re-send rows the API rejected even if they did not change.
         max_attempts: a row whose request failed this many runs in a row is held as ``poisoned``.
         retention_days: delete this sync's runs and changelog rows older than this.
+        on_added_event: an event type: each contact added (and accepted) in this run also gets
+            an event of this type, dated the run's start, with a deterministic ``_event_id``
+            (sync id, key, run id): how an audience-entered journey starts.
+        on_removed_event: an event type sent for each contact that left the model (before it is deleted).
+        event_parameters: constant parameters of those events (``{"segment": "vip"}``).
         ingest_options: the ingest engine's options (docs/ingest.md), except ``dry_run``.
 
     Raises :class:`~.errors.SyncGuardrailError` (nothing sent), :class:`~.errors.SyncLockedError`
@@ -609,7 +693,8 @@ def sync_contacts(client: Any, data: Any, *, sync_id: str, state: Any, on_remove
                    max_removals=max_removals, max_change_ratio=max_change_ratio, min_rows=min_rows,
                    dry_run=dry_run, retry_rejected=retry_rejected, max_attempts=max_attempts,
                    retention_days=retention_days, sample_size=sample_size, flush_rows=flush_rows,
-                   options=ingest_options).run()
+                   options=ingest_options, on_added_event=on_added_event, on_removed_event=on_removed_event,
+                   event_parameters=event_parameters).run()
 
 
 def sync_events(client: Any, data: Any, *, sync_id: str, state: Any, event_type: str | None = None,

@@ -180,3 +180,28 @@ def test_state_in_a_sqlite_connection(client, writes, tmp_path):
     assert sync_contacts(client, model(5), sync_id="s", state=conn).accepted == 5
     assert sync_contacts(client, model(5, plan={0: "pro"}), sync_id="s", state=conn).changed == 1
     assert writes.pushes == 2
+
+
+def test_contacts_entering_and_leaving_the_model_become_events(client, writes, emu, tmp_path):
+    state = str(tmp_path / "state.duckdb")
+    lifecycle = {"on_added_event": "page_view", "on_removed_event": "page_view",
+                 "event_parameters": {"url": "https://example.com/audience/vip"}}
+    first = sync_contacts(client, model(5), sync_id="vip", state=state, **lifecycle)
+    assert (first.added, first.events_accepted) == (5, 5)
+    assert emulator_state(emu)["events"] == 5
+    again = sync_contacts(client, model(5), sync_id="vip", state=state, **lifecycle)
+    assert (again.events_accepted, again.requests) == (0, 0)
+    dry = sync_contacts(client, model(5, start=1), sync_id="vip", state=state, dry_run=True, **lifecycle)
+    assert dry.would_fire_automations == 2  # u5 enters, u0 leaves: both dated now
+    moved = sync_contacts(client, model(5, start=1), sync_id="vip", state=state, on_removed="delete", **lifecycle)
+    assert (moved.added, moved.removed, moved.events_accepted, moved.deleted) == (1, 1, 2, 1)
+    # 5 + u5 entered + u0 left, minus u0's two events, deleted with the contact
+    assert emulator_state(emu)["events"] == 5
+    run = moved.run_id
+    from airflow_provider_instasent.sync.engine import SyncRun
+
+    probe = SyncRun(client, "contacts", None, sync_id="vip", state=state, key=None, on_removed="ignore",
+                    max_removals=None, max_change_ratio=None, min_rows=None, dry_run=False, retry_rejected=False,
+                    max_attempts=None, retention_days=None, sample_size=1, flush_rows=1, options={"run_id": run})
+    assert probe.lifecycle_event_id("page_view", "u5") == probe.lifecycle_event_id("page_view", "u5")
+    assert probe.lifecycle_event_id("page_view", "u5").startswith("s1-")
