@@ -10,11 +10,13 @@ For each emulator latency (0 ms and 50 ms per request), with a fresh DuckDB stat
 
 Each run is a fresh child process (``python benchmarks/bench_sync.py --child ...``): its wall
 time and its own peak RSS (``VmHWM``) are reported. The emulator runs in its own process.
+``INSTASENT_BENCH_SYNC_ROWS`` overrides the model size.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -81,7 +83,7 @@ def _child(emu: EmulatorProcess, mode: str, path: Path, state: Path, cfg: Config
 
 def run(cfg: Config) -> Section:
     sec = Section(NAME, TITLE)
-    n = 50_000 if cfg.quick else 1_000_000
+    n = int(os.environ.get("INSTASENT_BENCH_SYNC_ROWS") or (50_000 if cfg.quick else 1_000_000))
     base, changed = model_parquet(n, "base"), model_parquet(n, "changed")
     # every 100th row changed; every 200th (offset 1) removed: disjoint sets
     expect = (n // 200, n // 100, n // 200)  # added, changed, removed

@@ -49,8 +49,11 @@ log = logging.getLogger("airflow_provider_instasent.sync")
 
 OnRemoved = Literal["ignore", "delete"]
 
-#: outcomes are applied to the state every this many rows (and at the end)
-FLUSH_ROWS = 5_000
+#: outcomes are applied to the state every this many rows (and at the end): a killed run
+#: re-sends at most this many rows that were accepted but not yet recorded. Each application is
+#: one set-based UPDATE against the state table, so fewer, larger ones are much cheaper on a
+#: big model (docs/sync.md)
+FLUSH_ROWS = 50_000
 #: deletes go to :func:`~..ingest.delete.delete_contacts` in groups of this many ids
 DELETE_CHUNK = 1_000
 
@@ -429,9 +432,7 @@ WHERE t.row_key IS NULL OR t.source_row IN (
                                f"row_key IN (SELECT row_key FROM {store.plan})", (self.sync_id,)))
         store.tx(statements)
         send = "op IN ('added', 'changed') AND held = 0 AND poisoned = 0"
-        rows = store.query(f"SELECT source_row FROM {store.plan} WHERE {send} ORDER BY source_row")
-        self._send_rows = np.fromiter((int(x[0]) for x in rows), dtype=np.int64, count=len(rows))
-        del rows
+        self._send_rows = store.int_column(f"SELECT source_row FROM {store.plan} WHERE {send} ORDER BY source_row")
         if not len(self._send_rows):
             return
         options = dict(self.options)
@@ -614,21 +615,24 @@ WHERE t.row_key IS NULL OR t.source_row IN (
             r.deleted += len(ok)
             r.accepted += len(ok)
             r.failed += len(failures)
-            stmts: list[tuple[str, Sequence[Any]] | str] = []
-            for k in ok:
-                stmts.append((f"UPDATE {STATE_TABLE} SET in_model = 0, accepted_hash = NULL, accepted_values = NULL, "
-                              f"last_outcome = 'removed', last_reason = NULL, last_run_id = ? "
-                              f"WHERE sync_id = ? AND row_key = ?", (self.run_id, self.sync_id, k)))
-            for k, reason in failures.items():
-                stmts.append((f"UPDATE {STATE_TABLE} SET last_outcome = 'failed', last_reason = ?, last_run_id = ?, "
-                              f"attempts = attempts + 1 WHERE sync_id = ? AND row_key = ?",
-                              (reason[:2000], self.run_id, self.sync_id, k)))
-            for k in chunk:
-                stmts.append((f"INSERT INTO {CHANGELOG_TABLE} (run_id, sync_id, row_key, operation, outcome, reason, "
-                              f"logged_at) VALUES (?, ?, ?, 'removed', ?, ?, ?)",
-                              (self.run_id, self.sync_id, k, "failed" if k in failures else "accepted",
-                               failures.get(k), now)))
-            store.tx(stmts)
+            outcomes = pa.record_batch([
+                pa.array(chunk, pa.string()),
+                pa.array(["failed" if k in failures else "accepted" for k in chunk], pa.string()),
+                pa.array([failures[k][:2000] if k in failures else None for k in chunk], pa.string()),
+            ], names=["row_key", "outcome", "reason"])
+            store.tx([f"DELETE FROM {store.removed}"])
+            store.load(store.removed, outcomes)
+            join = f"FROM {store.removed} o WHERE s.sync_id = ? AND s.row_key = o.row_key AND o.outcome = ?"
+            store.tx([
+                (f"UPDATE {STATE_TABLE} AS s SET in_model = 0, accepted_hash = NULL, accepted_values = NULL, "
+                 f"last_outcome = 'removed', last_reason = NULL, last_run_id = ? {join}",
+                 (self.run_id, self.sync_id, "accepted")),
+                (f"UPDATE {STATE_TABLE} AS s SET last_outcome = 'failed', last_reason = o.reason, last_run_id = ?, "
+                 f"attempts = s.attempts + 1 {join}", (self.run_id, self.sync_id, "failed")),
+                (f"INSERT INTO {CHANGELOG_TABLE} (run_id, sync_id, row_key, operation, outcome, reason, logged_at) "
+                 f"SELECT ?, ?, o.row_key, 'removed', o.outcome, o.reason, ? FROM {store.removed} o",
+                 (self.run_id, self.sync_id, now)),
+            ])
 
     # -- 6. the runs table, retention ------------------------------------------------------------
     def _finish(self, store: Store) -> None:

@@ -27,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from ..io.sql import Database, TableName, database
@@ -39,6 +40,10 @@ LOCKS_TABLE = "instasent_sync_locks"
 
 #: how long a run waits for a DuckDB state file another process has open before refusing
 DUCKDB_LOCK_WAIT_S = 2.0
+
+#: the buffer pool of a DuckDB state file the sync opens itself (a path): memory stays flat
+#: as the model grows, DuckDB spills to a temporary directory next to the file beyond it
+DUCKDB_MEMORY_LIMIT = "256MB"
 
 #: the four permanent tables, by role
 TABLES = {"state": STATE_TABLE, "runs": RUNS_TABLE, "changelog": CHANGELOG_TABLE, "locks": LOCKS_TABLE}
@@ -139,6 +144,8 @@ def open_state(state: Any) -> tuple[Database, Any | None]:
                     f"in progress): this run refused to start and sent nothing. A DuckDB state file serves one "
                     f"run at a time: wait for it, or "
                     f"keep concurrent syncs in separate files or in PostgreSQL. ({exc})") from None
+        with contextlib.suppress(Exception):  # our own embedded file: bound its buffer pool (it spills)
+            conn.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
         return Database(conn, dialect="duckdb"), conn
     return database(state), None
 
@@ -158,6 +165,7 @@ class Store:
         self.stage = f"instasent_sync_stage_{suffix}"
         self.plan = f"instasent_sync_plan_{suffix}"
         self.out = f"instasent_sync_out_{suffix}"
+        self.removed = f"instasent_sync_rm_{suffix}"
 
     @classmethod
     @contextlib.contextmanager
@@ -213,6 +221,27 @@ class Store:
             with contextlib.suppress(Exception):
                 cur.close()
 
+    def int_column(self, text: str, params: Sequence[Any] = ()) -> np.ndarray:
+        """The first column of a query as an ``int64`` array, fetched 100,000 rows at a time."""
+        cur = self.conn.cursor()
+        parts: list[np.ndarray] = []
+        try:
+            self.d.begin(cur)
+            cur.execute(self.sql(text), list(params)) if params else cur.execute(self.sql(text))
+            while True:
+                chunk = cur.fetchmany(100_000)
+                if not chunk:
+                    break
+                parts.append(np.fromiter((int(r[0]) for r in chunk), dtype=np.int64, count=len(chunk)))
+            self.d.commit(self.conn, cur)
+        except BaseException:
+            self.d.rollback(self.conn, cur)
+            raise
+        finally:
+            with contextlib.suppress(Exception):
+                cur.close()
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
     def scalar(self, text: str, params: Sequence[Any] = ()) -> Any:
         rows = self.query(text, params)
         return rows[0][0] if rows else None
@@ -255,10 +284,11 @@ class Store:
             f"CREATE TABLE {self.stage} (source_row BIGINT, row_key VARCHAR(255), row_hash VARCHAR(64), "
             f"item TEXT, valid INTEGER, in_window INTEGER)",
             f"CREATE TABLE {self.out} (source_row BIGINT, outcome VARCHAR(16), reason TEXT)",
+            f"CREATE TABLE {self.removed} (row_key VARCHAR(255), outcome VARCHAR(16), reason TEXT)",
         ])
 
     def drop_work_tables(self) -> None:
-        for table in (self.stage, self.plan, self.out):
+        for table in (self.stage, self.plan, self.out, self.removed):
             with contextlib.suppress(Exception):
                 self.tx([f"DROP TABLE IF EXISTS {table}"])
 
