@@ -498,16 +498,17 @@ WHERE t.row_key IS NULL OR t.source_row IN (
         store.load(store.out, batch)
         now, run, sid = now_iso(), self.run_id, self.sync_id
         join = f"FROM {store.out} o JOIN {store.plan} p ON p.source_row = o.source_row"
-        where = "WHERE s.sync_id = ? AND s.row_key = p.row_key AND o.outcome = ?"
+        acc = "o.outcome = 'accepted'"
+        # one UPDATE for the three outcomes: each is a scan of the state table
         store.tx([
-            (f"UPDATE {STATE_TABLE} AS s SET accepted_hash = p.row_hash, accepted_values = p.item, accepted_at = ?, "
-             f"accepted_run_id = ?, last_hash = p.row_hash, last_outcome = 'accepted', last_reason = NULL, "
-             f"last_run_id = ?, attempts = 0 {join} {where}", (now, run, run, sid, "accepted")),
-            (f"UPDATE {STATE_TABLE} AS s SET last_hash = p.row_hash, last_outcome = 'rejected', "
-             f"last_reason = o.reason, last_run_id = ?, attempts = 0 {join} {where}", (run, sid, "rejected")),
-            (f"UPDATE {STATE_TABLE} AS s SET last_hash = p.row_hash, last_outcome = 'failed', "
-             f"last_reason = o.reason, last_run_id = ?, attempts = s.attempts + 1 {join} {where}",
-             (run, sid, "failed")),
+            (f"UPDATE {STATE_TABLE} AS s SET "
+             f"accepted_hash = CASE WHEN {acc} THEN p.row_hash ELSE s.accepted_hash END, "
+             f"accepted_values = CASE WHEN {acc} THEN p.item ELSE s.accepted_values END, "
+             f"accepted_at = CASE WHEN {acc} THEN ? ELSE s.accepted_at END, "
+             f"accepted_run_id = CASE WHEN {acc} THEN ? ELSE s.accepted_run_id END, "
+             f"last_hash = p.row_hash, last_outcome = o.outcome, last_reason = o.reason, last_run_id = ?, "
+             f"attempts = CASE WHEN o.outcome = 'failed' THEN s.attempts + 1 ELSE 0 END "
+             f"{join} WHERE s.sync_id = ? AND s.row_key = p.row_key", (now, run, run, sid)),
             (f"INSERT INTO {CHANGELOG_TABLE} (run_id, sync_id, row_key, operation, outcome, reason, logged_at) "
              f"SELECT ?, ?, p.row_key, p.op, o.outcome, o.reason, ? {join}", (run, sid, now)),
         ])
