@@ -146,7 +146,6 @@ def open_state(state: Any) -> tuple[Database, Any | None]:
                     f"keep concurrent syncs in separate files or in PostgreSQL. ({exc})") from None
         with contextlib.suppress(Exception):  # our own embedded file: bound its buffer pool (it spills)
             conn.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
-            conn.execute("SET checkpoint_threshold = '1GB'")
         return Database(conn, dialect="duckdb"), conn
     return database(state), None
 
