@@ -2,9 +2,16 @@
 
 Everything comes from the Task SDK (``airflow.sdk``) where it exists; ``BaseHook`` joined the
 SDK's public names in 3.1, so 3.0 takes it from ``airflow.hooks.base``.
+
+Importing this module (the hooks and operators packages do, first) checks that Apache Airflow
+is installed and supported: without it, an ImportError names the extra that installs it.
 """
 
 from __future__ import annotations
+
+from .get_provider_info import require_airflow
+
+require_airflow()
 
 try:
     from airflow.sdk import BaseHook
@@ -16,6 +23,6 @@ try:
 except ImportError:  # Airflow 3.0
     from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
 
-from airflow.sdk import BaseOperator, Context, ObjectStoragePath
+from airflow.sdk import BaseOperator, Context, ObjectStoragePath  # noqa: E402  (after require_airflow)
 
 __all__ = ["AirflowFailException", "BaseHook", "BaseOperator", "Context", "ObjectStoragePath"]

@@ -49,17 +49,22 @@ _WHERE = {
     "read_events_arrow": ".export",
 }
 
-__all__ = [
+__all__ = [  # noqa: RUF022  (the order of the docs: writing, then reading)
     "IngestReport",
-    "read_audience",
-    "read_audience_arrow",
-    "read_events",
-    "read_events_arrow",
-    "read_segment",
-    "read_segment_arrow",
     "write_contacts",
     "write_events",
+    "read_audience",
+    "read_segment",
+    "read_events",
+    "read_audience_arrow",
+    "read_segment_arrow",
+    "read_events_arrow",
 ]
+
+
+def __dir__() -> list[str]:
+    """The module's names, the lazily loaded functions included (tab completion in notebooks)."""
+    return sorted({*globals(), *__all__})
 
 
 def __getattr__(name: str) -> Any:

@@ -2,7 +2,7 @@
 
 A datasource's attribute and event-parameter specs carry a ``dataType`` string. The API
 documents only a few values (``string``, ``text``, ``payload``, ``date``, ``bool``; see
-``api-facts.md`` section 5); the rest of :data:`SPELLINGS` are spellings the loader accepts
+``api-facts.md`` section 5); the rest of ``SPELLINGS`` are spellings the loader accepts
 so that a project using them is neither rejected nor silently exported as text. Each
 spelling maps to one **kind**, and everything else follows from the kind:
 
@@ -35,8 +35,8 @@ Decisions:
   type) is passed through at ingest and exported as text.
 
 Also here, written once: the ``multivalue`` / ``multiValue`` parsing of a spec
-(:func:`multivalue_limit`) and the accepted boolean spellings (:data:`TRUE_STRINGS`,
-:data:`FALSE_STRINGS`, :func:`parse_bool`).
+(``multivalue_limit``) and the accepted boolean spellings (``TRUE_STRINGS``,
+``FALSE_STRINGS``, ``parse_bool``).
 
 Pure Python and pyarrow: no Airflow, no client import.
 """
@@ -80,7 +80,7 @@ ARROW_TYPES: dict[DataKind, pa.DataType] = {
     "any": pa.string(),
 }
 
-#: ``dataType`` spelling (lower case) -> kind, derived from :data:`SPELLINGS`.
+#: ``dataType`` spelling (lower case) -> kind, derived from ``SPELLINGS``.
 KINDS: dict[str, DataKind] = {spelling: kind for kind, names in SPELLINGS.items() for spelling in names}
 
 
@@ -126,8 +126,8 @@ FALSE_STRINGS: frozenset[str] = frozenset({"0", "false", "f", "no", "n", "off"})
 def parse_bool(value: Any) -> bool | None:
     """``value`` as a boolean, or None when it is not one.
 
-    True/False as themselves; the numbers 1 and 0; strings in :data:`TRUE_STRINGS` /
-    :data:`FALSE_STRINGS` (trimmed, any case). Everything else, including None and blank
+    True/False as themselves; the numbers 1 and 0; strings in ``TRUE_STRINGS`` /
+    ``FALSE_STRINGS`` (trimmed, any case). Everything else, including None and blank
     strings, gives None: what that means (null, a default, an error) is the caller's choice.
     """
     if isinstance(value, bool):

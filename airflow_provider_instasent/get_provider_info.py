@@ -1,8 +1,50 @@
-"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point.
+
+Apache Airflow is the extra ``airflow`` (docs/adr/0008-packaging-airflow-extra.md):
+``require_airflow`` checks it is installed and in the supported range, and names the
+extra when it is not. It reads the installed distribution's metadata, never imports Airflow.
+"""
 
 from __future__ import annotations
 
+import re
+from importlib import metadata
 from typing import Any
+
+#: The Airflow versions this provider supports (also the ``airflow`` extra in pyproject.toml).
+MIN_AIRFLOW_VERSION = (3, 0, 0)
+INSTALL_HINT = 'pip install "airflow-provider-instasent[airflow]"'
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    match = re.match(r"(\d+)(?:\.(\d+))?(?:\.(\d+))?", version)
+    return tuple(int(part or 0) for part in match.groups()) if match else (0, 0, 0)
+
+
+def require_airflow(version: str | None = None) -> str:
+    """The installed Apache Airflow version; an ImportError naming the extra if it is missing
+    or older than the oldest supported one (3.0.0, CI's ``./dev test-oldest``).
+
+    ``version`` replaces the installed version (for tests).
+    """
+    if version is None:
+        try:
+            version = metadata.version("apache-airflow")
+        except metadata.PackageNotFoundError:
+            raise ImportError(
+                "the Instasent Airflow provider (hooks, operators, connection type) needs Apache Airflow, "
+                f"which is not installed: {INSTALL_HINT}. The client, the dataframe loader "
+                "(airflow_provider_instasent.dataframe) and the emulator work without it."
+            ) from None
+    found = _version_tuple(version)
+    if found < MIN_AIRFLOW_VERSION:
+        wanted = ".".join(map(str, MIN_AIRFLOW_VERSION))
+        raise ImportError(
+            f"airflow-provider-instasent needs Apache Airflow >={wanted}; "
+            f"this environment has {version}: {INSTALL_HINT}"
+        )
+    return version
+
 
 _CONN_FIELDS: dict[str, Any] = {
     "project": {
@@ -34,6 +76,8 @@ _CONN_FIELDS: dict[str, Any] = {
 
 
 def get_provider_info() -> dict[str, Any]:
+    """What ``airflow providers list`` shows; checks the Airflow version first (``require_airflow``)."""
+    require_airflow()
     return {
         "package-name": "airflow-provider-instasent",
         "name": "Instasent",

@@ -77,6 +77,15 @@ class DuckHook:
         return duckdb.connect(self.path)
 
 
+def _single_thread_chunks(export: Any, schema: Any) -> Any:
+    """The fetch thread's work (scroll + conversion) in the calling thread, for the profiler."""
+    from airflow_provider_instasent.export.convert import BatchBuilder
+
+    builder = BatchBuilder(schema, export.stats.invalid)
+    raw = export._raw_source(builder)
+    return export._decoded_chunks(builder) if raw is None else export._raw_chunks(export._counted(raw), builder)
+
+
 def _pg_available() -> str | None:
     try:
         import psycopg2
@@ -406,7 +415,7 @@ def _diagnose(url: str, emu: Any, duck_path: str, prefix: str, with_pg: bool, ra
         export = Export(client, "audience", progress_interval=0)
         schema = export.export_schema
         t0 = time.perf_counter()
-        text = profile_call(lambda: sum(b.num_rows for b in export._chunks(schema)), top=18)
+        text = profile_call(lambda: sum(b.num_rows for b in _single_thread_chunks(export, schema)), top=18)
         out.append(f"Profile of the fetch thread's work (scroll + Arrow conversion, run in one thread, "
                    f"{time.perf_counter() - t0:.1f} s with the profiler on):\n\n```\n{text}\n```")
         batches = list(Export(client, "audience", progress_interval=0).batches())

@@ -145,44 +145,133 @@ def get_json(url: str) -> Any:
     return response.json()
 
 
+def _fmt(value: Any) -> str:
+    """A value for the summary: thousands separators for counts, never cut mid-string."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.0f}"
+    return str(value)
+
+
+def table(header: list[str], rows: list[list[Any]], *, left: int = 1) -> list[str]:
+    """Aligned columns sized to their longest cell: the first ``left`` columns left-aligned, the
+    others right-aligned, except the last, a free text column (never cut, never padded)."""
+    cells = [[_fmt(v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(header)]
+    last = len(header) - 1
+
+    def line(values: list[str]) -> str:
+        out = [v if i == last else v.ljust(widths[i]) if i < left else v.rjust(widths[i])
+               for i, v in enumerate(values)]
+        return "  ".join(out).rstrip()
+
+    return [line(header), *(line(r) for r in cells)]
+
+
+def _target(value: dict[str, Any]) -> str:
+    """Where an export went, in words (the operators' ``target`` XCom)."""
+    target = value.get("target") or {}
+    if "path" in target:
+        path = Path(str(target["path"]))
+        where = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+        size = f", {target['bytes'] / 1e6:.1f} MB" if target.get("bytes") else ""
+        return f"{where} ({target.get('row_groups')} row groups{size})"
+    if "table" in target:
+        return f"{target.get('dialect', 'SQL')} table {target['table']} (connection {target.get('conn_id')})"
+    return ""
+
+
+def _other(value: dict[str, Any]) -> str:
+    """Any other task result as ``key=value`` pairs (scalars only, nothing cut)."""
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items() if not isinstance(v, (dict, list)))
+
+
+def planted_rejects(limit_per_file: int = 2, limit: int = 6) -> tuple[int, list[list[Any]]]:
+    """How many rejects the demo wrote, and the first few of each rejects file."""
+    import pyarrow.parquet as pq
+
+    total, shown = 0, []
+    for path in sorted((DATA / "rejects").glob("*.parquet")):
+        table_ = pq.read_table(path)
+        total += table_.num_rows
+        for row in table_.slice(0, limit_per_file).to_pylist():
+            if len(shown) < limit:
+                shown.append([path.name, row["source_row"], row["_user_id"] or "", row["field"] or "",
+                              row["reason"]])
+    return total, shown
+
+
 def summary(emulator_url: str, counts: dict[str, int], wall: float, step_times: dict[str, float]) -> None:
     import duckdb
 
     results = xcoms()
     state = get_json(f"{emulator_url}/_emulator/state")
     automations = get_json(f"{emulator_url}/_emulator/automations")["events"]
+    ingests, exports, others = [], [], []
+    for (dag_id, task_id), value in sorted(results.items()):
+        name = f"{dag_id}.{task_id}"
+        if not isinstance(value, dict):
+            continue
+        if "accepted" in value:
+            note = (f"dry run: {value.get('would_fire_automations')} would fire automations"
+                    if value.get("dry_run") else "")
+            ingests.append([name, value["rows"], value["accepted"], value["rejected"], value["skipped"],
+                            value["rows_per_s"], note])
+        elif "target" in value:
+            exports.append([name, value.get("rows"), value.get("rows_per_second"), _target(value)])
+        elif "rows" in value or "sent" in value:
+            others.append([name, _other(value)])
+
     print()
     print("=" * 100)
     print("Instasent demo: summary")
     print("=" * 100)
-    print(f"sample: {counts}")
+    print("sample: " + ", ".join(f"{_fmt(n)} {k.replace('_', ' ')}" for k, n in counts.items()))
+    if ingests:
+        print()
+        print("\n".join(table(["ingest step", "rows", "accepted", "rejected", "skipped", "rows/s", "detail"],
+                              ingests)))
+    if exports:
+        print()
+        print("\n".join(table(["export step", "rows", "rows/s", "target"], exports)))
+    if others:
+        print()
+        print("\n".join(table(["other step", "detail"], others)))
     print()
-    print(f"{'step':<48} {'rows':>9} {'accepted':>9} {'rejected':>9} {'skipped':>8} {'rows/s':>9}")
-    for (dag_id, task_id), value in sorted(results.items()):
-        if isinstance(value, dict) and "accepted" in value:
-            print(f"{dag_id + '.' + task_id:<48} {value['rows']:>9} {value['accepted']:>9} "
-                  f"{value['rejected']:>9} {value['skipped']:>8} {value['rows_per_s']:>9.0f}"
-                  + ("   (dry run: {} would fire automations)".format(value.get("would_fire_automations"))
-                     if value.get("dry_run") else ""))
-    for (dag_id, task_id), value in sorted(results.items()):
-        if isinstance(value, dict) and "accepted" not in value and ("rows" in value or "sent" in value):
-            print(f"{dag_id + '.' + task_id:<48} {json.dumps(value, default=str)[:200]}")
-    print()
-    print(f"emulator state: {state.get('contacts')} datasource contacts, {state.get('events')} events stored, "
-          f"{state.get('audience_contacts')} merged audience contacts; {len(automations)} events fired automations")
+    print(f"emulator state: {_fmt(sum((state.get('contacts') or {}).values()))} datasource contacts "
+          f"({', '.join(f'{k} {_fmt(v)}' for k, v in (state.get('contacts') or {}).items())}), "
+          f"{_fmt(state.get('events'))} events stored; {len(automations)} events fired automations")
     total_contacts = sum((state.get("contacts") or {}).values())
     if total_contacts:
         merged = total_contacts - state.get("audience_contacts", 0)
-        print(f"merging: {total_contacts} datasource contacts → {state.get('audience_contacts')} audience contacts "
-              f"({merged} merged by _user_id, email or phone)")
+        print(f"merging: {_fmt(total_contacts)} datasource contacts → {_fmt(state.get('audience_contacts'))} "
+              f"audience contacts ({_fmt(merged)} merged by _user_id, email or phone)")
     with duckdb.connect(str(WAREHOUSE), read_only=True) as con:
         tables = [r[0] for r in con.execute("SELECT table_name FROM information_schema.tables ORDER BY 1").fetchall()]
         sizes = {t: con.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}  # type: ignore[index]
-    print(f"warehouse: {WAREHOUSE} tables {sizes}")
+    print(f"warehouse: {WAREHOUSE.relative_to(ROOT)}: "
+          + ", ".join(f"{t} ({_fmt(n)} rows)" for t, n in sizes.items()))
+    exports_pq = sorted(str(p.relative_to(ROOT)) for p in (DATA / "export").glob("*.parquet"))
+    print(f"parquet exports: {', '.join(exports_pq) or 'none'}")
     rejects = sorted(str(p.relative_to(ROOT)) for p in (DATA / "rejects").glob("*.parquet"))
-    print(f"rejects: {', '.join(rejects) or 'none'}")
-    exports = sorted(str(p.relative_to(ROOT)) for p in (DATA / "export").glob("*.parquet"))
-    print(f"parquet exports: {', '.join(exports) or 'none'}")
+    n_rejects, first = planted_rejects()
+    print()
+    if n_rejects:
+        where = (DATA / "rejects").relative_to(ROOT)
+        print(f"rejected rows: {_fmt(n_rejects)}, planted on purpose: the sample has a sprinkle of bad rows (invalid "
+              "emails and dates,")
+        print("missing required parameters, strings over maxLength, too many values). Each is rejected with its "
+              "reason and kept")
+        print(f"in {where}/ (one Parquet file per step, {len(rejects)} files); the valid rows still load. "
+              "The first few:")
+        print("\n".join("  " + line for line in table(["file", "row", "_user_id", "field", "reason"], first,
+                                                     left=4)))
+    else:
+        print("rejected rows: none")
+    print()
     print(f"time: {wall:.0f}s in all; per DAG: " + ", ".join(f"{k} {v:.0f}s" for k, v in step_times.items()))
     print()
     print("try:")

@@ -16,6 +16,10 @@ from typing import Any
 
 import pytest
 
+# The SQL warehouse fixtures (DuckDB, SQLite, PostgreSQL connections and unique tables) are
+# shared by the unit, integration and system tests.
+pytest_plugins = ["tests.support.sql_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 _WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 # One AIRFLOW_HOME (and SQLite metadata DB) per test process: parallel pytest runs never share one.
@@ -99,6 +103,7 @@ def client(emu: str):
 @pytest.fixture
 def instasent_conn(emu: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """``instasent_default`` pointing at the emulator, as Airflow reads it from the env."""
+    pytest.importorskip("airflow")  # an Airflow connection: skipped in the analyst install
     conn = {"conn_type": "instasent", "host": emu, "password": ADMIN_TOKEN,
             "extra": {"project": PROJECT, "datasource": "dsapi", "max_retries": 5}}
     monkeypatch.setenv("AIRFLOW_CONN_INSTASENT_DEFAULT", json.dumps(conn))

@@ -1,6 +1,6 @@
 """Plain-Python Instasent client (no Airflow imports)."""
 
-from .client import ClientStats, InstasentClient
+from .client import InstasentClient
 from .errors import (
     AuthenticationError,
     BadRequestError,
@@ -17,6 +17,7 @@ from .errors import (
 from .models import ApiResponse, ItemError, PushResult, RawScrollPage, ScrollPage
 from .ratelimit import RateLimiter
 from .retry import RetryPolicy
+from .transport import ClientStats
 
 __all__ = [
     "ApiResponse",

@@ -1,104 +1,31 @@
 """``InstasentClient``: a plain-Python client for the whole Instasent Product and Ingest API.
 
-It knows nothing of Airflow. One ``requests.Session`` with a connection pool is shared by
-every call (and by every thread: the client is thread-safe). Every request has a timeout,
-is paced by :class:`~.ratelimit.RateLimiter` and retried by :class:`~.retry.RetryPolicy`.
-Scrolls and listings are lazy iterators that hold one page at a time.
+The client's endpoint layer: one job, one method per API operation (about 45), each a thin
+layer that builds a path, query and body and reads the answer. Sending is inherited from
+``Transport`` (the pooled session, timeouts, pacing, retries, error
+mapping); listings and scrolls are lazy iterators from ``paging`` that hold one page at
+a time. It knows nothing of Airflow, and is thread-safe.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import threading
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import Any
-from urllib.parse import quote, urlencode
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal, overload
 
 import orjson
-import requests
-from requests.adapters import HTTPAdapter
 
 from . import endpoints as ep
-from .endpoints import Endpoint
-from .errors import (
-    InstasentConfigError,
-    InstasentConnectionError,
-    InstasentHTTPError,
-    error_for_status,
-    redact,
-)
-from .models import ApiResponse, PushResult, RawScrollPage, ScrollPage
-from .ratelimit import RateLimiter
-from .retry import RetryPolicy
+from .endpoints import Endpoint, ScrollKind
+from .errors import InstasentConfigError, InstasentHTTPError, error_for_status
+from .models import PushResult, RawScrollPage, ScrollPage
+from .paging import CursorPaginator, OffsetPaginator, RawCursorPaginator, paginate
+from .transport import FLAG, ClientStats, Transport
 
-try:  # installed with Airflow; without it, a raw page's metadata is read with orjson
-    import msgspec
-except ImportError:  # pragma: no cover
-    msgspec = None  # type: ignore[assignment]
-
-log = logging.getLogger(__name__)
-
-Timeout = float | tuple[float, float]
-_FLAG = object()  # a bare query flag such as ``?_dryRun``
+#: What ``InstasentClient.scroll`` yields: entities, decoded pages, or raw pages.
+ScrollMode = Literal["entities", "pages", "raw"]
 
 
-def _encode_query(params: Mapping[str, Any] | None) -> str:
-    if not params:
-        return ""
-    parts: list[str] = []
-    pairs: list[tuple[str, str]] = []
-    for key, value in params.items():
-        if value is None:
-            continue
-        if value is _FLAG:
-            parts.append(quote(key, safe="_"))
-        elif isinstance(value, bool):
-            pairs.append((key, "true" if value else "false"))
-        elif isinstance(value, (list, tuple)):
-            pairs.append((key, ",".join(str(v) for v in value)))
-        else:
-            pairs.append((key, str(value)))
-    if pairs:
-        parts.append(urlencode(pairs))
-    return "?" + "&".join(parts) if parts else ""
-
-
-class ClientStats:
-    """Thread-safe request counters (for logs, reports and benchmarks)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.requests = 0
-        self.retries = 0
-        self.statuses: Counter[int] = Counter()
-        self.no_response = 0
-        self.bytes_sent = 0
-
-    def record(self, status: int | None, sent: int, retry: bool) -> None:
-        with self._lock:
-            self.requests += 1
-            self.bytes_sent += sent
-            if retry:
-                self.retries += 1
-            if status is None:
-                self.no_response += 1
-            else:
-                self.statuses[status] += 1
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "requests": self.requests,
-                "retries": self.retries,
-                "statuses": dict(self.statuses),
-                "no_response": self.no_response,
-                "bytes_sent": self.bytes_sent,
-            }
-
-
-class InstasentClient:
+class InstasentClient(Transport):
     """Client for the Instasent Product API and its built-in Ingest API.
 
     Args:
@@ -114,7 +41,7 @@ class InstasentClient:
         backoff_max: ceiling of one backoff, seconds.
         verify: TLS verification: True (default), False, or a CA-bundle path.
         pool_size: connections kept alive; set it to at least your concurrency.
-        pace: pace requests by the ``X-RateLimit-*`` headers (see :class:`RateLimiter`).
+        pace: pace requests by the ``X-RateLimit-*`` headers (see ``RateLimiter``).
         session: a ``requests.Session`` to use instead of a new one.
 
     Example::
@@ -124,196 +51,13 @@ class InstasentClient:
                 print(contact["id"])
     """
 
-    def __init__(
-        self,
-        *,
-        token: str,
-        project: str | None = None,
-        datasource: str = ep.DEFAULT_DATASOURCE,
-        base_url: str = ep.DEFAULT_BASE_URL,
-        timeout: Timeout = (10.0, 60.0),
-        max_retries: int = 5,
-        max_retry_time: float = 600.0,
-        backoff_base: float = 0.5,
-        backoff_max: float = 30.0,
-        verify: bool | str = True,
-        pool_size: int = 16,
-        pace: bool = True,
-        user_agent: str | None = None,
-        session: requests.Session | None = None,
-        retry_policy: RetryPolicy | None = None,
-        rate_limiter: RateLimiter | None = None,
-    ) -> None:
-        if not token or not isinstance(token, str):
-            raise InstasentConfigError("token is required (a non-empty string)")
-        if max_retries < 0:
-            raise InstasentConfigError("max_retries must be >= 0")
-        self._token = token
-        self.project = project
-        self.datasource = datasource or ep.DEFAULT_DATASOURCE
-        self.base_url = base_url.rstrip("/")
-        if self.base_url.endswith(ep.API_PREFIX):
-            self.base_url = self.base_url[: -len(ep.API_PREFIX)]
-        if not self.base_url.startswith(("http://", "https://")):
-            raise InstasentConfigError(f"base_url must start with http:// or https://, got {base_url!r}")
-        self.timeout: Timeout = timeout
-        self.retry = retry_policy or RetryPolicy(
-            max_retries=max_retries,
-            backoff_base=backoff_base,
-            backoff_max=backoff_max,
-            max_total=max_retry_time,
-        )
-        self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter()
-        self.pace = pace
-        self.stats = ClientStats()
-        self._own_session = session is None
-        self.session = session or requests.Session()
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(1, pool_size), max_retries=0)
-        self.session.mount("https://", adapter)
-        self.session.mount("http://", adapter)
-        if self._own_session:
-            # requests re-reads proxy and CA-bundle variables from the environment on every
-            # request (~5% of a scroll's CPU). Read them once, here, and switch that off.
-            env_ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-            self.session.proxies.update(requests.utils.get_environ_proxies(self.base_url))
-            self.session.trust_env = False
-            if verify is True and env_ca:
-                verify = env_ca
-        self.session.verify = verify
-        from .. import __version__
-
-        self.session.headers.update(
-            {
-                "Authorization": f"Bearer {token}",
-                "Accept": "application/json",
-                "User-Agent": user_agent or f"airflow-provider-instasent/{__version__}",
-            }
-        )
-
-    # -- lifecycle ------------------------------------------------------------------------
-    def close(self) -> None:
-        if self._own_session:
-            self.session.close()
-
-    def __enter__(self) -> InstasentClient:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:  # the token is deliberately absent
         return (
             f"InstasentClient(base_url={self.base_url!r}, project={self.project!r}, "
             f"datasource={self.datasource!r})"
         )
 
-    def __getstate__(self) -> dict[str, Any]:
-        raise TypeError("InstasentClient is not picklable (it holds a token and a session)")
-
     # -- plumbing -------------------------------------------------------------------------
-    def _path(self, endpoint: Endpoint, params: Mapping[str, Any]) -> str:
-        values: dict[str, str] = {}
-        for name, value in params.items():
-            values[name] = quote(str(value), safe="")
-        if "{project}" in endpoint.path and "project" not in values:
-            if not self.project:
-                raise InstasentConfigError(
-                    f"{endpoint.name} needs a project: pass project=... to InstasentClient or the call"
-                )
-            values["project"] = quote(self.project, safe="")
-        if "{datasource}" in endpoint.path and "datasource" not in values:
-            values["datasource"] = quote(self.datasource, safe="")
-        try:
-            return endpoint.path.format(**values)
-        except KeyError as missing:
-            raise InstasentConfigError(f"{endpoint.name} needs {missing}") from None
-
-    def call(
-        self,
-        endpoint: Endpoint,
-        *,
-        path_params: Mapping[str, Any] | None = None,
-        query: Mapping[str, Any] | None = None,
-        json: Any = None,
-        body: bytes | None = None,
-        accept_statuses: Iterable[int] = (),
-        decode: bool = True,
-    ) -> ApiResponse:
-        """Send one request to ``endpoint`` with pacing, retries and error mapping.
-
-        ``path_params`` fill the path template (``project``/``datasource`` default to the
-        client's). ``json`` is encoded with orjson; ``body`` sends pre-encoded JSON bytes.
-        Statuses in ``accept_statuses`` are returned instead of raised. With
-        ``decode=False`` a returned response's ``data`` is the body's bytes, not decoded
-        (error responses are decoded as usual, for the exception).
-        """
-        path = ep.API_PREFIX + self._path(endpoint, {k: v for k, v in (path_params or {}).items() if v})
-        if path.endswith("/") and len(path) > len(ep.API_PREFIX) + 1:
-            path = path.rstrip("/")
-        url = self.base_url + path + _encode_query(query)
-        payload = body if body is not None else (orjson.dumps(json) if json is not None else None)
-        headers = {"Content-Type": "application/json"} if payload is not None else None
-        accepted = set(accept_statuses)
-        started = self.retry.clock()
-        retry = 0
-        while True:
-            if self.pace:
-                self.rate_limiter.acquire(endpoint.endpoint_class)
-            status: int | None = None
-            resp_headers: Mapping[str, str] = {}
-            failure: Exception | None = None
-            connected = True
-            try:
-                response = self.session.request(
-                    endpoint.method, url, data=payload, headers=headers, timeout=self.timeout
-                )
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                failure = exc
-                connected = not isinstance(exc, requests.ConnectTimeout) and not _never_connected(exc)
-                self.stats.record(None, len(payload or b""), retry > 0)
-            else:
-                status = response.status_code
-                resp_headers = response.headers
-                self.stats.record(status, len(payload or b""), retry > 0)
-                if self.pace:
-                    self.rate_limiter.update(endpoint.endpoint_class, status, resp_headers)
-                if not decode and (status < 400 or status in accepted):
-                    return ApiResponse(status, response.content, resp_headers)
-                data = _decode(response)
-                if status < 400 or status in accepted:
-                    return ApiResponse(status, data, resp_headers)
-            elapsed = self.retry.clock() - started
-            wait = self.retry.delay(retry, status, resp_headers)
-            if not self.retry.should_retry(
-                retry, elapsed, wait, status=status, idempotent=endpoint.idempotent, connected=connected
-            ):
-                if failure is not None:
-                    raise InstasentConnectionError(
-                        endpoint.method, path, redact(type(failure).__name__ + ": " + str(failure),
-                                                      (self._token,)), attempts=retry + 1
-                    ) from None
-                raise error_for_status(
-                    status or 0,
-                    endpoint.method,
-                    endpoint.path,
-                    data,
-                    path=path,
-                    headers=resp_headers,
-                    attempts=retry + 1,
-                    secrets=(self._token,),
-                )
-            log.warning(
-                "Instasent %s %s: %s; retry %d/%d in %.2fs",
-                endpoint.method,
-                path,
-                f"HTTP {status}" if status is not None else type(failure).__name__,
-                retry + 1,
-                self.retry.max_retries,
-                wait,
-            )
-            self.retry.sleep(wait)
-            retry += 1
-
     def _get(self, endpoint: Endpoint, query: Mapping[str, Any] | None = None, **path: Any) -> Any:
         return self.call(endpoint, path_params=path, query=query).data
 
@@ -323,57 +67,75 @@ class InstasentClient:
     def _index(
         self, endpoint: Endpoint, filters: Mapping[str, Any] | None, page_size: int, **path: Any
     ) -> Iterator[dict[str, Any]]:
-        """Follow ``_start``/``_limit`` pages of an index endpoint to the end, lazily."""
-        start = 0
-        while True:
-            query = dict(filters or {})
-            query[ep.Q_START] = start
-            query[ep.Q_LIMIT] = page_size
-            data = self._get(endpoint, query, **path) or {}
-            entities = data.get(ep.ENTITIES) or []
-            yield from entities
-            meta = data.get(ep.METADATA) or {}
-            count = meta.get(ep.COUNT)
-            start += len(entities)
-            if len(entities) < page_size or (isinstance(count, int) and start >= count) or not entities:
-                return
+        """Every entity of an index endpoint (``_start``/``_limit`` pages), lazily."""
+        pages = paginate(self, endpoint, OffsetPaginator(filters, page_size), path)
+        return (entity for page in pages for entity in page)
 
-    def _scroll(
-        self, endpoint: Endpoint, body: Mapping[str, Any], page_size: int, query: Mapping[str, Any] | None = None,
-        **path: Any,
-    ) -> Iterator[ScrollPage]:
-        """Follow ``metadata.cursor`` to the end, one page in memory at a time.
+    #: What ``scroll`` can give; a stand-in client (a test double, a proxy) declares fewer modes.
+    scroll_modes: frozenset[str] = frozenset({"entities", "pages", "raw"})
 
-        A page request that fails transiently is retried with the *same* cursor, so no page
-        is lost or read twice.
+    @overload
+    def scroll(
+        self, kind: ScrollKind, *, mode: Literal["entities"] = ..., root: Mapping[str, Any] | None = ...,
+        segment: str | None = ..., parameter: str | None = ..., page_size: int = ...,
+    ) -> Iterator[dict[str, Any]]: ...
+
+    @overload
+    def scroll(
+        self, kind: ScrollKind, *, mode: Literal["pages"], root: Mapping[str, Any] | None = ...,
+        segment: str | None = ..., parameter: str | None = ..., page_size: int = ...,
+    ) -> Iterator[ScrollPage]: ...
+
+    @overload
+    def scroll(
+        self, kind: ScrollKind, *, mode: Literal["raw"], root: Mapping[str, Any] | None = ...,
+        segment: str | None = ..., parameter: str | None = ..., page_size: int = ...,
+    ) -> Iterator[RawScrollPage]: ...
+
+    def scroll(
+        self,
+        kind: ScrollKind,
+        *,
+        mode: ScrollMode = "entities",
+        root: Mapping[str, Any] | None = None,
+        segment: str | None = None,
+        parameter: str | None = None,
+        page_size: int = ep.MAX_SCROLL_LIMIT,
+    ) -> Iterator[Any]:
+        """Scroll the audience, a segment's contacts or the events to the end, lazily.
+
+        Args:
+            kind: ``"audience"``, ``"segment"`` (needs ``segment``) or ``"events"``.
+            mode: ``"entities"`` yields each entity (a dict); ``"pages"`` yields each
+                ``ScrollPage``; ``"raw"`` yields each ``RawScrollPage``, the page's
+                JSON body as bytes with only its metadata read (the same requests, retries
+                and end as ``"pages"``, without building Python objects for the entities).
+            root: a query filter ``root`` (AudienceQueryFilter, or EventQueryFilter for events).
+            segment: the segment uid (``kind="segment"`` only).
+            parameter: the parameter of a parameterised dynamic segment (``kind="segment"`` only).
+            page_size: entities per page, 1..100.
+
+        Nothing is requested before the first item is asked for, and one page is in memory at
+        a time. The ``scroll_*`` methods are shorthands for this one.
         """
-        _check_page_size(page_size)
-        cursor: str | None = None
-        while True:
-            data = self._post(endpoint, _scroll_payload(body, page_size, cursor), query, **path)
-            entities, cursor, total = _page_fields(data)
-            yield ScrollPage(entities, cursor, total)
-            if not cursor or not entities:
-                return
-
-    def _scroll_raw(
-        self, endpoint: Endpoint, body: Mapping[str, Any], page_size: int, query: Mapping[str, Any] | None = None,
-        **path: Any,
-    ) -> Iterator[RawScrollPage]:
-        """:meth:`_scroll`, but each page's body is kept as bytes: only its metadata is read.
-
-        The same requests, retries (same cursor) and end of the scroll as :meth:`_scroll`;
-        what it saves is building Python objects for every entity.
-        """
-        _check_page_size(page_size)
-        cursor: str | None = None
-        while True:
-            payload = _scroll_payload(body, page_size, cursor)
-            content = self.call(endpoint, path_params=path, query=query, json=payload, decode=False).data
-            has_entities, cursor, total = _raw_page_fields(content)
-            yield RawScrollPage(content, cursor, total, has_entities)
-            if not cursor or not has_entities:
-                return
+        endpoint = ep.SCROLLS.get(kind)
+        if endpoint is None:
+            raise InstasentConfigError(f"kind must be one of {', '.join(ep.SCROLLS)}; got {kind!r}")
+        if kind == "segment" and not segment:
+            raise InstasentConfigError("kind='segment' needs segment=<segment uid>")
+        if kind != "segment" and (segment or parameter is not None):
+            raise InstasentConfigError("segment/parameter are only valid with kind='segment'")
+        query = {ep.Q_PARAMETER: parameter} if parameter is not None else None
+        path = {"segment_uid": segment} if segment else {}
+        body = {ep.ROOT: root}
+        if mode == "raw":
+            return paginate(self, endpoint, RawCursorPaginator(body, page_size, query), path)
+        if mode not in ("pages", "entities"):
+            raise InstasentConfigError(f"mode must be 'entities', 'pages' or 'raw'; got {mode!r}")
+        pages = paginate(self, endpoint, CursorPaginator(body, page_size, query), path)
+        if mode == "pages":
+            return pages
+        return (entity for page in pages for entity in page.entities)
 
     # -- organization and project ---------------------------------------------------------
     def get_token_info(self) -> dict[str, Any]:
@@ -383,7 +145,7 @@ class InstasentClient:
     def token_scopes(self) -> list[str]:
         """The token's scopes, from ``GET /v1/`` (product tokens) or ``GET /stream``."""
         info = self.get_token_info()
-        scopes = (info.get(ep.METADATA) or {}).get("scopes")
+        scopes = (info.get(ep.METADATA) or {}).get(ep.SCOPES)
         return list(scopes or [])
 
     def get_project(self, project: str | None = None) -> dict[str, Any]:
@@ -453,7 +215,7 @@ class InstasentClient:
         """Send one batch of at most 100 contacts or events.
 
         ``items`` may be pre-encoded JSON array bytes (then pass ``n_items``). A 422 (every
-        item failed) is returned as a :class:`PushResult`, not raised: per-item errors are data.
+        item failed) is returned as a ``PushResult``, not raised: per-item errors are data.
         """
         endpoint = {"contacts": ep.PUSH_CONTACTS, "events": ep.PUSH_EVENTS}.get(kind)
         if endpoint is None:
@@ -467,9 +229,9 @@ class InstasentClient:
             raise InstasentConfigError(f"at most {ep.MAX_ITEMS_PER_PUSH} items per call, got {n_items}")
         query: dict[str, Any] = {}
         if dry_run:
-            query[ep.Q_DRY_RUN] = _FLAG
+            query[ep.Q_DRY_RUN] = FLAG
         if sync:
-            query[ep.Q_SYNC] = _FLAG
+            query[ep.Q_SYNC] = FLAG
         response = self.call(
             endpoint, path_params={"datasource": datasource}, query=query, body=body, accept_statuses=(422,)
         )
@@ -504,7 +266,7 @@ class InstasentClient:
 
         ``dry_run`` asks the API to check the call without deleting (``?_dryRun``).
         """
-        query = {ep.Q_DRY_RUN: _FLAG} if dry_run else None
+        query = {ep.Q_DRY_RUN: FLAG} if dry_run else None
         response = self.call(ep.DELETE_CONTACT, path_params={"datasource": datasource, "user_id": user_id},
                              query=query)
         return PushResult.from_body(response.status, response.data, 1)
@@ -534,8 +296,8 @@ class InstasentClient:
         sort_field: str | None = None,
         sort_asc: bool | None = None,
     ) -> list[dict[str, Any]]:
-        """Audience search: at most 50 results, no pagination (use :meth:`scroll_audience`)."""
-        body = {"version": "0.0.1", "root": root, "limit": min(limit, ep.MAX_SEARCH_LIMIT), "offset": offset,
+        """Audience search: at most 50 results, no pagination (use ``scroll_audience``)."""
+        body = {"version": "0.0.1", ep.ROOT: root, ep.LIMIT: min(limit, ep.MAX_SEARCH_LIMIT), "offset": offset,
                 "sortField": sort_field, "sortAsc": sort_asc}
         return _entities(self._post(ep.AUDIENCE_SEARCH, {k: v for k, v in body.items() if v is not None}))
 
@@ -543,20 +305,19 @@ class InstasentClient:
         self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[ScrollPage]:
         """Pages of the unified audience (optionally filtered by an AudienceQueryFilter ``root``)."""
-        return self._scroll(ep.AUDIENCE_SCROLL, {"root": root}, page_size)
+        return self.scroll("audience", mode="pages", root=root, page_size=page_size)
 
     def scroll_audience_raw_pages(
         self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[RawScrollPage]:
-        """:meth:`scroll_audience_pages` with each page's JSON body as bytes (not decoded)."""
-        return self._scroll_raw(ep.AUDIENCE_SCROLL, {"root": root}, page_size)
+        """``scroll_audience_pages`` with each page's JSON body as bytes (not decoded)."""
+        return self.scroll("audience", mode="raw", root=root, page_size=page_size)
 
     def scroll_audience(
         self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[dict[str, Any]]:
         """Every audience contact, lazily."""
-        for page in self.scroll_audience_pages(root, page_size=page_size):
-            yield from page.entities
+        return self.scroll("audience", root=root, page_size=page_size)
 
     def scroll_segment_pages(
         self,
@@ -567,8 +328,8 @@ class InstasentClient:
         page_size: int = ep.MAX_SCROLL_LIMIT,
     ) -> Iterator[ScrollPage]:
         """Pages of a segment's contacts; ``parameter`` for parameterised dynamic segments."""
-        query = {"parameter": parameter} if parameter is not None else None
-        return self._scroll(ep.SEGMENT_SCROLL, {"root": root}, page_size, query, segment_uid=segment_uid)
+        return self.scroll("segment", mode="pages", segment=segment_uid, parameter=parameter, root=root,
+                           page_size=page_size)
 
     def scroll_segment_raw_pages(
         self,
@@ -578,15 +339,15 @@ class InstasentClient:
         root: Mapping[str, Any] | None = None,
         page_size: int = ep.MAX_SCROLL_LIMIT,
     ) -> Iterator[RawScrollPage]:
-        """:meth:`scroll_segment_pages` with each page's JSON body as bytes (not decoded)."""
-        query = {"parameter": parameter} if parameter is not None else None
-        return self._scroll_raw(ep.SEGMENT_SCROLL, {"root": root}, page_size, query, segment_uid=segment_uid)
+        """``scroll_segment_pages`` with each page's JSON body as bytes (not decoded)."""
+        return self.scroll("segment", mode="raw", segment=segment_uid, parameter=parameter, root=root,
+                           page_size=page_size)
 
     def scroll_segment(
         self, segment_uid: str, *, parameter: str | None = None, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[dict[str, Any]]:
-        for page in self.scroll_segment_pages(segment_uid, parameter=parameter, page_size=page_size):
-            yield from page.entities
+        """Every contact of a segment, lazily."""
+        return self.scroll("segment", segment=segment_uid, parameter=parameter, page_size=page_size)
 
     def aggregate_audience(
         self, aggregations: Mapping[str, Any], root: Mapping[str, Any] | None = None
@@ -594,7 +355,7 @@ class InstasentClient:
         """Audience aggregations (needs PROJECT_AGGREGATIONS): ``{"entities": ..., "metadata": ...}``."""
         body: dict[str, Any] = {"aggregations": dict(aggregations)}
         if root is not None:
-            body["root"] = root
+            body[ep.ROOT] = root
         return dict(self._post(ep.AUDIENCE_AGGREGATIONS, body) or {})
 
     def audience_action(
@@ -618,7 +379,7 @@ class InstasentClient:
         if reason:
             body["reason"] = reason
         body.update(utm or {})
-        query = {"_sync": "true"} if sync else None
+        query = {ep.Q_SYNC: "true"} if sync else None
         return dict(self._post(ep.AUDIENCE_ACTION, body, query, action=action) or {})
 
     def get_audience_events(self, audience_id: str) -> dict[str, Any]:
@@ -630,26 +391,27 @@ class InstasentClient:
     def search_events(
         self, root: Mapping[str, Any] | None = None, *, limit: int = ep.MAX_SEARCH_LIMIT, **options: Any
     ) -> list[dict[str, Any]]:
-        """Event search: at most 50 results (use :meth:`scroll_events` for more)."""
-        body = {"version": "0.0.1", "root": root, "limit": min(limit, ep.MAX_SEARCH_LIMIT), **options}
+        """Event search: at most 50 results (use ``scroll_events`` for more)."""
+        body = {"version": "0.0.1", ep.ROOT: root, ep.LIMIT: min(limit, ep.MAX_SEARCH_LIMIT), **options}
         return _entities(self._post(ep.EVENT_SEARCH, {k: v for k, v in body.items() if v is not None}))
 
     def scroll_events_pages(
         self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[ScrollPage]:
-        return self._scroll(ep.EVENT_SCROLL, {"root": root}, page_size)
+        """Pages of the project's events (optionally filtered by an EventQueryFilter ``root``)."""
+        return self.scroll("events", mode="pages", root=root, page_size=page_size)
 
     def scroll_events_raw_pages(
         self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[RawScrollPage]:
-        """:meth:`scroll_events_pages` with each page's JSON body as bytes (not decoded)."""
-        return self._scroll_raw(ep.EVENT_SCROLL, {"root": root}, page_size)
+        """``scroll_events_pages`` with each page's JSON body as bytes (not decoded)."""
+        return self.scroll("events", mode="raw", root=root, page_size=page_size)
 
     def scroll_events(
         self, root: Mapping[str, Any] | None = None, *, page_size: int = ep.MAX_SCROLL_LIMIT
     ) -> Iterator[dict[str, Any]]:
-        for page in self.scroll_events_pages(root, page_size=page_size):
-            yield from page.entities
+        """Every event, lazily."""
+        return self.scroll("events", root=root, page_size=page_size)
 
     # -- segments, campaigns, automations ------------------------------------------------------
     def list_segments(self, filters: Mapping[str, Any] | None = None, *, page_size: int = 100
@@ -661,7 +423,7 @@ class InstasentClient:
         return _entities(self._get(ep.DYNAMIC_SEGMENTS))
 
     def get_segment(self, uid: str, *, parameter: str | None = None) -> dict[str, Any]:
-        query = {"parameter": parameter} if parameter is not None else None
+        query = {ep.Q_PARAMETER: parameter} if parameter is not None else None
         return dict((self._get(ep.SEGMENT, query, uid=uid) or {}).get(ep.ENTITY) or {})
 
     def list_campaigns(self, filters: Mapping[str, Any] | None = None, *, page_size: int = 100
@@ -729,92 +491,4 @@ def _entities(data: Any) -> list[dict[str, Any]]:
     return list(value or [])
 
 
-def _check_page_size(page_size: int) -> None:
-    if not 1 <= page_size <= ep.MAX_SCROLL_LIMIT:
-        raise InstasentConfigError(f"page_size must be between 1 and {ep.MAX_SCROLL_LIMIT}")
-
-
-def _scroll_payload(body: Mapping[str, Any], page_size: int, cursor: str | None) -> dict[str, Any]:
-    payload = {k: v for k, v in body.items() if v is not None}
-    payload["limit"] = page_size
-    if cursor:
-        payload[ep.CURSOR] = cursor
-    return payload
-
-
-def _page_fields(data: Any) -> tuple[Any, str | None, int | None]:
-    """A decoded scroll page's entities, cursor and total hits."""
-    data = data or {}
-    entities = data.get(ep.ENTITIES) or []
-    meta = data.get(ep.METADATA) or {}
-    total = meta.get(ep.TOTAL_HITS)
-    return entities, meta.get(ep.CURSOR), int(total) if total is not None else None
-
-
-if msgspec is not None:
-
-    class _Envelope(msgspec.Struct):
-        """A scroll page with its entities left undecoded (``msgspec.Raw``: skipped, not parsed)."""
-
-        entities: msgspec.Raw = msgspec.Raw()
-        metadata: Any = None
-
-    _ENVELOPE: Any = msgspec.json.Decoder(_Envelope)
-    _ENVELOPE_ERRORS: tuple[type[Exception], ...] = (msgspec.DecodeError, msgspec.ValidationError)
-else:  # pragma: no cover
-    _ENVELOPE = None
-    _ENVELOPE_ERRORS = ()
-
-
-def _raw_page_fields(content: bytes) -> tuple[bool, str | None, int | None]:
-    """Whether a raw scroll page has entities, its cursor and total hits, as :func:`_page_fields`
-    reads them from the decoded page; the entities are not decoded (with msgspec)."""
-    if _ENVELOPE is not None:
-        try:
-            page = _ENVELOPE.decode(content)
-        except _ENVELOPE_ERRORS:
-            pass  # not a JSON object, or no body: decoded in full below
-        else:
-            _, cursor, total = _page_fields({ep.METADATA: page.metadata})
-            return _json_truthy(bytes(page.entities)), cursor, total
-    entities, cursor, total = _page_fields(_decode_content(content))
-    return bool(entities), cursor, total
-
-
-def _json_truthy(text: bytes) -> bool:
-    """``bool(orjson.loads(text))`` without decoding a large array or object."""
-    text = text.strip()
-    if not text:
-        return False  # the field is absent
-    if text[:1] in (b"[", b"{"):
-        return bool(text[1:-1].strip())
-    return bool(orjson.loads(text))
-
-
-def _decode_content(content: bytes) -> Any:
-    """What :func:`_decode` returns for a response with this body."""
-    if not content:
-        return None
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return content.decode("utf-8", errors="replace")
-
-
-def _decode(response: requests.Response) -> Any:
-    content = response.content
-    if not content:
-        return None
-    try:
-        return orjson.loads(content)
-    except orjson.JSONDecodeError:
-        return response.text
-
-
-def _never_connected(exc: Exception) -> bool:
-    """True when the connection was refused/unresolvable, so the request was never sent."""
-    text = repr(exc)
-    return "NewConnectionError" in text or "Connection refused" in text or "NameResolutionError" in text
-
-
-__all__ = ["ClientStats", "InstasentClient", "InstasentHTTPError"]
+__all__ = ["ClientStats", "InstasentClient", "InstasentHTTPError", "ScrollKind", "ScrollMode"]

@@ -1,9 +1,10 @@
-"""Every Instasent endpoint path, method, scope and response key, in one place.
+"""Every Instasent endpoint path, method, scope, header and response key, in one place.
 
 The paths come from ``shared/reference/api-facts.md`` (Instasent's own n8n and Activepieces
 integrations, the public docs). When the official OpenAPI files disagree, correcting the
-client is an edit to this module only: nothing else in the package spells a path or a
-response key.
+client is an edit to this module only: nothing else in the package spells a path, a header
+or a response key (except the emulator, which stands in for the API and imports nothing from
+the client).
 
 Paths are templates relative to the API root (``{base_url}/v1``). ``{project}`` and
 ``{datasource}`` are filled from the client's defaults unless a call overrides them.
@@ -37,32 +38,40 @@ TOTAL_HITS = "totalHits"
 COUNT = "count"
 MESSAGE = "message"
 MISSING_SCOPE = "missingScope"
-PLAN_LEVEL = "planLevel"
+SCOPES = "scopes"  # token info: metadata.scopes
 # push results
 ACCEPTED = "accepted"
 ERRORS = "errors"
+ENTITIES_SUCCESS = "entitiesSuccess"  # what Activepieces decides success on (api-facts §2)
+ENTITIES_FAILURES = "entitiesFailures"
 POSITION = "position"
 ITEM = "item"
 ERROR = "error"
 DRY_RUN = "dryRun"
-ENTITIES_SUCCESS = "entitiesSuccess"
-ENTITIES_FAILURES = "entitiesFailures"
 # stream contact
 CONTACT = "contact"
 
-# --- rate-limit headers ----------------------------------------------------------------
+# --- headers -----------------------------------------------------------------------------
 H_LIMIT = "X-RateLimit-Limit"
 H_REMAINING = "X-RateLimit-Remaining"
 H_RESET = "X-RateLimit-Reset"
 H_RETRY_AFTER = "Retry-After"
-H_REQUEST_ID = "X-Request-Id"
+H_AUTHORIZATION = "Authorization"  # "Bearer <token>"
+H_ACCEPT = "Accept"
+H_CONTENT_TYPE = "Content-Type"
+H_USER_AGENT = "User-Agent"
+JSON_MEDIA_TYPE = "application/json"
 
 # --- query flags -------------------------------------------------------------------------
 Q_DRY_RUN = "_dryRun"
 Q_SYNC = "_sync"
 Q_START = "_start"
 Q_LIMIT = "_limit"
-Q_SORT = "_sort"
+Q_PARAMETER = "parameter"  # a parameterised dynamic segment's value(s)
+
+# --- request body keys -------------------------------------------------------------------
+ROOT = "root"  # a query filter's root node
+LIMIT = "limit"
 
 
 @dataclass(frozen=True)
@@ -158,6 +167,10 @@ AUDIENCE_ACTIONS = ("sms-subscribe", "sms-unsubscribe", "email-subscribe", "emai
 EVENT_SEARCH = Endpoint("event_search", "POST", _P + "/event/search", "PROJECT_AUDIENCE_DATA_EVENTS", "hot")
 EVENT_SCROLL = Endpoint("event_scroll", "POST", _P + "/event/scroll", "PROJECT_AUDIENCE_DATA_EVENTS", "hot")
 
+#: What ``InstasentClient.scroll`` scrolls, and the endpoint of each.
+ScrollKind = Literal["audience", "segment", "events"]
+SCROLLS: dict[str, Endpoint] = {"audience": AUDIENCE_SCROLL, "segment": SEGMENT_SCROLL, "events": EVENT_SCROLL}
+
 # Segments, campaigns, automations
 SEGMENTS = Endpoint("segments", "GET", _P + "/segment", "PROJECT_AUDIENCE_READ")
 DYNAMIC_SEGMENTS = Endpoint("dynamic_segments", "GET", _P + "/segment/dynamic", "PROJECT_AUDIENCE_READ")
@@ -192,4 +205,3 @@ SMS_SEND_UTM = Endpoint(
     idempotent=False,
 )
 
-ALL_ENDPOINTS: tuple[Endpoint, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Endpoint))

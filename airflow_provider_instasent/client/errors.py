@@ -3,7 +3,7 @@
 Every HTTP error carries the status, the method, the endpoint (the path template, e.g.
 ``/project/{project}/audience/scroll``, plus the concrete path) and the API's own message.
 The token never appears in any of them: messages are built from the response body and the
-request path only, and :func:`redact` scrubs anything that looks like a bearer token.
+request path only, and ``redact`` scrubs anything that looks like a bearer token.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
+
+from . import endpoints as ep
 
 #: Which plan tier each gated scope needs; used to tell the user what to do next.
 SCOPE_TIERS: dict[str, str] = {
@@ -51,6 +53,20 @@ class InstasentConnectionError(InstasentError):
         self.reason = reason
         self.attempts = attempts
         super().__init__(f"{method} {endpoint}: no response ({reason}) after {attempts} attempt(s)")
+
+
+class InstasentProtocolError(InstasentError):
+    """The API answered 2xx, but with a body that is not a (consistent) result: HTML from a
+    proxy, truncated JSON, an empty body, positions that do not add up. Nothing in it counts as
+    evidence that an item was accepted; the request is treated as failed (a rerun is safe)."""
+
+    def __init__(self, method: str, endpoint: str, status: int, problem: str) -> None:
+        self.method = method
+        self.endpoint = endpoint
+        self.status = status
+        self.problem = problem
+        super().__init__(f"{method} {endpoint}: answered {status} but {problem}; its items are not counted as "
+                         "accepted (a proxy or gateway may have answered instead of the API)")
 
 
 class InstasentHTTPError(InstasentError):
@@ -120,7 +136,7 @@ class PermissionDeniedError(InstasentHTTPError):
     @property
     def missing_scope(self) -> str | None:
         if isinstance(self.body, Mapping):
-            scope = self.body.get("missingScope")
+            scope = self.body.get(ep.MISSING_SCOPE)
             if isinstance(scope, str):
                 return scope
         found = _SCOPE_RE.search(self.api_message or "")
@@ -174,15 +190,15 @@ def api_message(body: Any) -> str:
     if isinstance(body, str):
         return body.strip()[:500]
     if isinstance(body, Mapping):
-        for key in ("message", "error", "error_description", "detail"):
+        for key in (ep.MESSAGE, ep.ERROR, "error_description", "detail"):
             value = body.get(key)
             if isinstance(value, str) and value:
                 return value
-            if isinstance(value, Mapping) and isinstance(value.get("message"), str):
-                return str(value["message"])
-        errors = body.get("errors")
+            if isinstance(value, Mapping) and isinstance(value.get(ep.MESSAGE), str):
+                return str(value[ep.MESSAGE])
+        errors = body.get(ep.ERRORS)
         if isinstance(errors, list) and errors:
-            return "; ".join(str(e.get("error", e)) if isinstance(e, Mapping) else str(e) for e in errors[:5])
+            return "; ".join(str(e.get(ep.ERROR, e)) if isinstance(e, Mapping) else str(e) for e in errors[:5])
     return ""
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import endpoints as ep
+from .errors import InstasentProtocolError
 
 
 @dataclass(frozen=True)
@@ -52,42 +53,76 @@ class PushResult:
         return not self.errors
 
     @classmethod
-    def from_body(cls, status: int, body: Any, n_items: int | None = None) -> PushResult:
-        """Parse either documented push-result shape (see api-facts.md, shapes A and B)."""
+    def from_body(cls, status: int, body: Any, n_items: int | None = None, *, method: str = "POST",
+                  endpoint: str = "push") -> PushResult:
+        """Parse either documented push-result shape (see api-facts.md, shapes A and B).
+
+        Only what the answer says counts: an item is accepted when the body names its position
+        in ``accepted`` (or, when the body has no ``accepted`` list, when ``entitiesSuccess``
+        says every item was). A 2xx body that is not such a result, or whose positions or counts
+        contradict each other, raises ``InstasentProtocolError`` (never "all accepted").
+        A ``204 No Content`` is the one answer without a body that means success.
+        """
+        def bad(problem: str) -> InstasentProtocolError:
+            return InstasentProtocolError(method, endpoint, status, problem)
+
+        if status == 204 and not body:
+            return cls(status, list(range(n_items or 0)), [], False, {})
         if not isinstance(body, Mapping):
-            body = {}
+            raise bad("its body is not a JSON object")
         accepted: list[int] = []
         errors: list[ItemError] = []
         if ep.ACCEPTED in body or ep.ERRORS in body:  # shape A: accepted/errors by position
             for entry in body.get(ep.ACCEPTED) or []:
-                if isinstance(entry, Mapping) and ep.POSITION in entry:
-                    accepted.append(int(entry[ep.POSITION]))
+                if not isinstance(entry, Mapping) or not isinstance(entry.get(ep.POSITION), int):
+                    raise bad(f"an accepted entry has no position: {str(entry)[:80]!r}")
+                accepted.append(entry[ep.POSITION])
             for entry in body.get(ep.ERRORS) or []:
                 if not isinstance(entry, Mapping):
                     continue
-                fields = entry.get("errors")
+                fields = entry.get(ep.ERRORS)  # optional detail (the emulator sends it)
                 errors.append(
                     ItemError(
                         position=int(entry.get(ep.POSITION, -1)),
-                        message=str(entry.get(ep.ERROR) or entry.get("message") or "rejected"),
+                        message=str(entry.get(ep.ERROR) or entry.get(ep.MESSAGE) or "rejected"),
                         fields={str(k): [str(x) for x in (v if isinstance(v, list) else [v])]
                                 for k, v in fields.items()} if isinstance(fields, Mapping) else {},
                         item=entry.get(ep.ITEM),
                     )
                 )
-        elif isinstance(body.get(ep.ENTITY), Mapping) and "items" in body[ep.ENTITY]:  # shape B
+            if ep.ACCEPTED not in body and isinstance(body.get(ep.ENTITIES_SUCCESS), int) and n_items \
+                    and body[ep.ENTITIES_SUCCESS] == n_items and not errors:
+                accepted = list(range(n_items))
+        elif isinstance(body.get(ep.ENTITY), Mapping) and isinstance(body[ep.ENTITY].get("items"), list):  # shape B
             for pos, entry in enumerate(body[ep.ENTITY]["items"]):
-                if entry.get("status") == "success":
+                if isinstance(entry, Mapping) and entry.get("status") == "success":
                     accepted.append(pos)
                 else:
-                    fields = entry.get("errors") or {}
+                    fields = (entry.get(ep.ERRORS) if isinstance(entry, Mapping) else None) or {}
                     flat = {str(k): [str(x) for x in (v if isinstance(v, list) else [v])]
                             for k, v in fields.items()}
                     message = "; ".join(f"{k}: {', '.join(v)}" for k, v in flat.items()) or "rejected"
                     errors.append(ItemError(pos, message, flat, entry))
-        elif n_items is not None and 200 <= status < 300:
-            accepted = list(range(n_items))
+        elif isinstance(body.get(ep.ENTITIES_SUCCESS), int) and n_items is not None \
+                and body[ep.ENTITIES_SUCCESS] == n_items and not body.get(ep.ENTITIES_FAILURES):
+            accepted = list(range(n_items))  # counts only, every item a success: evidence enough
+        else:
+            raise bad("its body is not a push result (no accepted/errors, no entity.items, no entitiesSuccess)")
+        cls._check(bad, accepted, errors, body, n_items)
         return cls(status, accepted, errors, bool(body.get(ep.DRY_RUN, False)), body)
+
+    @staticmethod
+    def _check(bad: Any, accepted: list[int], errors: list[ItemError], body: Mapping[str, Any],
+               n_items: int | None) -> None:
+        """Each item at most once, inside the request, and the counts agree with the positions."""
+        positions = accepted + [e.position for e in errors if e.position >= 0]
+        if len(set(positions)) != len(positions):
+            raise bad("it names an item twice")
+        if n_items is not None and any(not 0 <= p < n_items for p in positions):
+            raise bad(f"it names a position outside the {n_items} items sent")
+        success = body.get(ep.ENTITIES_SUCCESS)
+        if isinstance(success, int) and ep.ACCEPTED in body and success != len(accepted):
+            raise bad(f"entitiesSuccess is {success} but {len(accepted)} items are listed as accepted")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from .endpoints import H_LIMIT, H_REMAINING
 from .retry import _header, reset_seconds, retry_after_seconds
 
 #: A limit this high (requests/minute) means "effectively unlimited": no pacing.
@@ -79,8 +80,8 @@ class RateLimiter:
 
     def update(self, endpoint_class: str, status: int, headers: Mapping[str, str]) -> None:
         """Learn the budget from a response's headers."""
-        raw_limit = _header(headers, "X-RateLimit-Limit")
-        raw_remaining = _header(headers, "X-RateLimit-Remaining")
+        raw_limit = _header(headers, H_LIMIT)
+        raw_remaining = _header(headers, H_REMAINING)
         with self._lock:
             budget = self._budgets.setdefault(endpoint_class, _Budget())
             if raw_limit is not None:

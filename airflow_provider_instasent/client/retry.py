@@ -9,6 +9,9 @@ Pure functions and a small policy object, so the decisions are unit-tested witho
 * The wait honours ``Retry-After`` (seconds or an HTTP date), then ``X-RateLimit-Reset``
   (an absolute Unix timestamp) on a 429, and otherwise grows exponentially with jitter.
 * Attempts and total time are both bounded.
+
+The loop itself is tenacity's: ``RetryPolicy.retrying`` turns these decisions into its
+``retry=``, ``wait=`` and ``stop=`` callables (and its ``sleep=``, which tests replace).
 """
 
 from __future__ import annotations
@@ -18,6 +21,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
+from typing import Any
+
+import tenacity
+
+from .endpoints import H_RESET, H_RETRY_AFTER
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -34,7 +42,7 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
 
 def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds to wait according to ``Retry-After`` (delta-seconds or HTTP-date), or None."""
-    raw = _header(headers, "Retry-After")
+    raw = _header(headers, H_RETRY_AFTER)
     if raw is None:
         return None
     raw = raw.strip()
@@ -55,7 +63,7 @@ def retry_after_seconds(headers: Mapping[str, str], now: float | None = None) ->
 def reset_seconds(headers: Mapping[str, str], now: float | None = None) -> float | None:
     """Seconds until ``X-RateLimit-Reset``; it is an absolute Unix timestamp, but a small value
     (under ten years of seconds) is read as a delta, which some gateways send."""
-    raw = _header(headers, "X-RateLimit-Reset")
+    raw = _header(headers, H_RESET)
     if raw is None:
         return None
     try:
@@ -72,6 +80,25 @@ def is_retryable_status(status: int) -> bool:
     return status in RETRY_STATUSES or 500 <= status < 600
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt got: what the retry decisions read, and what the caller keeps.
+
+    ``status`` is None when no response came (then ``failure`` is the exception, and
+    ``connected`` is False when the request certainly never reached the server). ``ok``: the
+    caller takes this answer (a success, or a status it accepts); it is never retried.
+    """
+
+    status: int | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    data: Any = None
+    ok: bool = False
+    failure: Exception | None = None
+    connected: bool = True
+    #: the connection was refused: nothing listens at the address (or not yet, while it restarts)
+    refused: bool = False
+
+
 @dataclass
 class RetryPolicy:
     """Bounded exponential backoff with jitter that honours the server's hints.
@@ -83,6 +110,9 @@ class RetryPolicy:
         max_wait: ceiling of one wait asked for by ``Retry-After``/``X-RateLimit-Reset``.
         max_total: give up when the next wait would pass this many seconds since the
             first attempt.
+        max_refused: give up on a refused connection when the next wait would pass this many
+            seconds since the first attempt: a server that restarts is back within it, and
+            nothing listening at the address is reported in seconds, not minutes.
     """
 
     max_retries: int = 5
@@ -90,6 +120,7 @@ class RetryPolicy:
     backoff_max: float = 30.0
     max_wait: float = 120.0
     max_total: float = 600.0
+    max_refused: float = 3.0
     rng: random.Random = field(default_factory=random.Random, repr=False)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
@@ -112,6 +143,23 @@ class RetryPolicy:
             return min(self.max_wait, hinted) + self.rng.uniform(0, 0.1)
         return self.backoff(retry)
 
+    def retryable(self, *, status: int | None, idempotent: bool, connected: bool) -> bool:
+        """Whether a failed attempt may be retried at all (bounds aside).
+
+        ``connected`` is False when the request certainly never reached the server.
+        """
+        if status is not None:
+            if status == 429:
+                return True
+            return idempotent and is_retryable_status(status)
+        # no response at all
+        return idempotent or not connected
+
+    def exhausted(self, retry: int, elapsed: float, wait: float, *, refused: bool = False) -> bool:
+        """Whether retry number ``retry``, after ``wait`` more seconds, would pass a bound."""
+        limit = min(self.max_total, self.max_refused) if refused else self.max_total
+        return retry >= self.max_retries or elapsed + wait > limit
+
     def should_retry(
         self,
         retry: int,
@@ -122,15 +170,80 @@ class RetryPolicy:
         idempotent: bool,
         connected: bool,
     ) -> bool:
-        """Decide whether retry number ``retry`` may happen.
+        """Decide whether retry number ``retry`` may happen (``retryable`` within the bounds)."""
+        return not self.exhausted(retry, elapsed, wait) and self.retryable(
+            status=status, idempotent=idempotent, connected=connected
+        )
 
-        ``connected`` is False when the request certainly never reached the server.
+    def run(
+        self,
+        attempt: Callable[[], Outcome],
+        *,
+        idempotent: bool,
+        before_sleep: Callable[[tenacity.RetryCallState], None] | None = None,
+    ) -> Outcome:
+        """Call ``attempt`` until its ``Outcome`` is ok or the retries stop; the last one.
+
+        The first attempt is made before tenacity is involved, so the common case (a success)
+        costs nothing more; a failed first attempt becomes tenacity's attempt 1.
         """
-        if retry >= self.max_retries or elapsed + wait > self.max_total:
-            return False
-        if status is not None:
-            if status == 429:
-                return True
-            return idempotent and is_retryable_status(status)
-        # no response at all
-        return idempotent or not connected
+        started = self.clock()
+        first = attempt()
+        if first.ok:
+            return first
+        pending = [first]
+
+        def again() -> Outcome:
+            return pending.pop() if pending else attempt()
+
+        result: Outcome = self.retrying(idempotent=idempotent, before_sleep=before_sleep, started=started)(again)
+        return result
+
+    def retrying(
+        self,
+        *,
+        idempotent: bool,
+        before_sleep: Callable[[tenacity.RetryCallState], None] | None = None,
+        started: float | None = None,
+    ) -> tenacity.Retrying:
+        """A tenacity ``Retrying`` for one request, whose attempts return an ``Outcome``.
+
+        ``retry=`` is ``retryable``, ``wait=`` is ``delay`` and ``stop=`` is
+        ``exhausted`` (time counted by ``clock`` from ``started``, default now); ``sleep=`` is
+        ``sleep``. When the retries stop, the last ``Outcome`` is returned (not
+        raised): the caller maps a failed one to its exception. An exception raised by an
+        attempt itself is never retried.
+        """
+        started = self.clock() if started is None else started
+        waits: dict[int, float] = {}  # one wait per attempt: the jitter is drawn once
+
+        def outcome(state: tenacity.RetryCallState) -> Outcome:
+            assert state.outcome is not None
+            result: Outcome = state.outcome.result()
+            return result
+
+        def retry(state: tenacity.RetryCallState) -> bool:
+            if state.outcome is None or state.outcome.failed:
+                return False
+            got = outcome(state)
+            return not got.ok and self.retryable(status=got.status, idempotent=idempotent, connected=got.connected)
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            number = state.attempt_number
+            if number not in waits:
+                got = outcome(state)
+                waits[number] = self.delay(number - 1, got.status, got.headers)
+            return waits[number]
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            return self.exhausted(state.attempt_number - 1, self.clock() - started, wait(state),
+                                  refused=outcome(state).refused)
+
+        return tenacity.Retrying(
+            retry=retry,
+            wait=wait,
+            stop=stop,
+            sleep=self.sleep,
+            before_sleep=before_sleep,
+            retry_error_callback=outcome,
+        )

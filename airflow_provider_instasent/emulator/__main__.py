@@ -57,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated subset of {','.join(FAULT_KINDS)} (default: all)",
     )
     p.add_argument("--seed", type=int, default=None, help="seed of the fault generator")
+    p.add_argument(
+        "--queue-delay-ms",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="queue writes made without ?_sync and apply them MS later (default 0: apply at once)",
+    )
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return p
 
@@ -74,6 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fault_kinds=args.fault_kinds.split(","),
             seed=args.seed,
             verbose=args.verbose,
+            queue_delay_ms=args.queue_delay_ms,
         )
         server = emulator.bind()
     except (FixtureError, SettingsError) as exc:

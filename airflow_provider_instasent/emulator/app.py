@@ -1,7 +1,7 @@
 """The emulator application: routing, authentication, scopes, rate limits, admin endpoints.
 
-:class:`App` is independent of the HTTP plumbing (``server.py``): it maps a method, a target
-(path and query) , headers and a body to a :class:`~.core.Response`.
+``App`` is independent of the HTTP plumbing (``server.py``): it maps a method, a target
+(path and query) , headers and a body to a ``Response``.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ def _combined_router() -> Router:
 
 
 class App:
-    def __init__(self, store: Store, settings: Settings | None = None) -> None:
+    def __init__(self, store: Store, settings: Settings | None = None, queue_delay_ms: float = 0.0) -> None:
         self.store = store
+        self.set_queue_delay(queue_delay_ms)
         self.settings = settings or Settings()
         self.faults = FaultInjector(self.settings)
         self.limiter = RateLimiter(self.settings.rate_limit)
@@ -146,6 +147,24 @@ class App:
             return json_response(200, {"status": "reset", "state": self.store.state()})
         if path == "/automations" and method == "GET":
             return json_response(200, {"events": self.store.automations(project)})
+        if path == "/queue" and method == "GET":
+            return json_response(200, self.queue_state())
+        if path == "/queue" and method == "POST":
+            try:
+                changes = Request(method, path, {}, {}, body).json_object()
+                unknown = set(changes) - {"delay_ms"}
+                if unknown:
+                    return error_response(400, f"unknown queue settings {sorted(unknown)}")
+                if "delay_ms" in changes:
+                    self.set_queue_delay(changes["delay_ms"])
+                return json_response(200, self.queue_state())
+            except ApiError as exc:
+                return json_response(exc.status, exc.body())
+            except SettingsError as exc:
+                return error_response(400, str(exc))
+        if path == "/queue/flush" and method == "POST":
+            applied = self.store.queue.flush()
+            return json_response(200, {"applied": applied, **self.queue_state()})
         if path == "/faults" and method == "GET":
             return json_response(200, self.settings.as_dict())
         if path == "/faults" and method == "POST":
@@ -158,7 +177,7 @@ class App:
                 return error_response(400, str(exc))
         if path in ("/health", "/"):
             return json_response(200, {"status": "ok", "projects": sorted(self.store.projects)})
-        known = {"/state", "/reset", "/automations", "/faults", "/health"}
+        known = {"/state", "/reset", "/automations", "/faults", "/health", "/queue", "/queue/flush"}
         if path in known:
             return error_response(405, f"Method {method} not allowed on {ADMIN_PREFIX}{path}")
         return error_response(404, f"Unknown admin endpoint {ADMIN_PREFIX}{path}")
@@ -166,6 +185,17 @@ class App:
     def reset(self) -> None:
         self.store.reset()
         self.limiter.reset()
+
+    def set_queue_delay(self, delay_ms: Any) -> None:
+        """Queue writes made without ``?_sync`` for ``delay_ms`` (0: apply them at once)."""
+        if isinstance(delay_ms, bool) or not isinstance(delay_ms, (int, float)) or not delay_ms >= 0:
+            raise SettingsError("queue_delay_ms must be a number >= 0")
+        if delay_ms == 0:
+            self.store.queue.flush()
+        self.store.queue.delay_s = float(delay_ms) / 1000.0
+
+    def queue_state(self) -> dict[str, Any]:
+        return {"delay_ms": self.store.queue.delay_s * 1000.0, "pending": self.store.queue.pending()}
 
     def update_settings(self, changes: Mapping[str, Any]) -> dict[str, Any]:
         old_rate = self.settings.rate_limit

@@ -100,7 +100,7 @@ class FaultInjector:
             return self._rng.choice(s.fault_kinds)
 
     def update(self, changes: Mapping[str, Any]) -> Settings:
-        """Apply a partial change (keys of :class:`Settings`); re-seed when ``seed`` is given."""
+        """Apply a partial change (keys of ``Settings``); re-seed when ``seed`` is given."""
         unknown = set(changes) - {"latency_ms", "rate_limit", "fault_rate", "fault_kinds", "seed"}
         if unknown:
             raise SettingsError(f"unknown settings {sorted(unknown)}")

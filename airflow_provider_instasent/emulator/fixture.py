@@ -1,8 +1,8 @@
 """Fixtures: the projects, specs, tokens and plan an emulator serves.
 
-A fixture is a JSON or YAML document (see ``docs/emulator.md``). :func:`load_fixture` turns
+A fixture is a JSON or YAML document (see ``docs/emulator.md``). ``load_fixture`` turns
 one (a path, an already-parsed mapping, or ``None`` for the built-in ``default_fixture.json``)
-into immutable, validated :class:`Fixture` objects. Every mistake is a :class:`FixtureError`
+into immutable, validated ``Fixture`` objects. Every mistake is a ``FixtureError``
 naming the offending key.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -256,7 +256,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 
 def resolve_fixture_dict(source: FixtureSource) -> dict[str, Any]:
-    """The raw fixture document for ``source``, with ``extends: default`` applied."""
+    """The raw fixture document for ``source``, with ``extends: default`` applied.
+
+    Parts of the wrong type are merged as they are: the schema then names them.
+    """
     if source is None:
         return default_fixture_dict()
     data = read_config_file(source) if isinstance(source, (str, Path)) else copy.deepcopy(dict(source))
@@ -266,29 +269,33 @@ def resolve_fixture_dict(source: FixtureSource) -> dict[str, Any]:
     if base != "default":
         raise FixtureError(f"extends: only 'default' is supported, got {base!r}")
     merged = default_fixture_dict()
-    if "organization" in data:
-        org = _mapping(data["organization"], "organization")
+    org = data.pop("organization", None)
+    if isinstance(org, Mapping):
         plan = org.get("plan")
         merged["organization"].update({k: v for k, v in org.items() if k != "plan"})
-        if plan is not None:
-            merged["organization"]["plan"] = {**merged["organization"]["plan"], **_mapping(plan, "plan")}
-    if "projects" in data:
-        projects = {p["uid"]: p for p in merged["projects"]}
-        for p in _list(data["projects"], "projects"):
-            uid = _mapping(p, "projects[]").get("uid")
-            if uid in projects:
-                projects[uid] = {**projects[uid], **p}
+        if isinstance(plan, Mapping):
+            merged["organization"]["plan"] = {**merged["organization"]["plan"], **plan}
+        elif plan is not None:
+            merged["organization"]["plan"] = plan
+    elif org is not None:
+        merged["organization"] = org
+    for key, id_key in (("projects", "uid"), ("tokens", "token")):
+        entries = data.pop(key, None)
+        if entries is None:
+            continue
+        if not isinstance(entries, list):
+            merged[key] = entries
+            continue
+        by_id = {entry[id_key]: entry for entry in merged[key]}
+        for n, entry in enumerate(entries):
+            if not isinstance(entry, Mapping):
+                by_id[("#", n)] = entry  # kept as it is, for the schema to name
+            elif key == "projects" and entry.get(id_key) in by_id:
+                by_id[entry[id_key]] = {**by_id[entry[id_key]], **entry}  # a project is updated
             else:
-                projects[str(uid)] = p
-        merged["projects"] = list(projects.values())
-    if "tokens" in data:
-        tokens = {t["token"]: t for t in merged["tokens"]}
-        for t in _list(data["tokens"], "tokens"):
-            tokens[str(_mapping(t, "tokens[]").get("token"))] = t
-        merged["tokens"] = list(tokens.values())
-    for key, value in data.items():
-        if key not in ("organization", "projects", "tokens"):
-            merged[key] = value
+                by_id[str(entry.get(id_key))] = entry  # a token is replaced
+        merged[key] = list(by_id.values())
+    merged.update(data)
     return merged
 
 
@@ -297,57 +304,38 @@ def load_fixture(source: FixtureSource = None) -> Fixture:
     return parse_fixture(resolve_fixture_dict(source))
 
 
-# --- parsing ---------------------------------------------------------------------------------
-def _mapping(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise FixtureError(f"{where}: expected a mapping, got {type(value).__name__}")
-    return value
+# --- parsing -------------------------------------------------------------------------------------
+# The shape of the document is checked by its msgspec types (fixture_schema.py) first; what
+# follows checks only what they cannot (uniqueness, references between entries, what a dynamic
+# segment or a datasource token needs) and fills in defaults.
+def _unique(values: Sequence[Any], message: str) -> None:
+    if len(set(values)) != len(values):
+        duplicates = sorted({repr(v) for v in values if values.count(v) > 1})
+        raise FixtureError(f"{message} {', '.join(duplicates)}")
 
 
-def _list(value: Any, where: str) -> Sequence[Any]:
-    if not isinstance(value, list):
-        raise FixtureError(f"{where}: expected a list, got {type(value).__name__}")
-    return value
-
-
-def _str(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise FixtureError(f"{where}: expected a non-empty string, got {value!r}")
-    return value
-
-
-def _int(value: Any, where: str, default: int | None = None) -> int:
-    if value is None and default is not None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise FixtureError(f"{where}: expected an integer, got {value!r}")
-    return value
-
-
-def _opt_int(value: Any, where: str) -> int | None:
-    return None if value is None else _int(value, where)
+def _known(values: Iterable[str], known: Container[str], message: str) -> None:
+    """Each of ``values`` must be in ``known``; ``message`` (with ``%r`` for the value) if not."""
+    for value in values:
+        if value not in known:
+            raise FixtureError(message % (value,))
 
 
 def parse_fixture(data: Mapping[str, Any]) -> Fixture:
-    data = _mapping(data, "fixture")
-    known = {"organization", "projects", "tokens"}
-    unknown = set(data) - known
-    if unknown:
-        raise FixtureError(f"fixture: unknown top-level keys {sorted(unknown)} (expected {sorted(known)})")
-    org = dict(_mapping(data.get("organization") or {}, "organization"))
-    plan_raw = _mapping(org.pop("plan", None) or {}, "organization.plan")
-    allowed_raw = plan_raw.get("allowedScopes", list(PLAN_GATED_SCOPES + MANUAL_SCOPES))
-    allowed = frozenset(
-        _str(s, "organization.plan.allowedScopes[]") for s in _list(allowed_raw, "allowedScopes")
-    )
-    for s in allowed:
-        if s not in GATED_SCOPES:
-            raise FixtureError(f"organization.plan.allowedScopes: {s!r} is not a plan-gated scope")
+    from .fixture_schema import first_error
+
+    if not isinstance(data, Mapping):
+        raise FixtureError(f"fixture: expected a mapping, got {type(data).__name__}")
+    problem = first_error(data)
+    if problem:
+        raise FixtureError(problem)
+    org = dict(data.get("organization") or {})
+    plan_raw = org.pop("plan", None) or {}
     plan = PlanConfig(
         key=str(plan_raw.get("key", "XL")),
         quality=str(plan_raw.get("quality", "premium")),
         status=str(plan_raw.get("status", "active")),
-        allowed_scopes=allowed,
+        allowed_scopes=frozenset(plan_raw.get("allowedScopes", PLAN_GATED_SCOPES + MANUAL_SCOPES)),
     )
     org.setdefault("id", 1)
     org.setdefault("name", "Emulated organization")
@@ -360,75 +348,34 @@ def parse_fixture(data: Mapping[str, Any]) -> Fixture:
     )
     org.setdefault("api", {"tier": 1})
 
-    projects: dict[str, ProjectConfig] = {}
-    raw_projects = _list(data.get("projects") or [], "projects")
-    if not raw_projects:
-        raise FixtureError("projects: at least one project is required")
-    for i, raw in enumerate(raw_projects):
-        project = _parse_project(_mapping(raw, f"projects[{i}]"), i)
-        if project.uid in projects:
-            raise FixtureError(f"projects: duplicate uid {project.uid!r}")
-        projects[project.uid] = project
-    ds_ids = [ds.id for p in projects.values() for ds in p.datasources]
-    if len(ds_ids) != len(set(ds_ids)):
-        raise FixtureError("datasources: ids must be unique across projects")
-
-    tokens: dict[str, TokenConfig] = {}
-    for i, raw in enumerate(_list(data.get("tokens") or [], "tokens")):
-        token = _parse_token(_mapping(raw, f"tokens[{i}]"), i, projects)
-        if token.token in tokens:
-            raise FixtureError(f"tokens: duplicate token {token.token!r}")
-        tokens[token.token] = token
+    project_list = [_parse_project(raw, i) for i, raw in enumerate(data["projects"])]
+    _unique([p.uid for p in project_list], "projects: duplicate uid")
+    ds_ids = [ds.id for p in project_list for ds in p.datasources]
+    _unique(ds_ids, "datasources: ids must be unique across projects, got")
+    projects = {p.uid: p for p in project_list}
+    token_list = [_parse_token(raw, i, projects) for i, raw in enumerate(data.get("tokens") or [])]
+    _unique([t.token for t in token_list], "tokens: duplicate token")
+    tokens = {t.token: t for t in token_list}
     return Fixture(organization=org, plan=plan, projects=projects, tokens=tokens, raw=data)
 
 
 def _parse_project(raw: Mapping[str, Any], index: int) -> ProjectConfig:
-    where = f"projects[{index}]"
-    known = {
-        "uid",
-        "id",
-        "name",
-        "description",
-        "locale",
-        "timezone",
-        "mergingAttributes",
-        "acceptUnknownAttributes",
-        "datasources",
-        "attributes",
-        "eventTypes",
-        "segments",
-        "campaigns",
-        "automations",
-        "smsSenders",
-        "contacts",
-        "events",
-    }
-    unknown = set(raw) - known
-    if unknown:
-        raise FixtureError(f"{where}: unknown keys {sorted(unknown)}")
-    uid = _str(raw.get("uid"), f"{where}.uid")
+    uid = raw["uid"]
     where = f"project {uid!r}"
-    merging = tuple(
-        _str(a, f"{where}.mergingAttributes[]")
-        for a in _list(
-            raw.get("mergingAttributes", ["_user_id", "_email", "_phone_mobile"]),
-            f"{where}.mergingAttributes",
-        )
-    )
+    merging = tuple(raw.get("mergingAttributes", ["_user_id", "_email", "_phone_mobile"]))
     if "_user_id" not in merging:
         merging = ("_user_id", *merging)
 
     datasources: list[DatasourceConfig] = []
-    for j, ds in enumerate(_list(raw.get("datasources") or [], f"{where}.datasources")):
-        ds = _mapping(ds, f"{where}.datasources[{j}]")
-        ds_uid = _str(ds.get("uid"), f"{where}.datasources[{j}].uid")
+    for j, ds in enumerate(raw["datasources"]):
+        ds_uid = ds["uid"]
         datasources.append(
             DatasourceConfig(
                 uid=ds_uid,
-                id=_int(ds.get("id"), f"{where}.datasources[{j}].id", default=(index + 1) * 1000 + j + 1),
+                id=_or(ds.get("id"), (index + 1) * 1000 + j + 1),
                 name=str(ds.get("name") or ds_uid),
                 type=str(ds.get("type", "api")),
-                priority=_int(ds.get("priority"), f"{where}.datasources[{j}].priority", default=j + 1),
+                priority=_or(ds.get("priority"), j + 1),
                 audience_tags=tuple(str(t) for t in ds.get("audienceTags") or ()),
                 description=str(ds.get("description") or ""),
                 tags=tuple(str(t) for t in ds.get("tags") or ()),
@@ -437,70 +384,51 @@ def _parse_project(raw: Mapping[str, Any], index: int) -> ProjectConfig:
                 timezone=ds.get("timezone"),
             )
         )
-    if not datasources:
-        raise FixtureError(f"{where}.datasources: at least one datasource is required")
-    if len({d.uid for d in datasources}) != len(datasources):
-        raise FixtureError(f"{where}.datasources: duplicate uid")
+    _unique([d.uid for d in datasources], f"{where}.datasources: duplicate uid")
     datasources.sort(key=lambda d: d.priority)
 
     attributes: dict[str, AttributeSpec] = {}
     for uid_, data_type, multi, readonly, label in RESERVED_ATTRIBUTES:
         attributes[uid_] = AttributeSpec(uid_, data_type, multi, readonly, uid_ in merging, False, label)
-    for j, a in enumerate(_list(raw.get("attributes") or [], f"{where}.attributes")):
-        a = _mapping(a, f"{where}.attributes[{j}]")
-        a_uid = _str(a.get("uid"), f"{where}.attributes[{j}].uid")
-        data_type = str(a.get("dataType", "string"))
-        if data_type not in ATTRIBUTE_TYPES:
-            raise FixtureError(
-                f"{where}.attributes[{a_uid}].dataType: {data_type!r} not in {sorted(ATTRIBUTE_TYPES)}"
-            )
+    for a in raw.get("attributes") or []:
+        a_uid = a["uid"]
         prev = attributes.get(a_uid)
         attributes[a_uid] = AttributeSpec(
             uid=a_uid,
-            data_type=data_type,
-            multivalue=_int(a.get("multivalue"), f"{where}.attributes[{a_uid}].multivalue", default=1),
+            data_type=a.get("dataType", "string"),
+            multivalue=_or(a.get("multivalue"), 1),
             readonly=bool(a.get("readonly", a.get("readOnly", prev.readonly if prev else False))),
             unique=a_uid in merging or bool(a.get("unique", False)),
             custom=bool(a.get("custom", not a_uid.startswith("_"))),
             display_label=str(a.get("displayLabel") or (prev.display_label if prev else a_uid)),
             description=str(a.get("description") or ""),
-            max_length=_opt_int(a.get("maxLength"), f"{where}.attributes[{a_uid}].maxLength"),
+            max_length=a.get("maxLength"),
             important=bool(a.get("important", False)),
             visible=bool(a.get("visible", True)),
         )
-    for m in merging:
-        if m not in attributes:
-            raise FixtureError(f"{where}.mergingAttributes: {m!r} is not an attribute")
+    _known(merging, attributes, where + ".mergingAttributes: %r is not an attribute")
 
     event_types: dict[str, EventTypeSpec] = {}
-    for j, e in enumerate(_list(raw.get("eventTypes") or [], f"{where}.eventTypes")):
-        e = _mapping(e, f"{where}.eventTypes[{j}]")
-        e_uid = _str(e.get("uid"), f"{where}.eventTypes[{j}].uid")
-        params: list[ParameterSpec] = []
-        for k, prm in enumerate(_list(e.get("parameters") or [], f"{where}.eventTypes[{e_uid}].parameters")):
-            pw = f"{where}.eventTypes[{e_uid}].parameters[{k}]"
-            prm = _mapping(prm, pw)
-            name = _str(prm.get("parameter"), f"{pw}.parameter")
-            data_type = str(prm.get("dataType", "string"))
-            if data_type not in PARAMETER_TYPES:
-                raise FixtureError(f"{pw}.dataType: {data_type!r} not in {sorted(PARAMETER_TYPES)}")
-            params.append(
-                ParameterSpec(
-                    parameter=name,
-                    data_type=data_type,
-                    title=str(prm.get("title") or name),
-                    description=str(prm.get("description") or ""),
-                    required=bool(prm.get("required", False)),
-                    max_length=_opt_int(prm.get("maxLength"), f"{pw}.maxLength"),
-                    multi_value=_int(prm.get("multiValue"), f"{pw}.multiValue", default=1),
-                    visual_type=prm.get("visualType"),
-                    icon=prm.get("icon"),
-                )
+    for e in raw.get("eventTypes") or []:
+        e_uid = e["uid"]
+        params = tuple(
+            ParameterSpec(
+                parameter=prm["parameter"],
+                data_type=prm.get("dataType", "string"),
+                title=str(prm.get("title") or prm["parameter"]),
+                description=str(prm.get("description") or ""),
+                required=bool(prm.get("required", False)),
+                max_length=prm.get("maxLength"),
+                multi_value=_or(prm.get("multiValue"), 1),
+                visual_type=prm.get("visualType"),
+                icon=prm.get("icon"),
             )
+            for prm in e.get("parameters") or []
+        )
         event_types[e_uid] = EventTypeSpec(
             uid=e_uid,
             name=str(e.get("name") or e_uid),
-            parameters=tuple(params),
+            parameters=params,
             description=str(e.get("description") or ""),
             category=str(e.get("category") or "custom"),
             attribution=bool(e.get("attribution", False)),
@@ -512,49 +440,32 @@ def _parse_project(raw: Mapping[str, Any], index: int) -> ProjectConfig:
         )
 
     segments: dict[str, SegmentConfig] = {}
-    for j, s in enumerate(_list(raw.get("segments") or [], f"{where}.segments")):
-        s = _mapping(s, f"{where}.segments[{j}]")
-        s_uid = _str(s.get("uid"), f"{where}.segments[{j}].uid")
-        s_type = str(s.get("type", "dynamic"))
-        if s_type not in ("static", "dynamic"):
-            raise FixtureError(f"{where}.segments[{s_uid}].type: expected 'static' or 'dynamic'")
+    for s in raw.get("segments") or []:
         root = s.get("root")
-        if s_type == "dynamic" and not isinstance(root, Mapping):
-            raise FixtureError(f"{where}.segments[{s_uid}].root: a dynamic segment needs a filter root")
-        segments[s_uid] = SegmentConfig(
-            uid=s_uid,
-            name=str(s.get("name") or s_uid),
-            type=s_type,
+        if s.get("type", "dynamic") == "dynamic" and not isinstance(root, Mapping):
+            raise FixtureError(f"{where}.segments[{s['uid']}].root: a dynamic segment needs a filter root")
+        segments[s["uid"]] = SegmentConfig(
+            uid=s["uid"],
+            name=str(s.get("name") or s["uid"]),
+            type=s.get("type", "dynamic"),
             members=tuple(str(m) for m in s.get("members") or ()),
             root=root if isinstance(root, Mapping) else None,
             parameterized=bool(s.get("parameterized", False)),
             description=str(s.get("description") or ""),
         )
 
-    senders = tuple(
-        dict(_mapping(s, f"{where}.smsSenders[]"))
-        for s in _list(raw.get("smsSenders") or [], f"{where}.smsSenders")
-    )
+    senders = tuple(dict(s) for s in raw.get("smsSenders") or [])
     default_sender = next(
         (s.get("id") for s in senders if s.get("default")), senders[0].get("id") if senders else None
     )
-
-    seed_contacts = {
-        str(k): tuple(_list(v, f"{where}.contacts.{k}"))
-        for k, v in _mapping(raw.get("contacts") or {}, f"{where}.contacts").items()
-    }
-    seed_events = {
-        str(k): tuple(_list(v, f"{where}.events.{k}"))
-        for k, v in _mapping(raw.get("events") or {}, f"{where}.events").items()
-    }
+    seed_contacts = {str(k): tuple(v) for k, v in (raw.get("contacts") or {}).items()}
+    seed_events = {str(k): tuple(v) for k, v in (raw.get("events") or {}).items()}
     ds_uids = {d.uid for d in datasources}
-    for seed_ds in list(seed_contacts) + list(seed_events):
-        if seed_ds not in ds_uids:
-            raise FixtureError(f"{where}: seed data for unknown datasource {seed_ds!r}")
+    _known([*seed_contacts, *seed_events], ds_uids, where + ": seed data for unknown datasource %r")
 
     return ProjectConfig(
         uid=uid,
-        id=_int(raw.get("id"), f"{where}.id", default=index + 1),
+        id=_or(raw.get("id"), index + 1),
         name=str(raw.get("name") or uid),
         description=str(raw.get("description") or ""),
         locale=str(raw.get("locale") or "en"),
@@ -565,14 +476,8 @@ def _parse_project(raw: Mapping[str, Any], index: int) -> ProjectConfig:
         attributes=attributes,
         event_types=event_types,
         segments=segments,
-        campaigns=tuple(
-            dict(_mapping(c, f"{where}.campaigns[]"))
-            for c in _list(raw.get("campaigns") or [], f"{where}.campaigns")
-        ),
-        automations=tuple(
-            dict(_mapping(c, f"{where}.automations[]"))
-            for c in _list(raw.get("automations") or [], f"{where}.automations")
-        ),
+        campaigns=tuple(dict(c) for c in raw.get("campaigns") or []),
+        automations=tuple(dict(c) for c in raw.get("automations") or []),
         sms_senders=senders,
         default_sender_id=default_sender,
         seed_contacts=seed_contacts,
@@ -580,55 +485,30 @@ def _parse_project(raw: Mapping[str, Any], index: int) -> ProjectConfig:
     )
 
 
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
 def _parse_token(raw: Mapping[str, Any], index: int, projects: Mapping[str, ProjectConfig]) -> TokenConfig:
     where = f"tokens[{index}]"
-    token = _str(raw.get("token"), f"{where}.token")
-    kind = str(raw.get("type", "product"))
+    token = raw["token"]
     title = str(raw.get("title") or token)
-    if kind == "datasource":
-        project = _str(raw.get("project"), f"{where}.project")
-        if project not in projects:
-            raise FixtureError(f"{where}.project: unknown project {project!r}")
-        ds = _str(raw.get("datasource"), f"{where}.datasource")
-        if ds not in {d.uid for d in projects[project].datasources}:
-            raise FixtureError(f"{where}.datasource: unknown datasource {ds!r} in project {project!r}")
-        return TokenConfig(
-            token,
-            title,
-            "datasource",
-            DATASOURCE_TOKEN_SCOPES,
-            (project,),
-            ds,
-            bool(raw.get("testMode", False)),
-            int(raw.get("id", index + 1)),
-        )
-    if kind != "product":
-        raise FixtureError(f"{where}.type: expected 'product' or 'datasource', got {kind!r}")
+    test_mode = bool(raw.get("testMode", False))
+    token_id = int(raw.get("id", index + 1))
+    if raw.get("type", "product") == "datasource":
+        for key in ("project", "datasource"):
+            if not isinstance(raw.get(key), str) or not raw[key]:
+                raise FixtureError(f"{where}.{key}: a datasource token needs one, got {raw.get(key)!r}")
+        project, ds = raw["project"], raw["datasource"]
+        _known([project], projects, where + ".project: unknown project %r")
+        in_project = f" in project {project!r}".replace("%", "%%")
+        ds_uids = {d.uid for d in projects[project].datasources}
+        _known([ds], ds_uids, where + ".datasource: unknown datasource %r" + in_project)
+        return TokenConfig(token, title, "datasource", DATASOURCE_TOKEN_SCOPES, (project,), ds, test_mode, token_id)
     scopes_raw = raw.get("scopes", [])
-    if scopes_raw in ("all", "*", ["*"]):
-        scopes = ALL_SCOPES
-    else:
-        scopes = tuple(_str(s, f"{where}.scopes[]") for s in _list(scopes_raw, f"{where}.scopes"))
-        for s in scopes:
-            if s not in ALL_SCOPES:
-                raise FixtureError(f"{where}.scopes: unknown scope {s!r}")
+    scopes = ALL_SCOPES if scopes_raw in ("all", "*", ["*"]) else tuple(scopes_raw)
+    _known(scopes, ALL_SCOPES, where + ".scopes: unknown scope %r")  # '*' among other scopes
     projects_raw = raw.get("projects", "all")
-    if projects_raw in ("all", "*", ["*"]):
-        token_projects = tuple(projects)
-    else:
-        token_projects = tuple(
-            _str(p, f"{where}.projects[]") for p in _list(projects_raw, f"{where}.projects")
-        )
-        for p in token_projects:
-            if p not in projects:
-                raise FixtureError(f"{where}.projects: unknown project {p!r}")
-    return TokenConfig(
-        token,
-        title,
-        "product",
-        scopes,
-        token_projects,
-        None,
-        bool(raw.get("testMode", False)),
-        int(raw.get("id", index + 1)),
-    )
+    token_projects = tuple(projects) if projects_raw in ("all", "*", ["*"]) else tuple(projects_raw)
+    _known(token_projects, projects, where + ".projects: unknown project %r")
+    return TokenConfig(token, title, "product", scopes, token_projects, None, test_mode, token_id)

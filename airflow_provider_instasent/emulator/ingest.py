@@ -238,7 +238,8 @@ def _outcome_response(ctx: Ctx, items: list[Any], outcome: PushOutcome, dry_run:
 def push_contacts(ctx: Ctx) -> Response:
     items = _batch(ctx)
     dry_run = ctx.req.flag("_dryRun")
-    outcome = ctx.store.push_contacts(ctx.ps, ctx.datasource, items, dry_run=dry_run)
+    queued = ctx.store.queued(ctx.req.flag("_sync"), dry_run)
+    outcome = ctx.store.push_contacts(ctx.ps, ctx.datasource, items, dry_run=dry_run, queued=queued)
     return _outcome_response(ctx, items, outcome, dry_run)
 
 
@@ -246,7 +247,8 @@ def push_contacts(ctx: Ctx) -> Response:
 def push_events(ctx: Ctx) -> Response:
     items = _batch(ctx)
     dry_run = ctx.req.flag("_dryRun")
-    outcome = ctx.store.push_events(ctx.ps, ctx.datasource, items, dry_run=dry_run)
+    queued = ctx.store.queued(ctx.req.flag("_sync"), dry_run)
+    outcome = ctx.store.push_events(ctx.ps, ctx.datasource, items, dry_run=dry_run, queued=queued)
     return _outcome_response(ctx, items, outcome, dry_run)
 
 
@@ -271,6 +273,7 @@ def stream_contact(ctx: Ctx) -> Response:
 def delete_contact(ctx: Ctx) -> Response:
     user_id = ctx.params["user_id"]
     dry_run = ctx.req.flag("_dryRun")
-    if not ctx.store.delete_contact(ctx.ps, ctx.datasource, user_id, dry_run=dry_run):
+    queued = ctx.store.queued(ctx.req.flag("_sync"), dry_run)
+    if not ctx.store.delete_contact(ctx.ps, ctx.datasource, user_id, dry_run=dry_run, queued=queued):
         raise ApiError(404, f"Contact '{user_id}' not found in datasource '{ctx.datasource.uid}'")
     return push_body(ctx, [{"position": 0, "item": user_id}], [], dry_run)

@@ -28,7 +28,7 @@ from .query import (
     to_number,
 )
 from .store import Event, ProjectState
-from .validation import iso_ms, normalize_phone
+from .validation import iso_ms, normalize_phone, phone_key
 
 router = Router()
 _P = "/project/{p}"
@@ -197,23 +197,28 @@ def audience_search(ctx: Ctx) -> Response:
     body = ctx.req.json_object()
     limit, offset = _search_paging(body)
     pred = _audience_filter(ctx, body.get("root"))
-    rows = [c for c in ctx.store.audience_snapshot(ctx.ps) if pred(c)]
-    sort_field = body.get("sortField")
-    if sort_field:
-        rows.sort(key=lambda c: c.id)
-        rows = sort_items(rows, audience_getter(str(sort_field)), bool(body.get("sortAsc", True)))
-    else:
-        rows.sort(key=lambda c: c.id, reverse=body.get("sortAsc") is False)
+    rows = _sort_audience([c for c in ctx.store.audience_snapshot(ctx.ps) if pred(c)], body)
     page = rows[offset : offset + limit]
     entities = [_contact_json(ctx, c) for c in page]
     return _search_response(entities, len(rows), limit, offset)
 
 
+def _sort_audience(rows: list[AudienceContact], body: Mapping[str, Any]) -> list[AudienceContact]:
+    """Order of an audience search or scroll: ``sortField``/``sortAsc``, else audience id."""
+    sort_field = body.get("sortField")
+    if sort_field:
+        rows.sort(key=lambda c: c.id)
+        return sort_items(rows, audience_getter(str(sort_field)), bool(body.get("sortAsc", True)))
+    rows.sort(key=lambda c: c.id, reverse=body.get("sortAsc") is False)
+    return rows
+
+
 def _audience_scroll(ctx: Ctx, pred: Callable[[Any], bool], kind: str) -> Response:
+    body = ctx.req.json_object()
+
     def build() -> list[AudienceContact]:
         rows = [c for c in ctx.store.audience_snapshot(ctx.ps) if pred(c)]
-        rows.sort(key=lambda c: c.id)
-        return rows
+        return _sort_audience(rows, body)
 
     current = ctx.ps.audience.audience
     return _scroll(ctx, kind, build, lambda c: _contact_json(ctx, c), lambda c: c.id in current)
@@ -352,13 +357,15 @@ def audience_action(ctx: Ctx) -> Response:
     if not isinstance(aid, str) or not aid:
         raise ApiError(400, "audienceId is required")
     change = _ACTIONS[action]
+    queued = ctx.store.queued(ctx.req.flag("_sync"))
     if change is None:
-        ok = ctx.store.delete_audience_contact(ctx.ps, aid)
+        ok = ctx.store.delete_audience_contact(ctx.ps, aid, queued=queued)
     else:
-        ok = ctx.store.set_audience_attribute(ctx.ps, aid, change[0], change[1])
+        ok = ctx.store.set_audience_attribute(ctx.ps, aid, change[0], change[1], queued=queued)
     if not ok:
         raise ApiError(404, f"Audience contact '{aid}' not found")
-    return json_response(202, {"entity": {"audienceId": aid, "action": action, "status": "done"}})
+    status = "queued" if queued else "done"
+    return json_response(202, {"entity": {"audienceId": aid, "action": action, "status": status}})
 
 
 # --- events ---------------------------------------------------------------------------------------------
@@ -378,17 +385,20 @@ _EVENT_SORT: dict[str, Callable[[Event], Any]] = {
 }
 
 
+def _sort_events(rows: list[Event], field: str, asc: bool) -> None:
+    getter = _EVENT_SORT.get(field)
+    if getter is None:
+        raise ApiError(400, f"Unknown sortField '{field}' (supported: {', '.join(_EVENT_SORT)})")
+    rows.sort(key=lambda e: (getter(e), e.seq), reverse=not asc)
+
+
 @router.add("POST", _P + "/event/search", "PROJECT_AUDIENCE_DATA_EVENTS", endpoint_class="hot")
 def event_search(ctx: Ctx) -> Response:
     body = ctx.req.json_object()
     limit, offset = _search_paging(body)
     pred = _event_filter(ctx, body.get("root"))
     rows = [e for e in ctx.store.events_snapshot(ctx.ps) if pred(e)]
-    field = str(body.get("sortField") or "created-at")
-    getter = _EVENT_SORT.get(field)
-    if getter is None:
-        raise ApiError(400, f"Unknown sortField '{field}' (supported: {', '.join(_EVENT_SORT)})")
-    rows.sort(key=lambda e: (getter(e), e.seq), reverse=not bool(body.get("sortAsc", False)))
+    _sort_events(rows, str(body.get("sortField") or "created-at"), bool(body.get("sortAsc", False)))
     page = rows[offset : offset + limit]
     entities = [render.event(e, ctx.ps) for e in page]
     return _search_response(entities, len(rows), limit, offset)
@@ -400,7 +410,10 @@ def event_scroll(ctx: Ctx) -> Response:
     pred = _event_filter(ctx, None if body.get("cursor") else body.get("root"))
 
     def build() -> list[Event]:
-        return [e for e in ctx.store.events_snapshot(ctx.ps) if pred(e)]
+        rows = [e for e in ctx.store.events_snapshot(ctx.ps) if pred(e)]
+        if body.get("sortField"):  # as search does; without it, reception order
+            _sort_events(rows, str(body["sortField"]), bool(body.get("sortAsc", False)))
+        return rows
 
     events = ctx.ps.events
     return _scroll(ctx, "events", build, lambda e: render.event(e, ctx.ps), lambda e: e.seq in events)
@@ -470,24 +483,24 @@ def _by_id(items: Sequence[Mapping[str, Any]], wanted: str, what: str) -> dict[s
     raise ApiError(404, f"{what} '{wanted}' not found")
 
 
-@router.add("GET", _P + "/campaign", "PROJECT_CAMPAIGN_READ")
-def campaigns(ctx: Ctx) -> Response:
-    return _index(ctx, [dict(c) for c in ctx.ps.config.campaigns])
+def _fixture_entities(path: str, what: str, scope: str, attr: str) -> None:
+    """``GET path`` (the index) and ``GET path/{id}`` for a list the fixture holds as it is."""
+
+    def items(ctx: Ctx) -> Sequence[Mapping[str, Any]]:
+        entities: Sequence[Mapping[str, Any]] = getattr(ctx.ps.config, attr)
+        return entities
+
+    @router.add("GET", _P + path, scope)
+    def index(ctx: Ctx) -> Response:
+        return _index(ctx, [dict(c) for c in items(ctx)])
+
+    @router.add("GET", _P + path + "/{id}", scope)
+    def one(ctx: Ctx) -> Response:
+        return json_response(200, {"entity": _by_id(items(ctx), ctx.params["id"], what)})
 
 
-@router.add("GET", _P + "/campaign/{id}", "PROJECT_CAMPAIGN_READ")
-def campaign(ctx: Ctx) -> Response:
-    return json_response(200, {"entity": _by_id(ctx.ps.config.campaigns, ctx.params["id"], "Campaign")})
-
-
-@router.add("GET", _P + "/automation", "PROJECT_AUTOMATION_READ")
-def automations(ctx: Ctx) -> Response:
-    return _index(ctx, [dict(a) for a in ctx.ps.config.automations])
-
-
-@router.add("GET", _P + "/automation/{id}", "PROJECT_AUTOMATION_READ")
-def automation(ctx: Ctx) -> Response:
-    return json_response(200, {"entity": _by_id(ctx.ps.config.automations, ctx.params["id"], "Automation")})
+_fixture_entities("/campaign", "Campaign", "PROJECT_CAMPAIGN_READ", "campaigns")
+_fixture_entities("/automation", "Automation", "PROJECT_AUTOMATION_READ", "automations")
 
 
 # --- SMS ---------------------------------------------------------------------------------------------
@@ -519,10 +532,77 @@ def sms_direct_list_utm(ctx: Ctx) -> Response:
     return _sms_list(ctx, lambda s: s.get("source") == "direct" and s["metadata"].get("utmTerm") == utm)
 
 
+def _international_phone(value: str) -> str | None:
+    """``+CC…`` (international code mandatory: a leading ``+`` or ``00``) or ``None``."""
+    phone = normalize_phone(value)
+    if phone.startswith("+") and 6 <= len(phone) - 1 <= 15 and phone[1:].isdigit():
+        return phone
+    return None
+
+
+def _resolve_contact(ctx: Ctx, value: str) -> AudienceContact | None:
+    """An audience id, or a phone number with its international code (n8n: "Audience ID or
+    Phone … normalized automatically, International code is mandatory"). Call under the lock."""
+    contact = ctx.ps.audience.resolve(value)
+    if contact is None and (phone := _international_phone(value)) is not None:
+        index = ctx.ps.audience
+        if "_phone_mobile" in index.merging:
+            found = index.find("_phone_mobile", phone)
+        else:
+            found = [
+                c
+                for c in index.audience.values()
+                if c.attrs.get("_phone_mobile") is not None and phone_key(c.attrs["_phone_mobile"]) == phone[1:]
+            ]
+        contact = min(found, key=lambda c: c.id) if found else None
+    return contact
+
+
 @router.add("GET", _P + "/channel/sms/sms/audience/{audience_id}", "PROJECT_DIRECT_READ")
 def sms_by_audience(ctx: Ctx) -> Response:
-    aid = ctx.params["audience_id"]
-    return _sms_list(ctx, lambda s: s["audienceContact"]["id"] == aid)
+    value = ctx.params["audience_id"]
+    with ctx.store.lock:
+        contact = _resolve_contact(ctx, value)
+    ids = {value} if contact is None else {value, contact.id, *contact.audience_ids}
+    phone = _international_phone(value)
+    return _sms_list(
+        ctx, lambda s: s["audienceContact"]["id"] in ids or (phone is not None and s["normalizedTo"] == phone)
+    )
+
+
+def _index_param(ctx: Ctx, name: str) -> int:
+    raw = ctx.params[name]
+    if not raw.isdigit():
+        raise ApiError(400, f"{name} must be an integer >= 0 (0-based)")
+    return int(raw)
+
+
+@router.add("GET", _P + "/channel/sms/sms/send/{send_id}", "PROJECT_DIRECT_READ")
+def sms_by_send(ctx: Ctx) -> Response:
+    send_id = ctx.params["send_id"]
+    return _sms_list(ctx, lambda s: str(s["metadata"].get("sendId")) == send_id)
+
+
+@router.add("GET", _P + "/channel/sms/sms/campaign/{campaign_id}/{option_idx}", "PROJECT_DIRECT_READ")
+def sms_by_campaign(ctx: Ctx) -> Response:
+    campaign = _by_id(ctx.ps.config.campaigns, ctx.params["campaign_id"], "Campaign")
+    option = _index_param(ctx, "option_idx")
+    return _sms_list(
+        ctx,
+        lambda s: str(s["metadata"].get("campaignId")) == str(campaign.get("id"))
+        and s["metadata"].get("optionIdx") == option,
+    )
+
+
+@router.add("GET", _P + "/channel/sms/sms/automation/{automation_id}/{message_idx}", "PROJECT_DIRECT_READ")
+def sms_by_automation(ctx: Ctx) -> Response:
+    automation = _by_id(ctx.ps.config.automations, ctx.params["automation_id"], "Automation")
+    message = _index_param(ctx, "message_idx")
+    return _sms_list(
+        ctx,
+        lambda s: str(s["metadata"].get("automationId")) == str(automation.get("id"))
+        and s["metadata"].get("messageIdx") == message,
+    )
 
 
 @router.add("GET", _P + "/channel/sms/sms/{id}", "PROJECT_DIRECT_READ")
@@ -568,7 +648,7 @@ def _send(ctx: Ctx) -> Response:
     if sender is None:
         raise ApiError(404, f"SMS sender '{sender_param}' not found")
     with ctx.store.lock:
-        contact = ps.audience.resolve(ctx.params["audience_id"])
+        contact = _resolve_contact(ctx, ctx.params["audience_id"])
         if contact is None:
             raise ApiError(404, f"Audience contact '{ctx.params['audience_id']}' not found")
         phone = contact.attrs.get("_phone_mobile")

@@ -1,7 +1,7 @@
 """Query filters (audience and event ``root`` trees), sorting, cursors and index Query Filters.
 
 A filter tree is compiled once into a predicate; an unknown condition type or operator is a
-:class:`FilterError` naming it (answered 400).
+``FilterError`` naming it (answered 400).
 """
 
 from __future__ import annotations
@@ -252,10 +252,11 @@ def event_getter(key: str) -> tuple[Getter, str | None]:
     raise FilterError(f"Unknown event filter key '{key}'")
 
 
-def compile_event_filter(root: Any) -> Pred:
-    """Predicate over stored events for an event query filter ``root``."""
+def _compile_tree(root: Any, groups: tuple[str, ...], leaf: Callable[[Mapping[str, Any], Any], Pred]) -> Pred:
+    """Predicate for a filter tree: nodes of a type in ``groups`` combine their children, the
+    others are conditions that ``leaf(node, type)`` compiles. No ``root`` matches everything."""
     if root is None:
-        return lambda _e: True
+        return lambda _x: True
     if not isinstance(root, Mapping):
         raise FilterError("root must be an object")
 
@@ -263,8 +264,17 @@ def compile_event_filter(root: Any) -> Pred:
         if not isinstance(node, Mapping):
             raise FilterError("filter nodes must be objects")
         t = node.get("type")
-        if t in ("group", "group_event"):
+        if t in groups:
             return _group(node, comp)
+        return leaf(node, t)
+
+    return comp(root)
+
+
+def compile_event_filter(root: Any) -> Pred:
+    """Predicate over stored events for an event query filter ``root``."""
+
+    def condition(node: Mapping[str, Any], t: Any) -> Pred:
         if t in ("event_condition", "attribute_condition", "event_attribute_condition"):
             key, operator, values = _condition_parts(node)
             getter, etype = event_getter(key)
@@ -274,7 +284,7 @@ def compile_event_filter(root: Any) -> Pred:
             return lambda e: test(getter(e))
         raise FilterError(f"Unknown condition type '{t}' in an event filter")
 
-    return comp(root)
+    return _compile_tree(root, ("group", "group_event"), condition)
 
 
 def audience_getter(key: str) -> Getter:
@@ -289,18 +299,9 @@ def audience_getter(key: str) -> Getter:
 
 def compile_audience_filter(root: Any, ctx: FilterContext | None = None) -> Pred:
     """Predicate over audience contacts for an audience query filter ``root``."""
-    ctx = ctx or FilterContext()
-    if root is None:
-        return lambda _c: True
-    if not isinstance(root, Mapping):
-        raise FilterError("root must be an object")
+    fctx = ctx or FilterContext()
 
-    def comp(node: Any) -> Pred:
-        if not isinstance(node, Mapping):
-            raise FilterError("filter nodes must be objects")
-        t = node.get("type")
-        if t == "group":
-            return _group(node, comp)
+    def condition(node: Mapping[str, Any], t: Any) -> Pred:
         if t == "attribute_condition":
             key, operator, values = _condition_parts(node)
             getter = audience_getter(key)
@@ -308,26 +309,26 @@ def compile_audience_filter(root: Any, ctx: FilterContext | None = None) -> Pred
             return lambda c: test(getter(c))
         if t == "segment_condition":
             key, operator, values = _condition_parts(node)
-            if ctx.segment is None:
+            if fctx.segment is None:
                 raise FilterError("segment_condition is not available here")
             params = [str(v) for v in as_list(values)] or None
             if operator in ("in", "eq", "is", "member"):
-                return ctx.segment(key, params)
+                return fctx.segment(key, params)
             if operator in ("not-in", "neq", "not-member"):
-                inner = ctx.segment(key, params)
+                inner = fctx.segment(key, params)
                 return lambda c: not inner(c)
             raise FilterError(f"Unknown operator '{operator}' for segment_condition (use 'in' or 'not-in')")
         if t in ("event_condition", "group_event"):
-            if ctx.events_of is None:
+            if fctx.events_of is None:
                 raise FilterError(f"{t} is not available here")
             event_pred = compile_event_filter(
                 node if t == "group_event" else dict(node, type="event_condition")
             )
-            events_of = ctx.events_of
+            events_of = fctx.events_of
             return lambda c: any(event_pred(e) for e in events_of(c))
         raise FilterError(f"Unknown condition type '{t}'")
 
-    return comp(root)
+    return _compile_tree(root, ("group",), condition)
 
 
 # --- sorting --------------------------------------------------------------------------------------------
@@ -398,7 +399,9 @@ def _field(item: Mapping[str, Any], path: str) -> Any:
 
 def _index_pred(field_name: str, op: str, value: Any) -> Callable[[Mapping[str, Any]], bool]:
     if op in ("in", "nin"):
-        wanted = {canon(v) for v in (value.split(",") if isinstance(value, str) else as_list(value))}
+        raw = value.split(",") if isinstance(value, str) else as_list(value)
+        # n8n's default SMS filter nests one value in an array (["sent", ["enqueued"]]): flatten
+        wanted = {canon(x) for v in raw for x in (as_list(v) if isinstance(v, list) else [v])}
         if op == "in":
             return lambda it: any(canon(x) in wanted for x in as_list(_field(it, field_name)))
         return lambda it: not any(canon(x) in wanted for x in as_list(_field(it, field_name)))

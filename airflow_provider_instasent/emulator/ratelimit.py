@@ -2,7 +2,7 @@
 
 ``rate_limit`` N is requests per minute: the bucket refills at N/60 per second and holds
 ``max(1, ceil(N/60))`` tokens (one second's worth). Without a limit the headers still go out,
-with a large limit (:data:`UNLIMITED`).
+with a large limit (``UNLIMITED``).
 """
 
 from __future__ import annotations

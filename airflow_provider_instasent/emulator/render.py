@@ -84,10 +84,11 @@ def attribute_spec(spec: AttributeSpec, *, stream: bool) -> dict[str, Any]:
         "important": spec.important,
         "visible": spec.visible,
     }
-    if stream:
-        out["readOnly"] = spec.readonly
-        out["requiredInWebhook"] = spec.uid == "_user_id"
-    else:
+    # readOnly/requiredInWebhook: read by both official integrations, on the stream specs and
+    # (n8n's getProjectAttributes) on the project specs too
+    out["readOnly"] = spec.readonly
+    out["requiredInWebhook"] = spec.uid == "_user_id"
+    if not stream:
         out.update(
             {
                 "readonly": spec.readonly,

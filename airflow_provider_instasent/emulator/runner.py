@@ -43,13 +43,14 @@ class Emulator:
         fault_kinds: Iterable[str] | None = None,
         seed: int | None = None,
         verbose: bool = False,
+        queue_delay_ms: float = 0.0,
     ) -> None:
         self.fixture = load_fixture(config)
         self.store = Store(self.fixture)
         settings = check_settings(
             latency_ms, rate_limit, fault_rate, list(fault_kinds) if fault_kinds is not None else None, seed
         )
-        self.app = App(self.store, settings)
+        self.app = App(self.store, settings, queue_delay_ms=queue_delay_ms)
         self.host = host
         self.port = port
         self.verbose = verbose
@@ -76,7 +77,7 @@ class Emulator:
         return self.base_url
 
     def serve_forever(self) -> None:
-        """Serve from the calling thread until :meth:`stop` is called from another thread."""
+        """Serve from the calling thread until ``stop`` is called from another thread."""
         self.bind().serve_forever(poll_interval=0.2)
 
     def stop(self) -> None:
@@ -87,6 +88,7 @@ class Emulator:
             server.shutdown()
         server.close_connections()
         server.server_close()
+        self.store.queue.close()
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._server = None
@@ -122,6 +124,19 @@ class Emulator:
         """Change ``latency_ms``, ``rate_limit``, ``fault_rate``, ``fault_kinds`` or ``seed``."""
         return self.app.update_settings(changes)
 
+    def set_queue_delay(self, queue_delay_ms: float) -> dict[str, Any]:
+        """Same as ``POST /_emulator/queue {"delay_ms": ...}``; 0 applies what is pending first."""
+        self.app.set_queue_delay(queue_delay_ms)
+        return self.app.queue_state()
+
+    def flush_queue(self) -> int:
+        """Apply every queued write now (``POST /_emulator/queue/flush``); return how many."""
+        return self.store.queue.flush()
+
+    def queue_state(self) -> dict[str, Any]:
+        """``{"delay_ms", "pending"}`` (``GET /_emulator/queue``)."""
+        return self.app.queue_state()
+
 
 def _cli_args(
     config: str | None,
@@ -132,6 +147,7 @@ def _cli_args(
     fault_rate: float,
     fault_kinds: Iterable[str] | None,
     seed: int | None,
+    queue_delay_ms: float = 0.0,
 ) -> list[str]:
     args = [
         sys.executable,
@@ -154,6 +170,8 @@ def _cli_args(
         args += ["--fault-kinds", ",".join(fault_kinds)]
     if seed is not None:
         args += ["--seed", str(seed)]
+    if queue_delay_ms:
+        args += ["--queue-delay-ms", str(queue_delay_ms)]
     return args
 
 
@@ -167,6 +185,7 @@ def _subprocess_emulator(
     fault_rate: float,
     fault_kinds: Iterable[str] | None,
     seed: int | None,
+    queue_delay_ms: float = 0.0,
     startup_timeout: float = 30.0,
 ) -> Iterator[str]:
     tmp: str | None = None
@@ -177,7 +196,9 @@ def _subprocess_emulator(
         config_path: str | None = tmp
     else:
         config_path = None if config is None else str(Path(config))
-    args = _cli_args(config_path, host, port, latency_ms, rate_limit, fault_rate, fault_kinds, seed)
+    args = _cli_args(
+        config_path, host, port, latency_ms, rate_limit, fault_rate, fault_kinds, seed, queue_delay_ms
+    )
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=None, text=True)
     try:
         assert proc.stdout is not None
@@ -218,15 +239,17 @@ def running(
     fault_kinds: Iterable[str] | None = None,
     seed: int | None = None,
     subprocess: bool = False,
+    queue_delay_ms: float = 0.0,
 ) -> Iterator[str]:
     """Run an emulator for the duration of a ``with`` block and yield its base URL.
 
     ``subprocess=True`` runs it as ``python -m airflow_provider_instasent.emulator`` in a child
     process (its own GIL: use it for benchmarks); otherwise it is served by a thread.
+    ``queue_delay_ms`` > 0 queues writes made without ``?_sync`` for that long.
     """
     if subprocess:
         with _subprocess_emulator(
-            config, host, port, latency_ms, rate_limit, fault_rate, fault_kinds, seed
+            config, host, port, latency_ms, rate_limit, fault_rate, fault_kinds, seed, queue_delay_ms
         ) as url:
             yield url
         return
@@ -239,6 +262,7 @@ def running(
         fault_rate=fault_rate,
         fault_kinds=fault_kinds,
         seed=seed,
+        queue_delay_ms=queue_delay_ms,
     )
     emulator.start()
     try:

@@ -1,27 +1,38 @@
-"""HTTP plumbing: a threaded HTTP/1.1 keep-alive server around :class:`~.app.App`.
+"""HTTP plumbing: a threaded HTTP/1.1 keep-alive server around ``App``.
 
-Speed matters (the emulator must never be the bottleneck of a benchmark): the request line
-and headers are parsed by hand, and every response (status line, headers and body) goes out
-in a single ``send`` with Nagle disabled, so keep-alive clients never wait on delayed ACKs.
-Latency and faults apply to ``/v1`` requests only; admin endpoints are never delayed,
-faulted or rate limited.
+Requests are parsed by httptools (the bindings to llhttp, Node.js' HTTP parser, that uvicorn
+uses; installed with Airflow): request line, headers, ``Content-Length`` and chunked bodies,
+keep-alive (HTTP/1.1, and HTTP/1.0 with ``Connection: keep-alive``), pipelining. Malformed
+requests are answered with a JSON 400 (413, 431 for the limits below) and the connection is
+closed. Threads and sockets are the standard library's ``socketserver``. Why httptools, and
+what the alternatives cost: ``docs/adr/0006-emulator-http-layer.md``.
+
+Speed matters (the emulator must never be the bottleneck of a benchmark): every response
+(status line, headers and body) goes out in a single ``send`` with Nagle disabled, so
+keep-alive clients never wait on delayed ACKs. Latency and faults apply to ``/v1`` requests
+only; admin endpoints are never delayed, faulted or rate limited.
 """
 
 from __future__ import annotations
 
 import socket
+import socketserver
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from collections import deque
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import httptools
 
 from .app import API_PREFIX, App
 from .core import Response, error_response, reason
 
-MAX_LINE = 65536
+MAX_LINE = 65536  # the largest request head (target and headers), in bytes
 MAX_HEADERS = 200
 MAX_BODY = 64 * 1024 * 1024
+RECV_SIZE = 65536
 SERVER_NAME = "instasent-emulator"
 
 
@@ -32,91 +43,138 @@ class _BadRequest(Exception):
         self.message = message
 
 
-class EmulatorHandler(BaseHTTPRequestHandler):
+class _Request(NamedTuple):
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
+    keep_alive: bool
+
+
+class _Collector:
+    """httptools callbacks: gather each complete request, enforcing the size limits."""
+
+    def __init__(self, send_continue: Callable[[], None]) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.send_continue = send_continue
+        self.done: deque[_Request] = deque()
+        self.error: _BadRequest | None = None  # raised in a callback (httptools wraps it)
+        self.on_message_begin()
+
+    def feed(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            if self.error is not None:
+                raise self.error from None
+            raise
+
+    def _fail(self, status: int, message: str) -> None:
+        self.error = _BadRequest(status, message)
+        raise self.error
+
+    # -- the callbacks ---------------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.target: list[bytes] = []
+        self.headers: dict[str, str] = {}
+        self.body: list[bytes] = []
+        self.head_size = 0
+        self.header_count = 0
+        self.body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self.target.append(url)
+        self.head_size += len(url)
+        if self.head_size > MAX_LINE:
+            self._fail(431, "Request line or header too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.head_size += len(name) + len(value)
+        if self.head_size > MAX_LINE:
+            self._fail(431, "Request line or header too long")
+        self.header_count += 1
+        if self.header_count > MAX_HEADERS:
+            self._fail(431, "Too many headers")
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        if int(self.headers.get("content-length") or 0) > MAX_BODY:  # llhttp has checked the digits
+            self._fail(413, "Request body too large")
+        if self.headers.get("expect", "").lower() == "100-continue" and not self.done:
+            self.send_continue()  # not behind pipelined requests: their answers come first
+
+    def on_body(self, body: bytes) -> None:
+        self.body_size += len(body)
+        if self.body_size > MAX_BODY:
+            self._fail(413, "Request body too large")
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        body = self.body[0] if len(self.body) == 1 else b"".join(self.body)
+        self.done.append(
+            _Request(
+                self.parser.get_method().decode("latin-1"),
+                b"".join(self.target).decode("latin-1"),
+                self.headers,
+                body,
+                self.parser.should_keep_alive(),
+            )
+        )
+
+
+class EmulatorHandler(socketserver.StreamRequestHandler):
+    """One connection: parse requests with httptools and answer them in order."""
+
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True
     timeout = 300  # idle keep-alive connections are closed after this many seconds
     server: EmulatorServer
+    _head_request = False
 
-    def handle_one_request(self) -> None:
+    def handle(self) -> None:
+        requests = _Collector(self._send_continue)
+        failure: Exception | None = None  # answered once the requests before it are
         try:
-            self._handle_one()
-        except (TimeoutError, ConnectionError, OSError):
-            self.close_connection = True
-        except _BadRequest as exc:
-            self.close_connection = True
-            try:
-                self._write(error_response(exc.status, exc.message), close=True)
-            except OSError:
-                pass
-
-    def _readline(self) -> bytes:
-        line = self.rfile.readline(MAX_LINE + 1)
-        if len(line) > MAX_LINE:
-            raise _BadRequest(431, "Request line or header too long")
-        return line
-
-    def _read_body(self, headers: dict[str, str]) -> bytes:
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            chunks: list[bytes] = []
-            total = 0
             while True:
-                size_line = self._readline().split(b";", 1)[0].strip()
-                try:
-                    size = int(size_line, 16)
-                except ValueError as exc:
-                    raise _BadRequest(400, "Malformed chunked body") from exc
-                if size == 0:
-                    while self._readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    return b"".join(chunks)
-                total += size
-                if total > MAX_BODY:
-                    raise _BadRequest(413, "Request body too large")
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length_raw = headers.get("content-length")
-        if not length_raw:
-            return b""
-        try:
-            length = int(length_raw)
-        except ValueError as exc:
-            raise _BadRequest(400, "Invalid Content-Length") from exc
-        if length < 0 or length > MAX_BODY:
-            raise _BadRequest(413, "Request body too large")
-        body = self.rfile.read(length) if length else b""
-        if len(body) != length:
-            raise ConnectionError("client closed the connection mid-body")
-        return body
+                if not requests.done:
+                    if failure is not None:
+                        raise failure
+                    data = self.connection.recv(RECV_SIZE)
+                    if not data:
+                        return
+                    try:
+                        requests.feed(data)
+                    except httptools.HttpParserUpgrade:  # the rest is not HTTP/1.1: answer, then close
+                        failure = ConnectionAbortedError()
+                    except (_BadRequest, httptools.HttpParserError) as exc:
+                        failure = exc
+                    continue
+                request = requests.done.popleft()
+                upgrade = isinstance(failure, ConnectionAbortedError) and not requests.done
+                close = not request.keep_alive or upgrade
+                if not self._handle_one(request, close) or close:
+                    return
+        except _BadRequest as exc:
+            self._write_error(exc.status, exc.message)
+        except httptools.HttpParserError as exc:
+            self._write_error(400, f"Malformed request: {exc}")
+        except OSError:  # timeouts, resets, broken pipes, an upgrade request
+            pass
 
-    def _handle_one(self) -> None:
-        line = self._readline()
-        if not line:
-            self.close_connection = True
-            return
-        if line in (b"\r\n", b"\n"):  # tolerate a stray CRLF between requests
-            self.close_connection = False
-            return
-        parts = line.decode("latin-1").split()
-        if len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            raise _BadRequest(400, "Malformed request line")
-        method, target, version = parts
-        headers: dict[str, str] = {}
-        for _ in range(MAX_HEADERS):
-            raw = self._readline()
-            if raw in (b"\r\n", b"\n", b""):
-                break
-            name, sep, value = raw.decode("latin-1").partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        else:
-            raise _BadRequest(431, "Too many headers")
-        connection = headers.get("connection", "").lower()
-        close = connection != "keep-alive" if version == "HTTP/1.0" else connection == "close"
-        if headers.get("expect", "").lower() == "100-continue":
-            self.wfile.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-        body = self._read_body(headers)
-        self.close_connection = close
+    def _send_continue(self) -> None:
+        self.connection.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def _write_error(self, status: int, message: str) -> None:
+        try:
+            self._write(error_response(status, message), close=True)
+        except OSError:
+            pass
+
+    # -- one request -----------------------------------------------------------------------------
+    def _handle_one(self, request: _Request, close: bool) -> bool:
+        """Answer ``request``; ``False`` if the connection was dropped (an emulated fault)."""
+        method, target, headers, body, _ = request
+        self._head_request = method == "HEAD"
         srv = self.server
         app = srv.app
         started = time.perf_counter()
@@ -129,7 +187,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             fault = app.faults.roll()
             if fault == "drop_before":
                 self._drop(method, target, "drop_before", started)
-                return
+                return False
             if fault in ("500", "502", "503"):
                 status = int(fault)
                 response = error_response(status, f"Emulated fault: {status} {reason(status)}")
@@ -139,13 +197,13 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             response = app.handle(method, target, headers, body)
         if fault == "drop_after":
             self._drop(method, target, "drop_after", started)
-            return
+            return False
         self._write(response, close)
         if srv.verbose:
             self._log(method, target, str(response.status), started)
+        return True
 
     def _drop(self, method: str, target: str, kind: str, started: float) -> None:
-        self.close_connection = True
         try:
             self.connection.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -154,6 +212,7 @@ class EmulatorHandler(BaseHTTPRequestHandler):
             self._log(method, target, kind, started)
 
     def _write(self, response: Response, close: bool) -> None:
+        """Send ``response`` in one write: status line, headers and body together."""
         head = [
             f"HTTP/1.1 {response.status} {reason(response.status)}\r\n"
             f"Server: {SERVER_NAME}\r\n"
@@ -165,18 +224,15 @@ class EmulatorHandler(BaseHTTPRequestHandler):
         if close:
             head.append("Connection: close\r\n")
         head.append("\r\n")
-        self.wfile.write("".join(head).encode("latin-1") + response.body)
+        body = b"" if self._head_request else response.body
+        self.wfile.write("".join(head).encode("latin-1") + body)
 
     def _log(self, method: str, target: str, outcome: str, started: float) -> None:
         ms = (time.perf_counter() - started) * 1000
         sys.stderr.write(f"{self.client_address[0]} {method} {target} -> {outcome} ({ms:.1f} ms)\n")
 
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
 
-
-class EmulatorServer(ThreadingHTTPServer):
+class EmulatorServer(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
     block_on_close = False

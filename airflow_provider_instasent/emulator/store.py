@@ -1,6 +1,6 @@
 """The emulator's state: datasource contacts, events, dedupe, automations log, snapshots.
 
-One :class:`Store` holds every project of a fixture. All mutation happens under
+One ``Store`` holds every project of a fixture. All mutation happens under
 ``Store.lock``; validation and JSON encoding happen outside it, so the lock is held
 O(items) per batch. Records are immutable and replaced on change.
 """
@@ -12,9 +12,9 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from .audience import AudienceContact, AudienceIndex, DsContact, Key
 from .fixture import DatasourceConfig, Fixture, ProjectConfig, TokenConfig
@@ -28,6 +28,9 @@ from .validation import (
     validate_contact,
     validate_event,
 )
+from .writequeue import WriteQueue
+
+T = TypeVar("T")
 
 AUTOMATION_WINDOW_S = 3600.0
 SNAPSHOT_TTL_S = 900.0
@@ -178,6 +181,7 @@ class Store:
         self.fixture = fixture
         self.lock = threading.RLock()
         self.snapshots = Snapshots()
+        self.queue = WriteQueue()
         self.projects: dict[str, ProjectState] = {}
         self.tokens: dict[str, TokenConfig] = {}
         self._ids = itertools.count(1)
@@ -188,6 +192,7 @@ class Store:
     def reset(self) -> None:
         """Back to the fixture: seeded data only, runtime datasources and tokens dropped."""
         now = time.time()
+        self.queue.clear()
         with self.lock:
             self._ids = itertools.count(1)
             self._seq = itertools.count(1)
@@ -245,27 +250,78 @@ class Store:
             ds.calls_failures += 1
             ds.last_failure = now
 
-    def push_contacts(
-        self, ps: ProjectState, ds: DatasourceState, items: Sequence[Any], *, dry_run: bool
+    def _push(
+        self,
+        ds: DatasourceState,
+        checked: Sequence[tuple[T | None, Errors]],
+        dry_run: bool,
+        store: Callable[[T, float, PushOutcome], None],
+        *,
+        count_errors: bool = False,
+        queued: bool = False,
     ) -> PushOutcome:
-        checked = [validate_contact(item, ps.config) for item in items]
+        """Store each valid item (unless ``dry_run``) under the lock; account for the call.
+
+        ``queued``: the valid items are stored later, by the write queue (a write without
+        ``?_sync`` while a queue delay is set); the call itself is accounted for now.
+        """
         outcome = PushOutcome()
+        later: list[T] = []
         with self.lock:
             now = time.time()
-            for pos, (contact, errors) in enumerate(checked):
-                if contact is None:
+            for pos, (item, errors) in enumerate(checked):
+                if item is None:
                     outcome.errors.append((pos, errors))
-                    if not dry_run:
+                    if count_errors and not dry_run:
                         ds.errored_contacts += 1
                     continue
-                if not dry_run:
-                    self._upsert(ps, ds, contact, now)
-                    ds.received_contacts += 1
-                    outcome.stored += 1
                 outcome.accepted.append(pos)
+                if not dry_run:
+                    if queued:
+                        later.append(item)
+                    else:
+                        store(item, now, outcome)
             if not dry_run:
                 self._record_call(ds, outcome, now)
+        if later:
+
+            def apply() -> None:
+                applied = PushOutcome()
+                with self.lock:
+                    at = time.time()
+                    for it in later:
+                        store(it, at, applied)
+
+            self.queue.put(apply)
         return outcome
+
+    def defer(self, apply: Callable[[], None], *, queued: bool) -> None:
+        """Run ``apply`` (which takes the lock itself) now, or through the write queue."""
+        if queued:
+            self.queue.put(apply)
+        else:
+            apply()
+
+    def queued(self, sync: bool, dry_run: bool = False) -> bool:
+        """Whether a write is queued: no ``?_sync``, not a dry run, and a queue delay set."""
+        return not sync and not dry_run and self.queue.enabled
+
+    def push_contacts(
+        self,
+        ps: ProjectState,
+        ds: DatasourceState,
+        items: Sequence[Any],
+        *,
+        dry_run: bool,
+        queued: bool = False,
+    ) -> PushOutcome:
+        def store(contact: ContactItem, now: float, outcome: PushOutcome) -> None:
+            self._upsert(ps, ds, contact, now)
+            ds.received_contacts += 1
+            outcome.stored += 1
+
+        checked = [validate_contact(item, ps.config) for item in items]
+        return self._push(ds, checked, dry_run, store, count_errors=True, queued=queued)
 
     def push_events(
         self,
@@ -275,25 +331,16 @@ class Store:
         *,
         dry_run: bool,
         received_at: float | None = None,
+        queued: bool = False,
     ) -> PushOutcome:
         received = time.time() if received_at is None else received_at
         received_iso = iso_ms(received)
-        config = ps.config
-        checked = [validate_event(item, config, received, received_iso) for item in items]
-        outcome = PushOutcome()
-        with self.lock:
-            now = time.time()
-            for pos, (event, errors) in enumerate(checked):
-                if event is None:
-                    outcome.errors.append((pos, errors))
-                    continue
-                outcome.accepted.append(pos)
-                if dry_run:
-                    continue
-                self._store_event(ps, ds, event, received, received_iso, now, outcome)
-            if not dry_run:
-                self._record_call(ds, outcome, now)
-        return outcome
+
+        def store(event: EventItem, now: float, outcome: PushOutcome) -> None:
+            self._store_event(ps, ds, event, received, received_iso, now, outcome)
+
+        checked = [validate_event(item, ps.config, received, received_iso) for item in items]
+        return self._push(ds, checked, dry_run, store, queued=queued)
 
     def _store_event(
         self,
@@ -363,36 +410,62 @@ class Store:
                 ps.event_index.pop((ev.ds, ev.event_id), None)
         return True
 
-    def delete_contact(self, ps: ProjectState, ds: DatasourceState, user_id: str, *, dry_run: bool) -> bool:
+    def delete_contact(
+        self, ps: ProjectState, ds: DatasourceState, user_id: str, *, dry_run: bool, queued: bool = False
+    ) -> bool:
+        key = (ds.uid, user_id)
+
+        def apply() -> None:
+            with self.lock:
+                self._drop_contact(ps, key, time.time())
+
         with self.lock:
             now = time.time()
-            key = (ds.uid, user_id)
             if key not in ps.audience.contacts:
                 return False
             if not dry_run:
-                self._drop_contact(ps, key, now)
                 ds.calls_total += 1
                 ds.calls_success += 1
                 ds.last_call = ds.last_success = now
-            return True
+                if not queued:
+                    self._drop_contact(ps, key, now)
+        if queued and not dry_run:
+            self.queue.put(apply)
+        return True
 
     # -- audience actions ----------------------------------------------------------------------
-    def delete_audience_contact(self, ps: ProjectState, audience_id: str) -> bool:
+    def delete_audience_contact(self, ps: ProjectState, audience_id: str, *, queued: bool = False) -> bool:
         with self.lock:
-            contact = ps.audience.resolve(audience_id)
-            if contact is None:
+            if ps.audience.resolve(audience_id) is None:
                 return False
-            now = time.time()
-            for key in contact.keys:
-                self._drop_contact(ps, key, now)
-            return True
 
-    def set_audience_attribute(self, ps: ProjectState, audience_id: str, attribute: str, value: Any) -> bool:
+        def apply() -> None:
+            with self.lock:
+                contact = ps.audience.resolve(audience_id)
+                if contact is None:
+                    return
+                now = time.time()
+                for key in contact.keys:
+                    self._drop_contact(ps, key, now)
+
+        self.defer(apply, queued=queued)
+        return True
+
+    def set_audience_attribute(
+        self, ps: ProjectState, audience_id: str, attribute: str, value: Any, *, queued: bool = False
+    ) -> bool:
         """Write ``attribute`` on every datasource contact of an audience contact."""
         with self.lock:
+            if ps.audience.resolve(audience_id) is None:
+                return False
+        self.defer(lambda: self._set_audience_attribute(ps, audience_id, attribute, value), queued=queued)
+        return True
+
+    def _set_audience_attribute(self, ps: ProjectState, audience_id: str, attribute: str, value: Any) -> None:
+        with self.lock:
             contact = ps.audience.resolve(audience_id)
             if contact is None:
-                return False
+                return
             now = time.time()
             for member in contact.members:
                 current = ps.audience.contacts.get(member.key)
@@ -402,7 +475,6 @@ class Store:
                 data[attribute] = value
                 data["_date_updated"] = iso_ms(now)
                 ps.audience.put(replace(current, data=data, updated_at=now, update_seq=next(self._seq)), now)
-            return True
 
     # -- reads -----------------------------------------------------------------------------------
     def audience_snapshot(self, ps: ProjectState) -> list[AudienceContact]:

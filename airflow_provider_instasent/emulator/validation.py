@@ -27,7 +27,12 @@ _PHONE_STRIP = str.maketrans("", "", " -().\t/")
 EVENT_KEYS = frozenset(
     {"_user_id", "_event_id", "_event_type", "_event_date", "_event_parameters", "_user_data"}
 )
-BOOL_REASON = 'expected a boolean: "1", "0", true, false, 1, 0 or null'
+BOOL_REASON = 'expected a boolean: "1", "0", "true", "false", true, false, 1, 0 or null'
+# A number sent as text, the way Instasent's own integrations send every value ("120", "49.90"):
+# an optional sign, digits with an optional decimal part, an optional exponent; no spaces,
+# no thousands separators, no decimal comma, no "NaN"/"Infinity".
+_NUMERIC_RE = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+_BOOL_STRINGS = {"1": True, "0": False, "true": True, "false": False}
 
 
 # --- normalisation (also used by merging and phone/email search) ---------------------------
@@ -74,6 +79,24 @@ def _add(errors: Errors, name: str, reason: str) -> None:
     errors.setdefault(name, []).append(reason)
 
 
+def _check_into(
+    out: dict[str, Any],
+    key: str,
+    value: Any,
+    errors: Errors,
+    name: str,
+    data_type: str,
+    max_length: int | None,
+    multivalue: int,
+) -> None:
+    """``out[key]`` = the checked ``value``, or its reasons under ``errors[name]``."""
+    nv, reasons = check_multi(data_type, value, max_length, multivalue)
+    if reasons:
+        errors.setdefault(name, []).extend(reasons)
+    else:
+        out[key] = nv
+
+
 # --- scalar values ---------------------------------------------------------------------------
 def check_scalar(data_type: str, value: Any, max_length: int | None) -> tuple[Any, str | None]:
     """``(normalised value, None)`` or ``(None, reason)`` for one non-null value."""
@@ -88,6 +111,8 @@ def check_scalar(data_type: str, value: Any, max_length: int | None) -> tuple[An
             return None, f"longer than {max_length} characters"
         return value, None
     if data_type == "number":
+        if isinstance(value, str):
+            return _number_from_text(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return None, "expected a number"
         if isinstance(value, float) and not math.isfinite(value):
@@ -98,8 +123,10 @@ def check_scalar(data_type: str, value: Any, max_length: int | None) -> tuple[An
             return value, None
         if isinstance(value, int) and value in (0, 1):
             return bool(value), None
-        if isinstance(value, str) and value in ("0", "1"):
-            return value == "1", None
+        if isinstance(value, str):
+            flag = _BOOL_STRINGS.get(value.lower())
+            if flag is not None:
+                return flag, None
         return None, BOOL_REASON
     if data_type == "date":
         if not isinstance(value, str) or not _DATE_RE.match(value):
@@ -124,11 +151,27 @@ def check_scalar(data_type: str, value: Any, max_length: int | None) -> tuple[An
     return value, None
 
 
+def _number_from_text(value: str) -> tuple[Any, str | None]:
+    """``"120"`` -> ``120``, ``"49.90"`` -> ``49.9``; anything else is not a number."""
+    if not _NUMERIC_RE.match(value):
+        return None, "expected a number"
+    if "." not in value and "e" not in value and "E" not in value:
+        return int(value), None
+    f = float(value)
+    if not math.isfinite(f):
+        return None, "expected a finite number"
+    return f, None
+
+
 _STRINGY = frozenset({"string", "text", "payload"})
 
 
 def check_multi(data_type: str, value: Any, max_length: int | None, multi: int) -> tuple[Any, list[str]]:
-    """Validate a value against a (possibly multi-valued) spec; ``multi > 1`` takes an array."""
+    """Validate a value against a (possibly multi-valued) spec; ``multi > 1`` takes an array.
+
+    A single non-null scalar for a multi-valued field is read as a one-value array (n8n's
+    free-text field sends one string; see docs/emulator.md, "Value forms").
+    """
     if multi <= 1:  # fast paths for the common scalar cases
         vt = type(value)
         if vt is str and data_type in _STRINGY and (max_length is None or len(value) <= max_length):
@@ -136,8 +179,10 @@ def check_multi(data_type: str, value: Any, max_length: int | None, multi: int) 
         if data_type == "number" and (vt is int or (vt is float and math.isfinite(value))):
             return value, []
     if multi > 1:
+        if isinstance(value, dict):
+            return None, [f"expected an array of at most {multi} values, got an object"]
         if not isinstance(value, list):
-            return None, [f"expected an array of at most {multi} values"]
+            value = [value]
         reasons: list[str] = []
         if len(value) > multi:
             reasons.append(f"more than {multi} values ({len(value)})")
@@ -206,11 +251,7 @@ def check_attributes(
         if value is None:
             clean[key] = None
             continue
-        nv, reasons = check_multi(spec.data_type, value, spec.max_length, spec.multivalue)
-        if reasons:
-            errors.setdefault(name, []).extend(reasons)
-        else:
-            clean[key] = nv
+        _check_into(clean, key, value, errors, name, spec.data_type, spec.max_length, spec.multivalue)
     return clean
 
 
@@ -302,11 +343,7 @@ def validate_event(
                 if p.required:
                     _add(errors, field_name, "required")
                 continue
-            nv, reasons = check_multi(p.data_type, value, p.max_length, p.multi_value)
-            if reasons:
-                errors.setdefault(field_name, []).extend(reasons)
-            else:
-                params[name] = nv
+            _check_into(params, name, value, errors, field_name, p.data_type, p.max_length, p.multi_value)
         for p in spec.parameters:
             if p.required and p.parameter not in params_raw:
                 _add(errors, "_event_parameters." + p.parameter, "required")

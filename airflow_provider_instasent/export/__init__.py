@@ -8,8 +8,8 @@ Dataframe API (no Airflow import)::
     for batch in read_events_arrow(client):         # pyarrow.RecordBatchReader, flat memory
         ...
 
-The SQL and Parquet writers of the I/O layer (:mod:`airflow_provider_instasent.io`) and the
-operators in ``airflow_provider_instasent.operators.export`` build on the same :class:`Export`
+The SQL and Parquet writers of the I/O layer (``airflow_provider_instasent.io``) and the
+operators in ``airflow_provider_instasent.operators.export`` build on the same ``Export``
 engine.
 See docs/export.md.
 """
@@ -65,21 +65,35 @@ def _to_pandas(reader: pa.RecordBatchReader, dtype_backend: str | None) -> Any:
     raise ValueError(f"dtype_backend must be None, 'numpy_nullable' or 'pyarrow'; got {dtype_backend!r}")
 
 
+#: The join key that ``attributes=[...]`` keeps unless ``keep_user_id=False``.
+USER_ID = "_user_id"
+
+
+def _with_user_id(attributes: Sequence[str] | None, keep_user_id: bool) -> list[str] | None:
+    """``attributes`` with ``_user_id`` first when it is missing and ``keep_user_id`` (``None``: all)."""
+    if attributes is None:
+        return None
+    chosen = [attributes] if isinstance(attributes, str) else list(attributes)
+    return [USER_ID, *chosen] if keep_user_id and USER_ID not in chosen else chosen
+
+
 def read_audience_arrow(
     client: InstasentClient,
     filter: Mapping[str, Any] | None = None,
     *,
     attributes: Sequence[str] | None = None,
+    keep_user_id: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
     page_size: int = 100,
 ) -> pa.RecordBatchReader:
-    """The unified audience as a streaming :class:`pyarrow.RecordBatchReader`.
+    """The unified audience as a streaming ``pyarrow.RecordBatchReader``.
 
     ``filter`` is an AudienceQueryFilter ``root`` (or ``{"root": ...}``); ``attributes``
-    restricts the attribute columns. The scroll starts on the first read.
+    restricts the attribute columns, and keeps ``_user_id`` (the join key, as the first
+    attribute) unless ``keep_user_id=False``. The scroll starts on the first read.
     """
-    return Export(client, "audience", filter=filter, attributes=attributes, batch_size=batch_size,
-                  page_size=page_size).reader()
+    return Export(client, "audience", filter=filter, attributes=_with_user_id(attributes, keep_user_id),
+                  batch_size=batch_size, page_size=page_size).reader()
 
 
 def read_segment_arrow(
@@ -89,12 +103,17 @@ def read_segment_arrow(
     *,
     filter: Mapping[str, Any] | None = None,
     attributes: Sequence[str] | None = None,
+    keep_user_id: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
     page_size: int = 100,
 ) -> pa.RecordBatchReader:
-    """A segment's contacts (same schema as the audience) as a RecordBatchReader."""
+    """A segment's contacts (same schema as the audience) as a RecordBatchReader.
+
+    ``attributes`` keeps ``_user_id`` unless ``keep_user_id=False``, as in ``read_audience_arrow``.
+    """
     return Export(client, "segment", segment=segment_uid, parameter=parameter, filter=filter,
-                  attributes=attributes, batch_size=batch_size, page_size=page_size).reader()
+                  attributes=_with_user_id(attributes, keep_user_id), batch_size=batch_size,
+                  page_size=page_size).reader()
 
 
 def read_events_arrow(
@@ -113,14 +132,17 @@ def read_audience(
     filter: Mapping[str, Any] | None = None,
     *,
     attributes: Sequence[str] | None = None,
+    keep_user_id: bool = True,
     dtype_backend: str | None = None,
 ) -> Any:
     """The unified audience as a pandas DataFrame (columns from ``/specs/attributes``).
 
-    ``dtype_backend``: ``None`` (pyarrow's default conversion), ``"numpy_nullable"`` or
-    ``"pyarrow"`` (``pd.ArrowDtype`` columns, lists stay lists).
+    ``attributes`` restricts the attribute columns and keeps ``_user_id`` (the join key)
+    unless ``keep_user_id=False``. ``dtype_backend``: ``None`` (pyarrow's default
+    conversion), ``"numpy_nullable"`` or ``"pyarrow"`` (``pd.ArrowDtype`` columns, lists stay lists).
     """
-    return _to_pandas(read_audience_arrow(client, filter, attributes=attributes), dtype_backend)
+    return _to_pandas(read_audience_arrow(client, filter, attributes=attributes, keep_user_id=keep_user_id),
+                      dtype_backend)
 
 
 def read_segment(
@@ -130,11 +152,13 @@ def read_segment(
     *,
     filter: Mapping[str, Any] | None = None,
     attributes: Sequence[str] | None = None,
+    keep_user_id: bool = True,
     dtype_backend: str | None = None,
 ) -> Any:
-    """A segment's contacts as a pandas DataFrame (``parameter`` for parameterised segments)."""
-    return _to_pandas(read_segment_arrow(client, segment_uid, parameter, filter=filter, attributes=attributes),
-                      dtype_backend)
+    """A segment's contacts as a pandas DataFrame (``parameter`` for parameterised segments;
+    ``attributes`` keeps ``_user_id`` unless ``keep_user_id=False``)."""
+    return _to_pandas(read_segment_arrow(client, segment_uid, parameter, filter=filter, attributes=attributes,
+                                         keep_user_id=keep_user_id), dtype_backend)
 
 
 def read_events(

@@ -1,12 +1,12 @@
 """Turn JSON entities into Arrow arrays of a fixed type, without crashing on bad data.
 
 Each column is built from its list of values with one ``pyarrow.array`` call (the fast path
-of :func:`to_array`), or, for raw scroll pages, read from the pages' JSON bodies by Arrow's
-JSON reader when it reads them exactly (see :class:`BatchBuilder`). Only when the fast path
+of ``to_array``), or, for raw scroll pages, read from the pages' JSON bodies by Arrow's
+JSON reader when it reads them exactly (see ``BatchBuilder``). Only when the fast path
 fails does the column fall back to a per-value coercion: safe coercions are applied
 (``"12.5"`` -> 12.5 for a number, ``"1"`` -> true for a boolean, a scalar -> a one-element
 list for a multi-value attribute, a number -> its text for a string...), and a value that
-cannot be represented becomes null and is counted in :class:`InvalidValues` (and the first
+cannot be represented becomes null and is counted in ``InvalidValues`` (and the first
 few are logged).
 """
 
@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from ..client.endpoints import ENTITIES as _ENTITIES  # a scroll page's list of entities
 from ..datatypes import parse_bool
 from .schema import ExportSchema
 
@@ -35,7 +36,6 @@ _ARROW_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError
                  ValueError)
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _LIST_OR_NONE = frozenset({list, type(None)})
-_ENTITIES = "entities"  # a scroll page's list of entities
 _ATTRIBUTES = "attributesData"  # an audience contact's attributes
 
 
@@ -293,7 +293,7 @@ def _json_texts(values: Sequence[Any], column: str, invalid: InvalidValues) -> l
 def _json_type(t: pa.DataType) -> pa.DataType | None:
     """The type Arrow's JSON reader reads a column of type ``t`` as, or None if it cannot.
 
-    Dates and timestamps are read as text and cast like :func:`to_array` casts them; lists
+    Dates and timestamps are read as text and cast like ``to_array`` casts them; lists
     hold any of the other types.
     """
     if pa.types.is_string(t) or pa.types.is_boolean(t) or t in (pa.float64(), pa.int64()):
@@ -326,25 +326,25 @@ class _NeedsDecoding(Exception):
 class BatchBuilder:
     """Collects scroll pages, then builds one RecordBatch with ``schema``.
 
-    Pages come decoded (:meth:`add`: a list of dicts) or as the API sent them
-    (:meth:`add_raw`: the JSON body's bytes, when :attr:`reads_raw`).
+    Pages come decoded (``add``: a list of dicts) or as the API sent them
+    (``add_raw``: the JSON body's bytes, when ``reads_raw``).
 
     A decoded page's values are copied into per-column lists as it arrives, so its dicts can
     be freed at once (holding decoded dicts across pages made the garbage collector cost as
-    much as the conversion); :meth:`build` converts each column of the chunk with
-    :func:`to_array` (one ``pyarrow.array`` call, then per-value coercions if it fails).
+    much as the conversion); ``build`` converts each column of the chunk with
+    ``to_array`` (one ``pyarrow.array`` call, then per-value coercions if it fails).
 
-    Raw pages are parsed at :meth:`build` by Arrow's JSON reader, the pages of a chunk in one
+    Raw pages are parsed at ``build`` by Arrow's JSON reader, the pages of a chunk in one
     call that runs in C++ without holding the GIL, into one struct per entity (the audience
     fields, with the attributes as a nested struct). The reader is strict: a value whose
     JSON type is not its column's (a number in a text column, a boolean in a number column,
     ``1.5`` in an integer column, a text in a list column), a ``null`` entity or a duplicate
     key is an error, never a conversion. The pages are then parsed one by one and those that
     fail are decoded and added as decoded pages. A column whose values all came from the
-    reader is taken as it is (dates and timestamps cast from text, as :func:`to_array` does);
-    any other column is converted with :func:`to_array` from the chunk's values (the
-    reader's as Python values, which :func:`to_array` converts to the same thing). Either way
-    a value ends up as :func:`to_array` makes it from the decoded JSON, with the same invalid
+    reader is taken as it is (dates and timestamps cast from text, as ``to_array`` does);
+    any other column is converted with ``to_array`` from the chunk's values (the
+    reader's as Python values, which ``to_array`` converts to the same thing). Either way
+    a value ends up as ``to_array`` makes it from the decoded JSON, with the same invalid
     counts.
     """
 
@@ -366,7 +366,7 @@ class BatchBuilder:
                 known = fields[col.where][col.key] = (len(fields[col.where]), json_type)
             self._route.append((col.where, known[0]))
         self._has_attr = any(col.where == "attr" for col in self._columns)
-        #: whether :meth:`add_raw` can be used: the reader reads every column
+        #: whether ``add_raw`` can be used: the reader reads every column
         self.reads_raw = bool(self._route) and all(r is not None for r in self._route)
         entity_fields = [pa.field(k, t) for k, (_, t) in fields["top"].items()]
         self._attr_index: int | None = None
@@ -412,7 +412,7 @@ class BatchBuilder:
     # -- raw pages --------------------------------------------------------------------------
     def add_raw(self, content: bytes) -> None:
         """Add one scroll page's JSON body (``{"entities": [...], ...}``); it is parsed at
-        :meth:`build`. Only when :attr:`reads_raw`."""
+        ``build``. Only when ``reads_raw``."""
         if not self.reads_raw:
             raise ValueError("Arrow's JSON reader cannot read every column of this schema: use add()")
         self.pages += 1

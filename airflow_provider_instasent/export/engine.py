@@ -3,7 +3,7 @@
 A background thread follows the scroll (pages of at most 100 entities, retried by the
 client with the same cursor on 429/5xx/lost connections) and feeds a bounded queue; every
 few pages become a small Arrow RecordBatch (in the consumer's thread from the pages' raw
-JSON bodies, or in the fetch thread from decoded pages: see :meth:`Export.batches`), and
+JSON bodies, or in the fetch thread from decoded pages: see ``Export.batches``), and
 the consumer joins them into RecordBatches of ``batch_size`` rows. At most
 ``prefetch_pages`` pages (raw, or as Arrow data) plus the batch being assembled and the one
 being written are in memory, whatever the size of the audience.
@@ -19,13 +19,14 @@ import threading
 import time
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
 import pyarrow as pa
 
 from ..client import InstasentClient
 from ..client.endpoints import MAX_SCROLL_LIMIT
 from ..client.errors import InstasentConfigError
+from ..progress import Progress
 from .convert import BatchBuilder, InvalidValues
 from .schema import ExportSchema, audience_schema, events_schema
 
@@ -105,26 +106,19 @@ class ExportStats:
             "rows_per_second": round(self.rows_per_second, 1),
         }
 
+    def _repr_html_(self) -> str:
+        """The stats as an HTML table in Jupyter: rows, pages, throughput, invalid values per column."""
+        import pandas as pd
 
-class _Progress:
-    """Logs rows and rows/s at most every ``interval`` seconds."""
+        from .._html import report_html
 
-    def __init__(self, stats: ExportStats, interval: float, logger: Any) -> None:
-        self.stats = stats
-        self.interval = interval
-        self.log = logger
-        self._next = time.monotonic() + interval
-
-    def tick(self, rows: int) -> None:
-        now = time.monotonic()
-        if self.interval <= 0 or now < self._next:
-            return
-        self._next = now + self.interval
-        s = self.stats
-        elapsed = now - s.started
-        of = f" of {s.total_hits}" if s.total_hits is not None else ""
-        self.log.info("export %s: %d%s rows in %.1fs (%.0f rows/s)", s.source, rows, of, elapsed,
-                      rows / elapsed if elapsed > 0 else 0.0)
+        counts = [("rows", self.rows), ("of total hits", self.total_hits), ("pages", self.pages),
+                  ("batches", self.batches), ("seconds", round(self.seconds, 1)),
+                  ("rows/s", round(self.rows_per_second, 1)),
+                  ("values exported as null (did not fit their column)", self.invalid.total)]
+        invalid = pd.DataFrame(sorted(self.invalid.as_dict().items()), columns=["column", "invalid values"])
+        return report_html(f"Instasent {self.source or 'export'} export", counts, frame=invalid,
+                           frame_title="invalid values by column")
 
 
 _DONE = object()
@@ -190,7 +184,7 @@ class Export:
     """One export: a source (``audience``, ``segment`` or ``events``), its schema and its batches.
 
     Args:
-        client: an :class:`InstasentClient` (thread-safe; it paces and retries by itself).
+        client: an ``InstasentClient`` (thread-safe; it paces and retries by itself).
         source: ``"audience"``, ``"segment"`` (needs ``segment``) or ``"events"``.
         segment: the segment uid for ``source="segment"``.
         parameter: the parameter of a parameterised dynamic segment.
@@ -278,25 +272,25 @@ class Export:
 
     # -- pages and batches ----------------------------------------------------------------
     def pages(self) -> Iterator[Any]:
-        """The decoded scroll pages (:class:`~airflow_provider_instasent.client.ScrollPage`)."""
-        if self.source == "audience":
-            return self.client.scroll_audience_pages(self.root, page_size=self.page_size)
-        if self.source == "segment":
-            assert self.segment is not None
-            return self.client.scroll_segment_pages(self.segment, parameter=self.parameter, root=self.root,
-                                                    page_size=self.page_size)
-        return self.client.scroll_events_pages(self.root, page_size=self.page_size)
+        """The decoded scroll pages (``ScrollPage``)."""
+        pages = self._scroll("pages")
+        assert pages is not None
+        return pages
 
     def raw_pages(self) -> Iterator[Any] | None:
         """The scroll pages with their JSON bodies undecoded
-        (:class:`~airflow_provider_instasent.client.models.RawScrollPage`), or None when the client
-        cannot give them (a client other than :class:`InstasentClient`)."""
-        method = getattr(self.client, f"scroll_{self.source}_raw_pages", None)
-        if method is None:
+        (``RawScrollPage``), or None when the client
+        cannot give them (a client other than ``InstasentClient``)."""
+        return self._scroll("raw")
+
+    def _scroll(self, mode: Literal["pages", "raw"]) -> Iterator[Any] | None:
+        """This export's scroll, by ``InstasentClient.scroll``; None when the client does not
+        list ``mode`` in its ``scroll_modes`` (a stand-in client without raw pages)."""
+        if mode not in getattr(self.client, "scroll_modes", frozenset({"entities", "pages", "raw"})):
             return None
-        if self.source == "segment":
-            return method(self.segment, parameter=self.parameter, root=self.root, page_size=self.page_size)
-        return method(self.root, page_size=self.page_size)
+        kind = cast(Source, self.source)  # checked against SOURCES in __init__
+        return self.client.scroll(kind, mode=mode, root=self.root, segment=self.segment, parameter=self.parameter,
+                                  page_size=self.page_size)
 
     @property
     def chunk_pages(self) -> int:
@@ -316,7 +310,7 @@ class Export:
 
     def _decoded_chunks(self, builder: BatchBuilder) -> Iterator[pa.RecordBatch]:
         """Decoded pages -> small RecordBatches of ``chunk_pages`` pages, converted page by
-        page as they arrive (see :class:`BatchBuilder`)."""
+        page as they arrive (see ``BatchBuilder``)."""
         rows_per_chunk = self.chunk_pages * self.page_size
         for page in self._counted(self.pages()):
             builder.add(page.entities)
@@ -336,25 +330,16 @@ class Export:
         if builder.pages:
             yield builder.build()
 
-    def _chunks(self, schema: ExportSchema) -> Iterator[pa.RecordBatch]:
-        """Pages -> small RecordBatches, fetched and converted in the calling thread
-        (:meth:`batches` runs the same work split across two threads)."""
-        builder = BatchBuilder(schema, self.stats.invalid)
-        raw = self._raw_source(builder)
-        if raw is None:
-            return self._decoded_chunks(builder)
-        return self._raw_chunks(self._counted(raw), builder)
-
     def batches(self) -> Iterator[pa.RecordBatch]:
-        """RecordBatches of ``batch_size`` rows (the last one smaller), all with :attr:`schema`.
+        """RecordBatches of ``batch_size`` rows (the last one smaller), all with ``schema``.
 
         The scroll runs in a background thread, at most ``prefetch_pages`` pages ahead of
         the consumer. Nothing is requested before the first ``next()``.
 
         Where the pages are converted depends on the client and the schema:
 
-        * With a client that gives raw pages (:class:`InstasentClient`) and a schema that
-          Arrow's JSON reader converts exactly (:attr:`BatchBuilder.reads_raw`: audience and
+        * With a client that gives raw pages (``InstasentClient``) and a schema that
+          Arrow's JSON reader converts exactly (``BatchBuilder.reads_raw``: audience and
           segment exports, unless a spec has an integer or a multi-value non-text attribute),
           the fetch thread keeps each page's body undecoded (it reads only the cursor, so it
           does less than a plain page loop) and this thread parses every ``chunk_pages``
@@ -369,7 +354,7 @@ class Export:
         arrow_schema = schema.arrow
         stats = self.stats
         stats.started = time.monotonic()
-        progress = _Progress(stats, self.progress_interval, self.log)
+        progress = Progress(self.log, f"export {stats.source}", self.progress_interval)
         self.log.info("export %s: scrolling %d per page into batches of %d rows", self.describe_target(),
                       self.page_size, self.batch_size)
         queue_chunks = max(1, -(-self.prefetch_pages // self.chunk_pages))
@@ -400,6 +385,7 @@ class Export:
             for chunk in chunks:
                 parts.append(chunk)
                 buffered += chunk.num_rows
+                progress.total = stats.total_hits  # known after the first page
                 progress.tick(stats.rows + buffered)
                 yield from emit(final=False)
             yield from emit(final=True)
@@ -413,9 +399,9 @@ class Export:
                       stats.pages, stats.seconds, stats.rows_per_second)
 
     def reader(self) -> pa.RecordBatchReader:
-        """A :class:`pyarrow.RecordBatchReader` over :meth:`batches` (streams, flat memory)."""
+        """A ``pyarrow.RecordBatchReader`` over ``batches`` (streams, flat memory)."""
         return pa.RecordBatchReader.from_batches(self.schema, self.batches())
 
     def table(self) -> pa.Table:
-        """Everything in one :class:`pyarrow.Table` (for small exports)."""
+        """Everything in one ``pyarrow.Table`` (for small exports)."""
         return pa.Table.from_batches(list(self.batches()), schema=self.schema)

@@ -1,4 +1,4 @@
-"""Stable Arrow schemas for exports (their SQL DDL is the dialect's: :mod:`..io.sql.dialects`).
+"""Stable Arrow schemas for exports (their SQL DDL is the dialect's: ``dialects``).
 
 The audience schema comes from the project's attribute specs (``GET /specs/attributes``),
 never from the data: a contact that lacks an attribute (or whose value the token's privacy
@@ -9,7 +9,7 @@ Column layout of an audience (or segment) export:
 
 * ``audience_id`` (string), ``created_at``, ``updated_at`` (timestamp[ms, UTC]): the audience
   contact's own fields;
-* one column per enabled attribute spec, named by its ``uid``, typed by :data:`DATA_TYPES`,
+* one column per enabled attribute spec, named by its ``uid``, typed by ``DATA_TYPES``,
   as ``list<...>`` when ``multivalue > 1``;
 * ``_datasources`` and ``_ds_contact_ids`` (``list<string>``) always, last.
 
@@ -36,7 +36,7 @@ TIMESTAMP = pa.timestamp("ms", tz="UTC")
 STRING_LIST = pa.list_(pa.string())
 
 #: Attribute ``dataType`` (lower-cased) -> Arrow type, from the one table in
-#: :mod:`..datatypes`. Anything else is exported as a string.
+#: ``datatypes``. Anything else is exported as a string.
 DATA_TYPES: dict[str, pa.DataType] = {spelling: ARROW_TYPES[kind] for spelling, kind in KINDS.items()}
 
 #: Attributes always exported as ``list<string>`` (source tracking of the merged contact).
@@ -166,5 +166,5 @@ def audience_schema(
 
 
 def events_schema() -> ExportSchema:
-    """The fixed events export schema (see :data:`EVENT_FIELDS`)."""
+    """The fixed events export schema (see ``EVENT_FIELDS``)."""
     return ExportSchema("events", tuple(Column(n, k, "top", t) for n, k, t in EVENT_FIELDS), EVENTS_KEY)

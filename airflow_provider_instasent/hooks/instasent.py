@@ -1,4 +1,4 @@
-"""``InstasentHook``: adapts an Airflow Connection to an :class:`InstasentClient`.
+"""``InstasentHook``: adapts an Airflow Connection to an ``InstasentClient``.
 
 Connection fields: host = base URL (default ``https://api.instasent.com``), password = API
 token, extra ``project``, ``datasource`` (default ``dsapi``), ``timeout``, ``max_retries``,
@@ -25,13 +25,13 @@ def _as_bool_or_path(value: Any) -> bool | str:
 
 
 class InstasentHook(BaseHook):
-    """Builds an :class:`InstasentClient` from an Airflow Connection of type ``instasent``.
+    """Builds an ``InstasentClient`` from an Airflow Connection of type ``instasent``.
 
     Args:
         instasent_conn_id: the connection id (default ``instasent_default``).
         project: overrides the connection's ``project`` extra.
         datasource: overrides the connection's ``datasource`` extra.
-        client_kwargs: extra keyword arguments for :class:`InstasentClient` (e.g. ``pool_size``).
+        client_kwargs: extra keyword arguments for ``InstasentClient`` (e.g. ``pool_size``).
     """
 
     conn_name_attr = "instasent_conn_id"
@@ -67,7 +67,7 @@ class InstasentHook(BaseHook):
         }
 
     def client_config(self) -> dict[str, Any]:
-        """The keyword arguments for :class:`InstasentClient` (the token included: never log this)."""
+        """The keyword arguments for ``InstasentClient`` (the token included: never log this)."""
         conn = self.get_connection(self.instasent_conn_id)
         extra = conn.extra_dejson or {}
         host = (conn.host or "").strip() or DEFAULT_BASE_URL
@@ -100,18 +100,68 @@ class InstasentHook(BaseHook):
         return InstasentClient(**self.client_config())
 
     def test_connection(self) -> tuple[bool, str]:
-        """Probe ``GET /v1/`` (or ``GET /stream`` for a datasource token) and report the scopes."""
+        """Check what a run will need, and report what the token may do.
+
+        Passes only when the token is valid, the configured project exists and is visible to
+        it, and the configured datasource exists in that project (not checked, and said so,
+        when the token lacks ``PROJECT_DATASOURCE_READ``). The message names the project and
+        datasource, the token's scopes and the audience data level it will see (``full``,
+        ``basic`` or ``default``: ``privacy_level``).
+        A datasource token (``GET /stream`` only) is checked against its own datasource.
+        """
         try:
             with self.get_conn() as client:
-                try:
-                    info = client.get_token_info()
-                    scopes = (info.get("metadata") or {}).get("scopes") or []
-                    projects = [p.get("uid") for p in (info.get("entity") or {}).get("projects") or []]
-                    where = f"projects {', '.join(str(p) for p in projects)}" if projects else "no project"
-                except InstasentError:
-                    stream = client.get_stream()
-                    scopes = (stream.get("token") or {}).get("scopes") or []
-                    where = f"datasource {client.datasource}"
-            return True, f"Connected to Instasent ({where}); token scopes: {', '.join(scopes) or 'none'}"
+                return self._check(client)
         except Exception as exc:  # report every failure as a message, never raise
             return False, str(exc)
+
+    @staticmethod
+    def _check(client: InstasentClient) -> tuple[bool, str]:
+        from ..client.errors import NotFoundError, PermissionDeniedError
+        from ..export.engine import PRIVACY_SCOPES, privacy_level
+
+        project, datasource = client.project, client.datasource
+        try:
+            info = client.get_token_info()
+        except PermissionDeniedError:  # a datasource token: /stream and /stats of its datasource only
+            if not project:
+                return False, "the connection has no project: set the extra 'project' (the project UID)"
+            try:
+                stream = client.get_stream()
+            except NotFoundError as exc:
+                return False, (f"{exc.api_message or exc}: check the connection's project ({project!r}) and "
+                               f"datasource ({datasource!r}) UIDs")
+            except PermissionDeniedError as exc:
+                return False, (f"this datasource token cannot use datasource {datasource!r} of project "
+                               f"{project!r}: {exc.api_message or exc}")
+            scopes = (stream.get("token") or {}).get("scopes") or []
+            return True, (f"Connected to Instasent with a datasource token: datasource {datasource} of project "
+                          f"{project}; token scopes: {', '.join(scopes) or 'none'}; audience data: none "
+                          "(a datasource token only writes to its datasource)")
+
+        scopes = list((info.get("metadata") or {}).get("scopes") or [])
+        visible = [str(p.get("uid")) for p in (info.get("entity") or {}).get("projects") or [] if p.get("uid")]
+        sees = ", ".join(visible) or "none"
+        if not project:
+            return False, f"the connection has no project: set the extra 'project' (this token sees: {sees})"
+        if visible and project not in visible:
+            return False, f"project {project!r} is not visible to this token (it sees: {sees}): check the project UID"
+        try:
+            name = client.get_project().get("entity", {}).get("name")
+        except NotFoundError as exc:
+            return False, f"project {project!r} not found (this token sees: {sees}; API: {exc.api_message or exc})"
+        where = f"project {project}" + (f" ({name})" if name else "")
+        try:
+            ds = client.get_datasource(datasource)
+            where += f", datasource {datasource}" + (f" ({ds['name']})" if ds.get("name") else "")
+        except NotFoundError as exc:
+            return False, (f"datasource {datasource!r} not found in project {project!r}: check the datasource UID "
+                           f"(API: {exc.api_message or exc})")
+        except PermissionDeniedError:
+            where += f", datasource {datasource} not checked (the token lacks PROJECT_DATASOURCE_READ)"
+        level = privacy_level(scopes)
+        granted = next((s for s in PRIVACY_SCOPES if s in scopes), None)
+        why = (f"from {granted}; the organization's plan can lower it" if granted
+               else "no PROJECT_AUDIENCE_DATA_* scope: name and user id only")
+        return True, (f"Connected to Instasent: {where}; token scopes: {', '.join(scopes) or 'none'}; "
+                      f"audience data level: {level} ({why})")

@@ -9,10 +9,11 @@ operators and the benchmarks (see docs/ingest.md and docs/idempotency.md).
     report = write_events(client, "orders/*.parquet", event_type="ecommerce_order_create",
                           on_invalid="dead_letter", rejects_path="rejects.parquet")
 
-Modules: :mod:`.sources` (inputs → Arrow batches), :mod:`.specs` (datasource specs, JSON
-Schema), :mod:`.validate` (vectorised checks and coercions), :mod:`.encode` (JSON items and
-request bodies), :mod:`.idempotency` (``_event_id``), :mod:`.sender` (bounded concurrency),
-:mod:`.report` (report and rejects), :mod:`.engine` (orchestration), :mod:`.delete`
+Modules: ``sources`` (inputs → Arrow batches), ``specs`` (datasource specs, JSON
+Schema), ``validate`` (vectorised checks of a batch), ``coerce`` (vectorised
+coercion of a column), ``rowerrors`` (every error of every row), ``encode`` (JSON
+items and request bodies), ``idempotency`` (``_event_id``), ``sender`` (bounded concurrency),
+``report`` (report and rejects), ``engine`` (orchestration), ``delete``
 (contact deletion).
 """
 
@@ -26,6 +27,7 @@ from .errors import (
     IngestSchemaError,
     RejectedRowsError,
     RequestFailedError,
+    SourceReadError,
 )
 from .idempotency import EventIdDeriver, derive_event_id
 from .report import REJECT_COLUMNS, IngestReport
@@ -44,6 +46,7 @@ __all__ = [
     "ProjectSpecs",
     "RejectedRowsError",
     "RequestFailedError",
+    "SourceReadError",
     "SqlSource",
     "delete_contacts",
     "derive_event_id",

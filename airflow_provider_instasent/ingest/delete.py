@@ -10,14 +10,15 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
 from ..client.errors import NotFoundError
+from ..progress import Progress
 from .errors import IngestError, IngestSchemaError
+from .sender import BoundedPool, Done
 from .sources import SqlSource, open_source
 
 log = logging.getLogger("airflow_provider_instasent.ingest")
@@ -46,6 +47,19 @@ class DeleteReport:
             "failures": [{"_user_id": u, "error": e} for u, e in self.failures[:20]],
         }
 
+    def _repr_html_(self) -> str:
+        """The report as an HTML table in Jupyter: counts, throughput, the first failures."""
+        import pandas as pd
+
+        from .._html import report_html
+
+        per_s = self.requested / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        counts = [("requested", self.requested), ("deleted", self.deleted), ("missing (already gone)", self.missing),
+                  ("failed", self.failed), ("seconds", round(self.elapsed_s, 1)), ("ids/s", round(per_s, 1))]
+        failures = pd.DataFrame(self.failures, columns=["_user_id", "error"])
+        return report_html(f"{'DRY RUN ' if self.dry_run else ''}Instasent contact delete", counts,
+                           frame=failures, frame_title="failures", total=self.failed)
+
 
 def _ids_from_batches(batches: Iterable[pa.RecordBatch], column: str | None) -> Iterator[str]:
     for batch in batches:
@@ -66,7 +80,7 @@ def _ids_from_batches(batches: Iterable[pa.RecordBatch], column: str | None) -> 
 
 
 def user_ids_from(data: Any, *, column: str | None = None, batch_rows: int = 10_000) -> Iterator[str]:
-    """User ids from a list, a :class:`SqlSource` (first column or ``column``), a text file (one
+    """User ids from a list, a ``SqlSource`` (first column or ``column``), a text file (one
     id per line), a CSV file (``column``, default ``_user_id``), or Parquet/Arrow/pandas data."""
     if isinstance(data, (list, tuple, set, frozenset)) and not (
             data and all(isinstance(v, (str, os.PathLike)) and str(v).endswith(".parquet") for v in data)):
@@ -100,15 +114,15 @@ def user_ids_from(data: Any, *, column: str | None = None, batch_rows: int = 10_
 def delete_contacts(client: Any, user_ids: Any, *, max_in_flight: int = 16, datasource: str | None = None,
                     missing_ok: bool = True, dry_run: bool = False, column: str | None = None,
                     progress_interval: float = 5.0, logger: Any = None) -> DeleteReport:
-    """Delete every contact in ``user_ids`` (see :func:`user_ids_from` for the inputs).
+    """Delete every contact in ``user_ids`` (see ``user_ids_from`` for the inputs).
 
     ``dry_run`` only counts the ids (the API has no dry run for deletes). Raises
-    :class:`IngestError` (with ``.report``) when a delete failed, or when a contact was
+    ``IngestError`` (with ``.report``) when a delete failed, or when a contact was
     missing and ``missing_ok`` is False.
     """
     logger = logger or log
     report = DeleteReport(dry_run=dry_run)
-    started = last = time.monotonic()
+    started = time.monotonic()
     ids = user_ids_from(user_ids, column=column)
     if dry_run:
         for _ in ids:
@@ -124,36 +138,28 @@ def delete_contacts(client: Any, user_ids: Any, *, max_in_flight: int = 16, data
         except NotFoundError:
             return "missing"
 
-    def settle(done: Iterable[Future[str]]) -> None:
-        for fut in done:
-            user_id = pending.pop(fut)
-            try:
-                outcome = fut.result()
-            except Exception as exc:
+    def settle(done: Iterable[Done[str]]) -> None:
+        for d in done:
+            if d.error is not None:
                 report.failed += 1
                 if len(report.failures) < 1000:
-                    report.failures.append((user_id, str(exc)))
-                continue
-            if outcome == "deleted":
+                    report.failures.append((d.item, str(d.error)))
+            elif d.result == "deleted":
                 report.deleted += 1
             else:
                 report.missing += 1
 
-    pending: dict[Future[str], str] = {}
-    with ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="instasent-delete") as pool:
+    progress = Progress(logger, "delete", progress_interval, unit="requested")
+    pool: BoundedPool[str] = BoundedPool(max_in_flight, name="instasent-delete", client=client)
+    try:
         for user_id in ids:
-            while len(pending) >= max_in_flight:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                settle(done)
+            settle(pool.submit(one, user_id))
             report.requested += 1
-            pending[pool.submit(one, user_id)] = user_id
-            now = time.monotonic()
-            if progress_interval > 0 and now - last >= progress_interval:
-                last = now
-                logger.info("instasent delete: %d requested, %d deleted, %d missing, %d failed",
-                            report.requested, report.deleted, report.missing, report.failed)
-        done, _ = wait(pending)
-        settle(done)
+            progress.tick(report.requested, f"{report.deleted} deleted, {report.missing} missing, "
+                                            f"{report.failed} failed")
+        settle(pool.drain())
+    finally:
+        pool.close(cancel=True)
     report.elapsed_s = time.monotonic() - started
     logger.info("instasent delete: %d requested, %d deleted, %d missing (already absent), %d failed in %.1fs",
                 report.requested, report.deleted, report.missing, report.failed, report.elapsed_s)

@@ -243,6 +243,21 @@ class Oversize:
     row: int
     user_id: str
     size: int
+    #: the field whose value is the largest part of the item (``_event_parameters.notes``...)
+    field: str = ""
+
+
+def largest_field(item: Any, prefix: str = "") -> tuple[str, int]:
+    """The (dotted) key of the largest value of an item, and that value's encoded size."""
+    best, size = prefix.rstrip("."), 0
+    if not isinstance(item, dict):
+        return best, len(_dumps(item))
+    for key, value in item.items():
+        name, n = largest_field(value, f"{prefix}{key}.") if isinstance(value, dict) else (
+            f"{prefix}{key}", len(_dumps(value)))
+        if n > size:
+            best, size = name, n
+    return best, size
 
 
 class Chunker:
@@ -252,7 +267,7 @@ class Chunker:
     ``_user_id``: the second one starts a new request, so "later row wins" does not depend on
     how the API orders items inside one call. Items keep their source order across batches (a
     partial request is carried over to the next batch). Items too large on their own are
-    collected in :attr:`oversize` (take them with :meth:`take_oversize`).
+    collected in ``oversize`` (take them with ``take_oversize``).
     """
 
     def __init__(self, *, max_items: int = MAX_ITEMS_PER_PUSH, max_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
@@ -330,7 +345,7 @@ class Chunker:
         for item, row, user, win in zip(items, rows, users, window):
             data = _dumps(item)
             if len(data) + 2 > self.max_bytes:
-                self.oversize.append(Oversize(row, user, len(data)))
+                self.oversize.append(Oversize(row, user, len(data), largest_field(item)[0]))
                 continue
             if parts and total + 1 + len(data) > self.max_bytes:
                 yield Request(body_of(parts), p_rows, p_users, p_window)

@@ -1,6 +1,6 @@
 """The ingest engine: source → rename → validate → encode → chunk → send → report.
 
-One implementation behind :func:`write_contacts`, :func:`write_events`, the Airflow
+One implementation behind ``write_contacts``, ``write_events``, the Airflow
 operator and the benchmarks. See docs/ingest.md for every option.
 """
 
@@ -17,6 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..client.endpoints import MAX_ITEMS_PER_PUSH
+from ..progress import Progress
+from .coerce import CoerceOptions
 from .encode import DEFAULT_MAX_REQUEST_BYTES, Chunker, EncodedBatch, Encoder, Request
 from .errors import (
     AutomationsGuardError,
@@ -24,21 +26,22 @@ from .errors import (
     IngestSchemaError,
     RejectedRowsError,
     RequestFailedError,
+    SourceReadError,
 )
 from .idempotency import EventIdDeriver
 from .report import IngestReport, RejectsSink
 from .sender import Outcome, Sender, SenderClosed
 from .sources import DEFAULT_BATCH_ROWS, ColumnMapper, Source, SpooledSource, open_source
 from .specs import USER_ID, Kind, ProjectSpecs
-from .validate import CoerceOptions, Validated, Validator
+from .validate import Validated, Validator
 
 log = logging.getLogger("airflow_provider_instasent.ingest")
 
 OnInvalid = Literal["fail", "skip", "dead_letter"]
 Automations = Literal["allow", "warn", "refuse"]
 
-#: What :attr:`IngestOptions.on_outcome` receives: ``(outcome, source_rows, reasons)`` with
-#: ``outcome`` one of :data:`OUTCOMES`, the 0-based ``source_row`` numbers (the rejects' numbering)
+#: What `IngestOptions.on_outcome` receives: ``(outcome, source_rows, reasons)`` with
+#: ``outcome`` one of `OUTCOMES`, the 0-based ``source_row`` numbers (the rejects' numbering)
 #: and one reason per row (empty for accepted rows).
 OutcomeCallback = Callable[[str, Sequence[int], Sequence[str]], None]
 
@@ -83,7 +86,7 @@ class IngestOptions:
     spool_dir: str | None = None
     run_id: str | None = None
     logger: Any = field(default=None, compare=False)
-    #: called in the run's thread with each decided row's outcome (see :data:`OutcomeCallback`);
+    #: called in the run's thread with each decided row's outcome (see `OutcomeCallback`);
     #: how the stateful sync learns which rows the API accepted (docs/sync.md)
     on_outcome: OutcomeCallback | None = field(default=None, compare=False)
 
@@ -168,46 +171,12 @@ def _user_id_strings(batch: pa.RecordBatch) -> list[Any]:
         return [None] * batch.num_rows
 
 
-class Progress:
-    """Logs rows, rows/s, rejects and the ETA every ``interval`` seconds."""
-
-    def __init__(self, logger: Any, kind: str, interval: float, total: int | None) -> None:
-        self.log = logger
-        self.kind = kind
-        self.interval = interval
-        self.total = total
-        self.started = time.monotonic()
-        self.last = self.started
-
-    def tick(self, report: IngestReport, *, force: bool = False, phase: str = "") -> None:
-        now = time.monotonic()
-        if not force and (self.interval <= 0 or now - self.last < self.interval):
-            return
-        self.last = now
-        elapsed = max(now - self.started, 1e-9)
-        rate = report.rows / elapsed
-        where = f"{report.rows}" + (f"/{self.total} ({100.0 * report.rows / self.total:.1f}%)" if self.total else "")
-        eta = ""
-        if self.total and rate > 0 and report.rows < self.total:
-            eta = f", ETA {_duration((self.total - report.rows) / rate)}"
-        self.log.info(
-            "instasent %s%s: %s rows read, %.0f rows/s, %d accepted, %d rejected, %d requests%s",
-            self.kind, f" {phase}" if phase else "", where, rate, report.accepted, report.rejected,
-            report.requests, eta,
-        )
-
-
-def _duration(seconds: float) -> str:
-    seconds = int(seconds)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{(seconds % 3600) // 60:02d}m"
+def _counts(report: IngestReport) -> str:
+    return f"{report.accepted} accepted, {report.rejected} rejected, {report.requests} requests"
 
 
 class IngestRun:
-    """One run of the engine. Use :func:`ingest`, :func:`write_contacts` or :func:`write_events`."""
+    """One run of the engine. Use ``ingest``, ``write_contacts`` or ``write_events``."""
 
     def __init__(self, client: Any, data: Any, options: IngestOptions) -> None:
         self.client = client
@@ -303,7 +272,18 @@ class IngestRun:
 
     def _batches(self, source: Source) -> Iterator[tuple[int, pa.RecordBatch]]:
         offset = 0
-        for raw in source.batches():
+        batches = iter(source.batches())
+        while True:
+            try:
+                raw = next(batches)
+            except StopIteration:
+                return
+            except IngestError:
+                raise
+            except Exception as exc:  # the source, not the data: name it and keep the report
+                raise SourceReadError(
+                    f"cannot read {source.name} after {offset} rows: {type(exc).__name__}: {exc}", self.report
+                ) from exc
             batch = self.mapper(raw)
             yield offset, batch
             offset += batch.num_rows
@@ -353,7 +333,8 @@ class IngestRun:
     def _preflight(self, source: Source, validator: Validator) -> None:
         """Validate everything and count the automation window before sending anything."""
         opts, report = self.opts, self.report
-        progress = Progress(self.log, opts.kind, opts.progress_interval, source.total_rows)
+        progress = Progress(self.log, f"{opts.kind} preflight", opts.progress_interval, source.total_rows,
+                            unit="rows read")
         in_window = 0
         for offset, batch in self._batches(source):
             report.rows += batch.num_rows
@@ -367,7 +348,7 @@ class IngestRun:
                     rows = np.arange(group.n) if group.rows is None else group.rows
                     in_window += int(np.count_nonzero(group.in_window & valid[rows]))
             self._check_ratio()
-            progress.tick(report, phase="preflight")
+            progress.tick(report.rows, _counts(report))
         self._check_ratio(final=True)
         if opts.kind == "events" and in_window:
             message = (f"{in_window} event(s) have an _event_date within ±1 hour of now (or none, which means "
@@ -376,8 +357,10 @@ class IngestRun:
                 raise AutomationsGuardError(
                     message + "; nothing was sent (automations='refuse'). Send them with automations='allow' "
                     "if that is intended, or fix their dates.", report)
-            if opts.automations == "warn" and not opts.dry_run:
-                self.log.warning("%s (automations='warn')", message)
+            if opts.dry_run:
+                self.log.info("%s (dry run: nothing is sent)", message)
+            else:  # 'allow' or 'warn': said before anything is sent
+                self.log.warning("%s (automations=%r); sending now", message, opts.automations)
                 self._warned_window = True
 
     # -- the send pass ----------------------------------------------------------------------
@@ -388,7 +371,7 @@ class IngestRun:
         sender = Sender(self.client, opts.kind, max_in_flight=opts.max_in_flight, dry_run=opts.dry_run,
                         datasource=opts.datasource, ordered=opts.kind == "contacts")
         self.sender = sender
-        progress = Progress(self.log, opts.kind, opts.progress_interval, source.total_rows)
+        progress = Progress(self.log, opts.kind, opts.progress_interval, source.total_rows, unit="rows read")
         cancel = True
         try:
             for offset, batch in self._batches(source):
@@ -419,7 +402,7 @@ class IngestRun:
                         self._stop = exc
                 if self._stop is not None:
                     break
-                progress.tick(report)
+                progress.tick(report.rows, _counts(report))
             self._submit_all(sender, chunker, chunker.flush())
             for outcome in sender.drain():
                 self._handle(outcome)
@@ -432,7 +415,7 @@ class IngestRun:
                 report.requests -= 1
                 report.sent -= request.n_items
                 report.skipped += request.n_items
-        progress.tick(report, force=True)
+        progress.tick(report.rows, _counts(report), force=True)
         if self._stop is not None:
             raise self._stop
         self._check_ratio(final=True)
@@ -462,8 +445,9 @@ class IngestRun:
         big = chunker.take_oversize()
         if not big:
             return []
-        reasons = [f"the item is {b.size} bytes, more than max_request_bytes={chunker.max_bytes}" for b in big]
-        self.rejects.add([b.row for b in big], [b.user_id for b in big], [""] * len(big), reasons, "local")
+        reasons = [f"the item is {b.size} bytes, more than max_request_bytes={chunker.max_bytes}"
+                   + (f" ({b.field} is the largest value)" if b.field else "") for b in big]
+        self.rejects.add([b.row for b in big], [b.user_id for b in big], [b.field for b in big], reasons, "local")
         self._notify("rejected", [b.row for b in big], reasons)
         self.report.rejected += len(big)
         self.report.rejected_local += len(big)
@@ -566,18 +550,55 @@ def ingest(client: Any, kind: Kind, data: Any, **options: Any) -> IngestReport:
 def write_contacts(client: Any, data: Any, **options: Any) -> IngestReport:
     """Upsert contacts: one column per attribute uid, ``_user_id`` required.
 
-    ``data``: a pandas DataFrame, a pyarrow Table / RecordBatch / RecordBatchReader, a Parquet
-    path/glob/directory (or ObjectStoragePath), a :class:`~.sources.SqlSource`, or a callable
-    returning one. Options: see docs/ingest.md. Returns an :class:`IngestReport`; raises an
-    :class:`~.errors.IngestError` (with ``.report``) when the run stops.
+    Args:
+        client: an ``InstasentClient``.
+        data: a pandas DataFrame, a pyarrow Table / RecordBatch / RecordBatchReader, a Parquet
+            path, glob or directory (or a URL or ``ObjectStoragePath``), a ``SqlSource``, or a
+            callable returning one of these.
+        **options: any of the options below (defaults in ``DEFAULTS``; details in docs/ingest.md).
+            ``columns``: ``{source: target}`` renames, ``None`` drops a column.
+            ``on_invalid``: ``"fail"`` (default), ``"skip"`` or ``"dead_letter"``.
+            ``max_rejected_ratio``: stop when more than this share of rows is rejected.
+            ``dry_run``: validate and call the API with ``_dryRun``; nothing is stored.
+            ``automations``: ``"allow"``, ``"warn"`` or ``"refuse"`` (events in the ±1 h window).
+            ``preflight``: check the whole input before sending anything.
+            ``nulls``: ``"omit"`` (keep the stored value) or ``"null"`` (clear it).
+            ``assume_timezone``: the zone of naive timestamps.
+            ``event_id_fields``: derive ``_event_id`` from these fields (events).
+            ``unknown_columns``: ``"error"``, ``"ignore"`` or ``"send"``.
+            ``rejects_path``: a Parquet file with every reject.
+            ``rejects_table`` and ``rejects_conn``: a SQL table with every reject, in a hook,
+            DB-API or SQLAlchemy connection.
+            ``max_rejects_in_memory``: rejects kept in ``report.rejects``.
+            ``max_in_flight``: concurrent push requests. ``max_items``: items per request.
+            ``max_request_bytes``: the byte ceiling of a request. ``batch_rows``: rows per batch.
+            ``progress_interval``: seconds between progress lines. ``datasource``: the
+            datasource uid. ``specs``: a ``ProjectSpecs`` to use instead of loading it.
+            ``spool_dir``: where one-shot sources are spooled for the preflight.
+            ``run_id``: written to the rejects table. ``logger``: where the lines go.
+
+    Returns:
+        The ``IngestReport``: counts, rejects and throughput.
+
+    Raises:
+        IngestError: the run stopped (a subclass says why); ``.report`` holds what was done.
     """
     return ingest(client, "contacts", data, **options)
 
 
 def write_events(client: Any, data: Any, *, event_type: str | None = None, **options: Any) -> IngestReport:
     """Append events: ``_user_id``, optional ``_event_id`` / ``_event_date`` / ``_user_data``,
-    and the parameters as flat columns or one ``_event_parameters`` struct column; one type per
-    frame (``event_type=``) or an ``_event_type`` column. See :func:`write_contacts`."""
+    and the parameters as flat columns or one ``_event_parameters`` struct column.
+
+    Args:
+        client: an ``InstasentClient``.
+        data: as for ``write_contacts``.
+        event_type: the type of every row; or give an ``_event_type`` column.
+        **options: the options of ``write_contacts`` (all of them apply to events).
+
+    Returns:
+        The ``IngestReport``, with ``would_fire_automations`` for events.
+    """
     return ingest(client, "events", data, event_type=event_type, **options)
 
 

@@ -1,6 +1,6 @@
 """Exceptions of the ingest engine.
 
-Every error raised after the run started carries the :class:`~.report.IngestReport` of what
+Every error raised after the run started carries the ``IngestReport`` of what
 happened so far (``exc.report``): counts, and the rejects that were already written.
 """
 
@@ -13,7 +13,7 @@ from ..client.errors import InstasentConfigError, InstasentError
 
 class IngestError(InstasentError):
     """A bulk ingest run stopped. ``report`` holds the counts up to that point (an
-    :class:`~.report.IngestReport`, or a :class:`~.delete.DeleteReport` for deletes)."""
+    ``IngestReport``, or a ``DeleteReport`` for deletes)."""
 
     def __init__(self, message: str, report: Any = None) -> None:
         super().__init__(message)
@@ -35,6 +35,11 @@ class RejectedRowsError(IngestError):
 
 class AutomationsGuardError(IngestError):
     """``automations="refuse"`` and events would fall inside the ±1 hour automation window."""
+
+
+class SourceReadError(IngestError):
+    """The input could not be read past some row (a corrupt or truncated Parquet file, a lost
+    database connection). ``report`` says what was done before; the cause is ``__cause__``."""
 
 
 class RequestFailedError(IngestError):

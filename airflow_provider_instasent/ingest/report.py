@@ -1,4 +1,4 @@
-"""What happened to every row: :class:`IngestReport`, and where rejects are written.
+"""What happened to every row: ``IngestReport``, and where rejects are written.
 
 Rejects have one row per (source row, field, reason), with columns:
 
@@ -17,7 +17,7 @@ full to ``rejects_path`` (one Parquet file) and/or a SQL table (``rejects_table`
 database ``rejects_conn``: a common-sql hook, a DB-API or SQLAlchemy connection; created if
 missing, with an extra ``run_id`` column). The contract is docs/adr/0002-rejects-accounting.md.
 
-:func:`aggregate_reports` adds up the reports of the shards of one sharded run.
+``aggregate_reports`` adds up the reports of the shards of one sharded run.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ class IngestReport:
     the client's retries during the run. ``would_fire_automations``: events inside the ±1 h
     window (accepted ones; in a dry run, the ones that would be accepted). ``started_at`` and
     ``finished_at`` are epoch seconds, ``worker`` the ``host:pid`` that ran it: what
-    :func:`aggregate_reports` needs for a sharded run's wall time and rows/s.
+    ``aggregate_reports`` needs for a sharded run's wall time and rows/s.
     """
 
     kind: str
@@ -147,11 +147,31 @@ class IngestReport:
     def __str__(self) -> str:
         return self.summary()
 
+    def _repr_html_(self) -> str:
+        """The report as an HTML table in Jupyter: counts, throughput, the first rejects."""
+        from .._html import report_html
+
+        title = f"{'DRY RUN ' if self.dry_run else ''}Instasent {self.kind} ingest: {self.status}"
+        counts = [
+            ("rows", self.rows),
+            ("accepted", self.accepted),
+            ("rejected", f"{self.rejected:,} ({self.rejected_local:,} local, {self.rejected_api:,} api)"),
+            ("skipped", self.skipped),
+            ("requests", self.requests),
+            ("retries", self.retries),
+            ("seconds", round(self.elapsed_s, 1)),
+            ("rows/s", round(self.rows_per_s, 1)),
+            ("events inside the ±1h automation window", self.would_fire_automations),
+            ("rejects written to", self.rejects_path or self.rejects_table),
+            ("error", self.error),
+        ]
+        return report_html(title, counts, frame=self.rejects, frame_title="rejects", total=self.reject_entries)
+
 
 class RejectsSink:
     """Collects rejects: in memory (bounded) and streamed to Parquet and/or a SQL table.
 
-    ``path``: anything :func:`~airflow_provider_instasent.io.paths.locate` takes (written
+    ``path``: anything ``locate`` takes (written
     atomically when the run ends, even with no rejects). ``table`` in ``db`` (a common-sql
     hook, a DB-API or SQLAlchemy connection): created if missing, appended to as rejects come.
     """

@@ -1,13 +1,17 @@
-"""Concurrent push requests with a bounded number in flight.
+"""Concurrent API calls with a bounded number in flight: the one worker pool of the package.
 
-The engine's thread prepares requests; a thread pool of ``max_in_flight`` workers sends them
-through the (thread-safe, self-pacing) client. The engine never has more than
-``max_in_flight`` requests submitted and unanswered: :meth:`Sender.submit` blocks, handing
-back finished requests while it waits, so memory stays bounded however fast the source is.
+``BoundedPool`` runs calls on ``max_in_flight`` threads and never has more than
+``max_in_flight`` submitted and unanswered: ``BoundedPool.submit`` blocks, handing back
+finished calls while it waits, so memory stays bounded however fast the caller produces
+work. An optional *conflict key* per call (a set of strings) makes a call wait while another
+call sharing a key is in flight.
 
-With ``ordered=True`` (contacts) a request that shares a ``_user_id`` with a request still in
-flight waits until that one is answered, so the later row of a user is always sent after the
-earlier one has been processed: "later row wins", as if the rows were sent one by one.
+``Sender`` is the push sender of the ingest engine on top of it: the engine's thread
+prepares requests, the pool sends them through the (thread-safe, self-pacing) client. With
+``ordered=True`` (contacts) a request that shares a ``_user_id`` with a request still in
+flight waits until that one is answered, so the later row of a user is always sent after
+the earlier one has been processed: "later row wins", as if the rows were sent one by one.
+The contact deletes (``delete``) use the pool directly.
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ from __future__ import annotations
 import queue
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .encode import Request
 
@@ -26,14 +30,109 @@ if TYPE_CHECKING:
     from ..client import InstasentClient
     from ..client.models import PushResult
 
+T = TypeVar("T")
+
 
 class SenderClosed(RuntimeError):
-    """The run stopped before this request was sent (it was not sent)."""
+    """The run stopped before this call was made (nothing was sent)."""
+
+
+@dataclass
+class Done(Generic[T]):
+    """A finished call: the work item it was submitted with, and its result or exception."""
+
+    item: T
+    result: Any = None
+    error: BaseException | None = None
+    seq: int = 0
+
+
+class BoundedPool(Generic[T]):
+    """At most ``max_in_flight`` calls submitted and unanswered (see the module doc).
+
+    ``client``: the client the calls use; its connection pool is made at least
+    ``max_in_flight`` wide (``reserve_connections``), so no request waits for a connection.
+    """
+
+    def __init__(self, max_in_flight: int, *, name: str = "instasent", client: Any = None) -> None:
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        reserve = getattr(client, "reserve_connections", None)
+        if callable(reserve):
+            reserve(max_in_flight)
+        self.max_in_flight = max_in_flight
+        self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix=name)
+        self._done: queue.SimpleQueue[Done[T]] = queue.SimpleQueue()
+        self._in_flight = 0
+        self._keys: Counter[str] = Counter()
+        self._closed = threading.Event()
+        self._pending: dict[int, tuple[T, Collection[str]]] = {}
+        self._seq = 0
+
+    def _run(self, call: Callable[[T], Any], item: T, seq: int) -> None:
+        try:
+            if self._closed.is_set():
+                raise SenderClosed("the run stopped before this call was made")
+            self._done.put(Done(item, result=call(item), seq=seq))
+        except BaseException as exc:  # handed to the caller's thread, which decides
+            self._done.put(Done(item, error=exc, seq=seq))
+
+    def _blocked(self, keys: Collection[str]) -> bool:
+        return self._in_flight >= self.max_in_flight or any(k in self._keys for k in keys)
+
+    def submit(self, call: Callable[[T], Any], item: T, keys: Collection[str] = ()) -> Iterator[Done[T]]:
+        """Run ``call(item)`` once a slot is free (and no call sharing ``keys`` is in flight);
+        yields the calls that finished meanwhile."""
+        while self._in_flight and self._blocked(keys):
+            yield self._take()
+        self._in_flight += 1
+        self._seq += 1
+        self._pending[self._seq] = (item, keys)
+        if keys:
+            self._keys.update(keys)
+        self._pool.submit(self._run, call, item, self._seq)
+
+    def poll(self) -> Iterator[Done[T]]:
+        """Finished calls, without waiting."""
+        while True:
+            try:
+                done = self._done.get_nowait()
+            except queue.Empty:
+                return
+            yield self._finish(done)
+
+    def drain(self) -> Iterator[Done[T]]:
+        """Wait for every call in flight."""
+        while self._in_flight:
+            yield self._take()
+
+    def _take(self) -> Done[T]:
+        return self._finish(self._done.get())
+
+    def _finish(self, done: Done[T]) -> Done[T]:
+        self._in_flight -= 1
+        _, keys = self._pending.pop(done.seq, (None, ()))
+        if keys:
+            self._keys.subtract(keys)
+            for key in keys:
+                if self._keys[key] <= 0:
+                    del self._keys[key]
+        return done
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Wait for the threads; ``cancel``: calls not started yet are not made."""
+        if cancel:
+            self._closed.set()
+        self._pool.shutdown(wait=True, cancel_futures=cancel)
+
+    def unfinished(self) -> list[T]:
+        """After ``close``: items submitted whose outcome was never taken (cancelled)."""
+        return [item for item, _ in self._pending.values()]
 
 
 @dataclass
 class Outcome:
-    """A finished request: the API's result, or the exception that ended it."""
+    """A finished push request: the API's result, or the exception that ended it."""
 
     request: Request
     result: PushResult | None = None
@@ -41,86 +140,44 @@ class Outcome:
 
 
 class Sender:
+    """Push requests of one ingest run through a ``BoundedPool`` (see the module doc)."""
+
     def __init__(self, client: InstasentClient, kind: str, *, max_in_flight: int = 16, dry_run: bool = False,
                  datasource: str | None = None, ordered: bool = False) -> None:
-        if max_in_flight < 1:
-            raise ValueError("max_in_flight must be at least 1")
         self.client = client
         self.kind = kind
-        self.max_in_flight = max_in_flight
         self.dry_run = dry_run
         self.datasource = datasource
         self.ordered = ordered
-        self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix="instasent-push")
-        self._done: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
-        self._in_flight = 0
-        self._users: Counter[str] = Counter()
-        self._closed = threading.Event()
-        self._pending: dict[int, Request] = {}
-        self.submitted = 0
+        self._pool: BoundedPool[Request] = BoundedPool(max_in_flight, name="instasent-push", client=client)
 
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
+    def _send(self, request: Request) -> PushResult:
+        return self.client.push(self.kind, request.body, n_items=request.n_items, dry_run=self.dry_run,
+                                datasource=self.datasource)
 
-    def _send(self, request: Request) -> None:
-        try:
-            if self._closed.is_set():
-                raise SenderClosed("the run stopped before this request was sent")
-            result = self.client.push(self.kind, request.body, n_items=request.n_items, dry_run=self.dry_run,
-                                      datasource=self.datasource)
-            self._done.put(Outcome(request, result=result))
-        except BaseException as exc:  # handed to the engine's thread, which decides
-            self._done.put(Outcome(request, error=exc))
-
-    def _blocked(self, request: Request) -> bool:
-        if self._in_flight >= self.max_in_flight:
-            return True
-        return self.ordered and any(u in self._users for u in request.user_ids)
+    @staticmethod
+    def _outcome(done: Done[Request]) -> Outcome:
+        return Outcome(done.item, result=done.result, error=done.error)
 
     def submit(self, request: Request) -> Iterator[Outcome]:
         """Send ``request`` once a slot is free; yields the requests that finished meanwhile."""
-        while self._in_flight and self._blocked(request):
-            yield self._take(block=True)
-        self._in_flight += 1
-        self.submitted += 1
-        self._pending[id(request)] = request
-        if self.ordered:
-            self._users.update(set(request.user_ids))
-        self._pool.submit(self._send, request)
+        keys = set(request.user_ids) if self.ordered else ()
+        for done in self._pool.submit(self._send, request, keys):
+            yield self._outcome(done)
 
     def poll(self) -> Iterator[Outcome]:
         """Finished requests, without waiting."""
-        while True:
-            try:
-                outcome = self._done.get_nowait()
-            except queue.Empty:
-                return
-            yield self._finish(outcome)
+        for done in self._pool.poll():
+            yield self._outcome(done)
 
     def drain(self) -> Iterator[Outcome]:
         """Wait for every request in flight."""
-        while self._in_flight:
-            yield self._take(block=True)
-
-    def _take(self, block: bool) -> Outcome:
-        return self._finish(self._done.get(block=block))
-
-    def _finish(self, outcome: Outcome) -> Outcome:
-        self._in_flight -= 1
-        self._pending.pop(id(outcome.request), None)
-        if self.ordered:
-            self._users.subtract(set(outcome.request.user_ids))
-            for user in set(outcome.request.user_ids):
-                if self._users[user] <= 0:
-                    del self._users[user]
-        return outcome
+        for done in self._pool.drain():
+            yield self._outcome(done)
 
     def close(self, *, cancel: bool = False) -> None:
-        if cancel:
-            self._closed.set()
-        self._pool.shutdown(wait=True, cancel_futures=cancel)
+        self._pool.close(cancel=cancel)
 
     def unfinished(self) -> list[Request]:
-        """After :meth:`close`: requests submitted whose outcome was never taken (cancelled)."""
-        return list(self._pending.values())
+        """After ``close``: requests submitted whose outcome was never taken (cancelled)."""
+        return self._pool.unfinished()

@@ -1,14 +1,14 @@
 """Where rows come from: every input becomes a stream of Arrow record batches.
 
-Supported inputs (:func:`open_source`):
+Supported inputs (``open_source``):
 
 * a pandas ``DataFrame`` (converted slice by slice), a pyarrow ``Table`` or ``RecordBatch``;
 * a pyarrow ``RecordBatchReader`` (read once);
 * a Parquet file, a glob (``orders/*.parquet``), a directory, a list of those, a URL or an
   Airflow ``ObjectStoragePath`` to any of them, found by the one discovery rule of
-  :mod:`airflow_provider_instasent.io.parquet` (names starting with ``.`` or ``_`` are
+  ``airflow_provider_instasent.io.parquet`` (names starting with ``.`` or ``_`` are
   skipped). Files are read record batch by record batch, never whole;
-* :class:`SqlSource`: a query on a common-sql hook, a DB-API or a SQLAlchemy connection,
+* ``SqlSource``: a query on a common-sql hook, a DB-API or a SQLAlchemy connection,
   streamed with a server-side cursor on PostgreSQL and ``fetchmany`` elsewhere;
 * an iterable of any of the above frames/batches, or a callable returning any input.
 
@@ -179,7 +179,7 @@ class ParquetSource:
     """Parquet files read one record batch at a time (buffered reads, no pre-buffering).
 
     ``path``: a file, directory, glob, URL, ``ObjectStoragePath`` or a list of them, found
-    by the one discovery rule of :func:`airflow_provider_instasent.io.parquet.discover`.
+    by the one discovery rule of ``airflow_provider_instasent.io.parquet.discover``.
     ``columns``: read only these columns (None: all); ``drop``: never read these.
     """
 
@@ -215,14 +215,17 @@ class ParquetSource:
 
     def batches(self) -> Iterator[pa.RecordBatch]:
         for f in self.files:
-            with open_parquet(f) as pf:
-                if pf.metadata.num_rows == 0:
-                    continue
-                cols: list[str] | None = None
-                if self.columns is not None or self.drop:
-                    names = pf.schema_arrow.names
-                    cols = [c for c in (self.columns or names) if c in names and c not in self.drop]
-                yield from pf.iter_batches(batch_size=self.batch_rows, columns=cols, use_threads=False)
+            try:
+                with open_parquet(f) as pf:
+                    if pf.metadata.num_rows == 0:
+                        continue
+                    cols: list[str] | None = None
+                    if self.columns is not None or self.drop:
+                        names = pf.schema_arrow.names
+                        cols = [c for c in (self.columns or names) if c in names and c not in self.drop]
+                    yield from pf.iter_batches(batch_size=self.batch_rows, columns=cols, use_threads=False)
+            except (OSError, pa.ArrowException) as exc:  # name the file that cannot be read
+                raise OSError(f"{f}: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,7 +235,7 @@ class SqlSource:
     """A query, streamed: a server-side cursor on PostgreSQL, ``fetchmany`` elsewhere.
 
     ``db`` is a common-sql ``DbApiHook`` (the operator resolves ``sql_conn_id`` to one), a
-    DB-API connection or a SQLAlchemy connection/engine (see :mod:`airflow_provider_instasent.io.sql`).
+    DB-API connection or a SQLAlchemy connection/engine (see ``airflow_provider_instasent.io.sql``).
     """
 
     reopenable = False
@@ -324,7 +327,7 @@ def _ipc_codec() -> str | None:
 # factory and column mapping
 # ---------------------------------------------------------------------------------------------
 def open_source(data: Any, *, batch_rows: int = DEFAULT_BATCH_ROWS, drop: Iterable[str] = ()) -> Source:
-    """Turn any supported input into a :class:`Source` (see the module doc)."""
+    """Turn any supported input into a ``Source`` (see the module doc)."""
     if isinstance(data, SqlSource) and data.batch_rows is None:
         data.batch_rows = batch_rows
     if isinstance(data, (PandasSource, ArrowSource, IterSource, ParquetSource, SqlSource, SpooledSource)):

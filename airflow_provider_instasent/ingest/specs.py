@@ -4,10 +4,10 @@
 once, and the parameter specs of an event type (``/stream/specs/event-parameters/{type}``) the
 first time that type is needed. The same specs drive:
 
-* the fast, vectorised validator (:mod:`.validate`), through :class:`FieldSpec`;
+* the fast, vectorised validator (``validate``), through ``FieldSpec``;
 * a JSON Schema (Draft 2020-12) per event type and for contacts, describing one API item
-  after the loader's coercions (:meth:`ProjectSpecs.json_schema`); users can export it, and
-  :meth:`ProjectSpecs.validator` gives a ``jsonschema`` validator with exact messages.
+  after the loader's coercions (``ProjectSpecs.json_schema``); users can export it, and
+  ``ProjectSpecs.validator`` gives a ``jsonschema`` validator with exact messages.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ EVENT_RESERVED = (USER_ID, EVENT_ID, EVENT_TYPE, EVENT_DATE, EVENT_PARAMETERS, U
 #: Longest ``_user_id`` / ``_event_id`` the API takes.
 MAX_ID_LENGTH = 255
 
-#: ``dataType`` spelling -> the checks applied to it: the one table in :mod:`..datatypes`.
+#: ``dataType`` spelling -> the checks applied to it: the one table in ``datatypes``.
 _TYPE_MAP: Mapping[str, DataType] = KINDS
 
 #: ``_user_id`` / ``_event_id``: a string with at least one non-blank character.
@@ -157,7 +157,7 @@ class EventTypeSpec:
 class ProjectSpecs:
     """The attribute and event specs of one datasource.
 
-    Build it with :meth:`load` (from the API, once per run) or :meth:`from_specs` (from the
+    Build it with ``load`` (from the API, once per run) or ``from_specs`` (from the
     raw spec lists, e.g. in tests or benchmarks).
     """
 

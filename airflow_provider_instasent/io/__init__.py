@@ -12,9 +12,9 @@ such as Airflow's ``ObjectStoragePath`` (built by an operator from its connectio
 common-sql ``DbApiHook``, a DB-API connection or a SQLAlchemy connection/engine; a stream of
 Arrow record batches. Modules:
 
-* :mod:`.paths`: one way to open a path, whatever it is (pyarrow filesystems);
-* :mod:`.parquet`: Parquet discovery (``pyarrow.dataset``), reading, the atomic writer;
-* :mod:`.sql`: identifiers, per-database dialects, the staging + swap writer, the streaming
+* ``paths``: one way to open a path, whatever it is (pyarrow filesystems);
+* ``parquet``: Parquet discovery (``pyarrow.dataset``), reading, the atomic writer;
+* ``sql``: identifiers, per-database dialects, the staging + swap writer, the streaming
   reader;
-* :mod:`.shards`: Parquet row-group shards and SQL key-range shards for mapped tasks.
+* ``shards``: Parquet row-group shards and SQL key-range shards for mapped tasks.
 """

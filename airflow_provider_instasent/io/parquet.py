@@ -1,6 +1,6 @@
 """Parquet files: discovery, reading, and the one atomic writer.
 
-**Discovery** (:func:`discover`) has one rule, for the loader, the shard planner and the
+**Discovery** (``discover``) has one rule, for the loader, the shard planner and the
 tests alike: a file is itself; a directory is what ``pyarrow.dataset`` discovers below it,
 recursively, skipping every name that starts with ``.`` or ``_`` (``_SUCCESS``,
 ``_metadata``, ``_temporary/``, ``.crc`` files), as Spark and Hive write them; a glob
@@ -8,7 +8,7 @@ recursively, skipping every name that starts with ``.`` or ``_`` (``_SUCCESS``,
 rule; a list is the union of its entries, in order, without duplicates. Files come back
 sorted, so every worker sees the same order.
 
-**Writing** (:class:`ParquetFileWriter`, :func:`write_parquet`): a local file is written under
+**Writing** (``ParquetFileWriter``, ``write_parquet``): a local file is written under
 a temporary name next to the target and renamed when complete; on object storage the same
 (the move is a copy there). A reader never sees half a file, and a failed write leaves an older
 file under the target name as it was.
@@ -166,9 +166,9 @@ class ParquetWriteResult:
 class ParquetFileWriter:
     """Writes one Parquet file that appears complete or not at all.
 
-    Use as a context manager (:meth:`commit` on success, :meth:`abort` on an exception), or
-    call them yourself. ``path`` is anything :func:`~.paths.locate` takes. Each
-    :meth:`write` becomes one row group.
+    Use as a context manager (``commit`` on success, ``abort`` on an exception), or
+    call them yourself. ``path`` is anything ``locate`` takes. Each
+    ``write`` becomes one row group.
     """
 
     def __init__(self, path: Any, schema: pa.Schema, *, compression: str = "zstd", **options: Any) -> None:
@@ -177,6 +177,8 @@ class ParquetFileWriter:
         self.rows = 0
         self.row_groups = 0
         self.target.make_parent()
+        if self.target.local:
+            self._remove_stale_temporaries()
         # A temporary name next to the target, moved into place when complete: atomic on a
         # local disk; on an object store a copy, so a failed write never touches (or deletes) an
         # older file under the target name.
@@ -185,6 +187,23 @@ class ParquetFileWriter:
         self._stream = self._tmp.open_output()
         self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self._stream, schema, compression=compression,
                                                                  **options)
+
+    def _remove_stale_temporaries(self) -> None:
+        """Temporary files of this target left by a writer process that no longer runs (killed)."""
+        parent = self.target.parent.path
+        prefix = f".{self.target.name}."
+        try:
+            names = os.listdir(parent)
+        except OSError:
+            return
+        for name in names:
+            if not (name.startswith(prefix) and name.endswith(".tmp")):
+                continue
+            pid = name[len(prefix):].split(".", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    os.remove(os.path.join(parent, name))
+                    log.warning("removed %s, left by a writer that did not finish", name)
 
     def write(self, data: pa.RecordBatch | pa.Table) -> None:
         if data.num_rows == 0:
@@ -228,6 +247,18 @@ class ParquetFileWriter:
             self.abort()
 
 
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def write_parquet(
     batches: Iterable[pa.RecordBatch],
     path: Any,
@@ -239,7 +270,7 @@ def write_parquet(
 ) -> ParquetWriteResult:
     """Stream ``batches`` (all with ``schema``) to one file; each batch becomes one row group.
 
-    ``path``: a local path, a URL or an ``ObjectStoragePath`` (see :mod:`.paths`).
+    ``path``: a local path, a URL or an ``ObjectStoragePath`` (see ``paths``).
     """
     logger = logger or log
     started = time.monotonic()

@@ -1,18 +1,18 @@
-"""One way to open a path, whatever it is: a :class:`Location` on a pyarrow filesystem.
+"""One way to open a path, whatever it is: a ``Location`` on a pyarrow filesystem.
 
 Accepted wherever the package takes a path:
 
-* a local path (``str`` or :class:`os.PathLike`, ``~`` expanded) or a ``file://`` URL;
+* a local path (``str`` or ``os.PathLike``, ``~`` expanded) or a ``file://`` URL;
 * a URL string with another scheme (``s3://``, ``gs://``, ``hdfs://``, ``abfs://``...): opened
-  by :meth:`pyarrow.fs.FileSystem.from_uri`, with the credentials pyarrow finds in the
+  by ``pyarrow.fs.FileSystem.from_uri``, with the credentials pyarrow finds in the
   environment (a notebook, a script);
 * an fsspec path object: Airflow's ``ObjectStoragePath`` or a ``universal_pathlib`` ``UPath``.
   It keeps its own filesystem (in Airflow: the credentials of its connection), adapted with
-  :class:`pyarrow.fs.FSSpecHandler`. The Airflow layer builds the ``ObjectStoragePath`` from a
+  ``pyarrow.fs.FSSpecHandler``. The Airflow layer builds the ``ObjectStoragePath`` from a
   ``conn_id``; nothing below it does.
 
 Every reader and writer of files (Parquet sources, shards, the Parquet writer, the rejects
-file) goes through :func:`locate`, so there is one storage stack, not one per direction.
+file) goes through ``locate``, so there is one storage stack, not one per direction.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _is_fsspec_path(value: Any) -> bool:
 
 
 def is_path_like(value: Any) -> bool:
-    """True for anything :func:`locate` takes (a str, an ``os.PathLike``, an fsspec path)."""
+    """True for anything ``locate`` takes (a str, an ``os.PathLike``, an fsspec path)."""
     return isinstance(value, (str, os.PathLike, Location)) or _is_fsspec_path(value)
 
 
@@ -102,12 +102,11 @@ class Location:
         return self.fs.open_output_stream(self.path)
 
     def make_parent(self) -> None:
+        """Create the parent directory of a local path (object stores have no directories, and
+        creating one there could create a bucket)."""
         parent = self.parent.path
-        if parent and parent != "/":
-            try:
-                self.fs.create_dir(parent, recursive=True)
-            except (OSError, NotImplementedError):  # object stores have no directories
-                pass
+        if self.local and parent and parent != "/":
+            self.fs.create_dir(parent, recursive=True)
 
     def delete(self) -> None:
         try:
@@ -120,7 +119,7 @@ class Location:
 
 
 def locate(value: Any) -> Location:
-    """A :class:`Location` for a local path, a URL string, an fsspec path or a Location.
+    """A ``Location`` for a local path, a URL string, an fsspec path or a Location.
 
     Raises:
         InstasentConfigError: an empty path, or a value that is not a path.

@@ -7,21 +7,21 @@ over them (``InstasentIngestOperator.partial(python_callable=read_shard, ...)
 carries all a worker needs to read its slice, so shards are independent: any worker can run
 any shard, in any order, any number of times. Re-running a shard is safe because the
 Ingest API upserts contacts by ``_user_id`` and drops events whose ``_event_id`` it already
-holds: give every event a stable ``_event_id`` (see ``event_id_prefix`` in :func:`read_shard`
+holds: give every event a stable ``_event_id`` (see ``event_id_prefix`` in ``read_shard``
 when the source has none) and a retried or re-triggered shard never duplicates anything.
 
 Two kinds of source:
 
-* **Parquet** (:func:`plan_parquet_shards`, :func:`read_shard`): whatever
-  :func:`~.parquet.discover` finds (one rule for the loader and the planner: a file, a
+* **Parquet** (``plan_parquet_shards``, ``read_shard``): whatever
+  ``discover`` finds (one rule for the loader and the planner: a file, a
   directory without its ``.``/``_`` names, a glob, a list), local paths or URIs that
   ``pyarrow.fs`` opens (``s3://``, ``gs://``, ``hdfs://``, ``file://``). Row groups are the
   unit of work: a shard is a run of consecutive row groups, possibly across several small
   files, cut so that shards hold about the same number of rows. Reading a shard touches only
   its row groups, one batch at a time.
-* **SQL** (:func:`plan_key_ranges`, :func:`plan_sql_shards`, :func:`key_range_query`): ranges
+* **SQL** (``plan_key_ranges``, ``plan_sql_shards``, ``key_range_query``): ranges
   of an integer (or any ordered) key column, from given bounds, from a ``MIN/MAX/COUNT``
-  query, or balanced on row counts by a quantile query. :func:`key_range_query` renders a
+  query, or balanced on row counts by a quantile query. ``key_range_query`` renders a
   shard as ``SELECT ... WHERE key >= :lower AND key < :upper`` with bind parameters.
 
 This module imports no Airflow code, so planning and reading can be unit-tested and reused
@@ -86,10 +86,10 @@ class ShardError(InstasentConfigError):
 
 
 def list_parquet_files(source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | Any) -> list[str]:
-    """The files of ``source`` as strings, in the stable order of :func:`~.parquet.discover`.
+    """The files of ``source`` as strings, in the stable order of ``discover``.
 
     Local paths come back absolute (so every worker resolves them the same way), URLs keep
-    their scheme. See :mod:`.parquet` for the discovery rule.
+    their scheme. See ``parquet`` for the discovery rule.
 
     Raises:
         FileNotFoundError: an entry matches no file.
@@ -159,7 +159,7 @@ def plan_parquet_shards(
     (e.g. 10k–100k rows) to get even shards.
 
     Args:
-        source: see :func:`list_parquet_files`.
+        source: see ``list_parquet_files``.
         target_rows: wanted rows per shard.
         max_shards: cap on the number of shards (default 1024, Airflow's ``max_map_length``);
             ``None`` for no cap. When it binds, shards get bigger than ``target_rows``.
@@ -257,7 +257,7 @@ def read_shard(
     group), so a shard of millions of rows runs in a small worker.
 
     Args:
-        descriptor: a descriptor from :func:`plan_parquet_shards`.
+        descriptor: a descriptor from ``plan_parquet_shards``.
         columns: columns to read; default the descriptor's ``columns`` (``None`` = all).
         batch_size: rows per yielded batch.
         event_id_prefix: when set and the data has no ``event_id_column``, add one made of
@@ -451,13 +451,13 @@ def plan_key_ranges(
     Shard ``i`` covers ``lower <= key < upper``; the last one ``lower <= key <= max_key``.
     Integers, floats, decimals, dates and datetimes are split arithmetically. Equal widths
     give equal row counts only for dense keys (auto-increment ids); for skewed keys use
-    :func:`plan_sql_shards` with ``balanced=True``.
+    ``plan_sql_shards`` with ``balanced=True``.
 
     Args:
         source: a table name (``schema.table``, optionally double-quoted parts) or a query
             (``SELECT ...``), which is wrapped as a sub-query.
         key: the key column (of ``source``'s output).
-        min_key: inclusive lower bound, e.g. from :func:`bounds_query`.
+        min_key: inclusive lower bound, e.g. from ``bounds_query``.
         max_key: inclusive upper bound.
         n_shards: number of ranges; or give ``target_rows`` and ``row_count``.
         target_rows: wanted rows per range (with ``row_count``).
@@ -565,20 +565,20 @@ def plan_sql_shards(
 ) -> list[ShardDescriptor]:
     """Plan key-range shards by asking the database for the key's bounds (and quantiles).
 
-    Runs :func:`bounds_query`; with ``balanced=True`` also :func:`quantile_query`, so each
+    Runs ``bounds_query``; with ``balanced=True`` also ``quantile_query``, so each
     shard gets about ``target_rows`` rows however the keys are distributed (gaps, skew,
     strings). Otherwise the ``[min, max]`` interval is cut into equal widths.
 
     Args:
         conn: a common-sql ``DbApiHook`` (``get_records``), a DB-API connection (``cursor``),
             or a callable ``sql -> rows``.
-        source: a table name or a query, see :func:`plan_key_ranges`.
+        source: a table name or a query, see ``plan_key_ranges``.
         key: the key column.
         target_rows: wanted rows per shard.
         max_shards: at most this many shards (``None``: no cap).
         min_shards: at least this many shards.
         balanced: cut on row-count quantiles instead of equal key widths.
-        where: an extra predicate, see :func:`plan_key_ranges`.
+        where: an extra predicate, see ``plan_key_ranges``.
         include_nulls: put NULL keys in the first shard.
         name: prefix of each ``shard_id``.
 

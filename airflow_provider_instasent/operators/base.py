@@ -1,7 +1,7 @@
 """What every Instasent operator shares: one ``hook``, one error mapping, one resolver.
 
 The Airflow layer is the only place where a connection id becomes an object (docs/architecture.md):
-:func:`sql_hook` turns a ``conn_id`` into a common-sql ``DbApiHook`` and :func:`object_path`
+``sql_hook`` turns a ``conn_id`` into a common-sql ``DbApiHook`` and ``object_path``
 turns a URL and a ``conn_id`` into an ``ObjectStoragePath``; the engines below receive those.
 """
 
@@ -38,7 +38,7 @@ def object_path(value: Any, conn_id: str | None = None) -> Any:
 
 
 def as_bool(value: Any) -> bool:
-    """A templated flag: a bool, or a word of :data:`~airflow_provider_instasent.datatypes.TRUE_STRINGS`.
+    """A templated flag: a bool, or a word of ``TRUE_STRINGS``.
 
     Anything that is not a boolean word is refused, so a typo never turns a dry run into a real one.
     """
@@ -74,14 +74,14 @@ def is_final(exc: BaseException) -> bool:
 
 
 def fail_fast_if_final(exc: BaseException) -> None:
-    """Raise ``AirflowFailException`` (no task retry) from ``exc`` when :func:`is_final`."""
+    """Raise ``AirflowFailException`` (no task retry) from ``exc`` when ``is_final``."""
     if is_final(exc):
         raise AirflowFailException(
             f"{type(exc).__name__}: {exc} (not retried: a retry would fail the same way)") from exc
 
 
 class InstasentBaseOperator(BaseOperator):
-    """Base of the Instasent operators: the connection arguments, ``hook`` and :meth:`failing_fast`.
+    """Base of the Instasent operators: the connection arguments, ``hook`` and ``failing_fast``.
 
     Args:
         instasent_conn_id: the Instasent connection (default ``instasent_default``).
@@ -106,7 +106,7 @@ class InstasentBaseOperator(BaseOperator):
         self.datasource = datasource
 
     def client_kwargs(self) -> dict[str, Any]:
-        """Extra :class:`~airflow_provider_instasent.client.InstasentClient` arguments."""
+        """Extra ``InstasentClient`` arguments."""
         return {}
 
     @cached_property

@@ -1,8 +1,8 @@
 """Operators exporting the Instasent audience, a segment or events to SQL tables and Parquet.
 
-Both are thin: they build an :class:`~airflow_provider_instasent.export.Export` from an
+Both are thin: they build an ``Export`` from an
 Instasent connection and hand its batches to a writer of the I/O layer
-(:mod:`airflow_provider_instasent.io.sql`, :mod:`airflow_provider_instasent.io.parquet`).
+(``airflow_provider_instasent.io.sql``, ``airflow_provider_instasent.io.parquet``).
 The scroll and conversion (fetch thread) overlap with the load (task thread).
 They return counts and the target to XCom, never the data. See docs/export.md.
 """
@@ -166,7 +166,7 @@ class InstasentToSqlOperator(_InstasentExportBase):
 class InstasentToParquetOperator(_InstasentExportBase):
     """Export the audience, a segment's contacts or events to one Parquet file.
 
-    Takes every argument of the shared export options (as :class:`InstasentToSqlOperator`),
+    Takes every argument of the shared export options (as ``InstasentToSqlOperator``),
     plus the ones below. Each batch (``batch_size`` rows) becomes one Parquet row group.
 
     Args:

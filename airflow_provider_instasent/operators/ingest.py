@@ -1,7 +1,7 @@
 """Bulk ingest from a DAG: ``InstasentIngestOperator`` and ``InstasentDeleteContactsOperator``.
 
 Thin wrappers: every decision (validation, chunking, concurrency, rejects, the automations
-guard) is made by :mod:`airflow_provider_instasent.ingest`, the engine ``write_contacts`` /
+guard) is made by ``airflow_provider_instasent.ingest``, the engine ``write_contacts`` /
 ``write_events`` use. See docs/ingest.md.
 """
 
@@ -50,8 +50,8 @@ class InstasentIngestOperator(InstasentBaseOperator):
     ``max_request_bytes``, ``preflight``, ``progress_interval``.
 
     ``dry_run`` (templated, stored as ``ingest_dry_run``: ``dry_run`` is a BaseOperator method).
-    Defaults are the engine's (:data:`~airflow_provider_instasent.ingest.engine.DEFAULTS`).
-    ``instasent_conn_id``, ``project``, ``datasource``: see :class:`~.base.InstasentBaseOperator`.
+    Defaults are the engine's (``DEFAULTS``).
+    ``instasent_conn_id``, ``project``, ``datasource``: see ``InstasentBaseOperator``.
 
     Returns (XCom) the report's counts (``IngestReport.to_dict()``), never the data; when the
     run fails the same counts are pushed under the key ``ingest_report`` before raising.
@@ -142,12 +142,8 @@ class InstasentIngestOperator(InstasentBaseOperator):
         # fail at parse time on option values that templating cannot change
         self._options(parse=True)
 
-    def client_kwargs(self) -> dict[str, Any]:
-        # one pooled HTTP connection per request in flight
-        return {"pool_size": max(16, self.max_in_flight)}
-
     def _options(self, *, parse: bool = False) -> dict[str, Any]:
-        """The engine options, checked by :class:`IngestOptions` (at parse time, then after templating)."""
+        """The engine options, checked by ``IngestOptions`` (at parse time, then after templating)."""
         options: dict[str, Any] = {name: getattr(self, name) for name in _FORWARDED}
         options.update(event_type=self.event_type or None, rejects_table=self.rejects_table or None,
                        datasource=self.datasource or None, dry_run=as_bool(self.ingest_dry_run),
@@ -235,9 +231,6 @@ class InstasentDeleteContactsOperator(InstasentBaseOperator):
         self.ingest_dry_run = dry_run
         self.max_in_flight = max_in_flight
         self.progress_interval = progress_interval
-
-    def client_kwargs(self) -> dict[str, Any]:
-        return {"pool_size": max(16, self.max_in_flight)}
 
     def _ids(self) -> Any:
         if self.user_ids is not None:

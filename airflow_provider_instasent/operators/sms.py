@@ -5,15 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
-
-from ..hooks.instasent import InstasentHook
+from .base import InstasentBaseOperator
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
 
-class InstasentSendSmsOperator(BaseOperator):
+class InstasentSendSmsOperator(InstasentBaseOperator):
     """Send one direct SMS to an audience contact.
 
     The contact is named by ``audience_id`` or by ``user_id`` (resolved through the unified
@@ -33,6 +31,8 @@ class InstasentSendSmsOperator(BaseOperator):
         utm_term: optional campaign term (at most 40 characters).
         allow_unicode: allow Unicode (more segments per message).
         skip_if_sent: do not send when an identical direct SMS to the contact already exists.
+        instasent_conn_id: the Instasent connection (see ``InstasentBaseOperator``).
+        project: overrides the connection's project.
     """
 
     template_fields: Sequence[str] = ("text", "audience_id", "user_id", "utm_term", "sender")
@@ -47,8 +47,6 @@ class InstasentSendSmsOperator(BaseOperator):
         utm_term: str | None = None,
         allow_unicode: bool = False,
         skip_if_sent: bool = True,
-        instasent_conn_id: str = InstasentHook.default_conn_name,
-        project: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -61,12 +59,9 @@ class InstasentSendSmsOperator(BaseOperator):
         self.utm_term = utm_term
         self.allow_unicode = allow_unicode
         self.skip_if_sent = skip_if_sent
-        self.instasent_conn_id = instasent_conn_id
-        self.project = project
 
     def execute(self, context: Context) -> dict[str, Any]:
-        hook = InstasentHook(self.instasent_conn_id, project=self.project)
-        with hook.get_conn() as client:
+        with self.hook.get_conn() as client:
             audience_id = self.audience_id
             if audience_id is None:
                 audience_id = str(client.get_audience_contact_by_user(str(self.user_id))["id"])

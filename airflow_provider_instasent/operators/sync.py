@@ -1,8 +1,8 @@
 """Stateful sync from a DAG: ``InstasentSyncOperator`` (docs/sync.md).
 
-A thin wrapper around :func:`~airflow_provider_instasent.sync.sync_contacts` /
-:func:`~airflow_provider_instasent.sync.sync_events`: this module only resolves connection ids
-(through :func:`~.base.sql_hook` / :func:`~.base.object_path`) and pushes counts to XCom.
+A thin wrapper around `airflow_provider_instasent.sync.sync_contacts` /
+`airflow_provider_instasent.sync.sync_events`: this module only resolves connection ids
+(through `base.sql_hook` / `base.object_path`) and pushes counts to XCom.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class InstasentSyncOperator(InstasentBaseOperator):
 
     Exactly one source: ``path`` (+ ``path_conn_id``), ``sql`` + ``sql_conn_id`` (+
     ``sql_parameters``), or ``python_callable`` (+ ``op_args`` / ``op_kwargs``), as in
-    :class:`~.ingest.InstasentIngestOperator`.
+    `ingest.InstasentIngestOperator`.
 
     Where the state lives: ``state_conn_id`` (any common-sql connection); else, for a SQL
     source, the source's own database (next to the model); else ``state_path``, a DuckDB file.
@@ -120,9 +120,6 @@ class InstasentSyncOperator(InstasentBaseOperator):
         self.max_attempts = max_attempts
         self.retention_days = retention_days
         self.ingest_options = dict(ingest_options or {})
-
-    def client_kwargs(self) -> dict[str, Any]:
-        return {"pool_size": max(16, int(self.ingest_options.get("max_in_flight", 16)))}
 
     def _source(self, source_hook: Any) -> Any:
         if self.path is not None:

@@ -12,7 +12,7 @@ One run:
    (contacts), new / unchanged / conflict (events);
 4. **guardrails** (``min_rows``, ``max_removals``, ``max_change_ratio``): nothing sent when one trips;
 5. **send** the rows to send (a second read of the source, filtered by row number; one-shot
-   sources are spooled to local disk in step 2) through :func:`~..ingest.engine.ingest` with
+   sources are spooled to local disk in step 2) through `ingest.engine.ingest` with
    its ``on_outcome`` hook; each outcome flushed into the state as it arrives (every
    ``flush_rows``): a row's accepted hash and values advance only when the API accepted it;
 6. removed contacts deleted (``on_removed="delete"``), the run's counts written, the lock released.
@@ -54,7 +54,7 @@ OnRemoved = Literal["ignore", "delete"]
 #: one set-based UPDATE against the state table, so fewer, larger ones are much cheaper on a
 #: big model (docs/sync.md)
 FLUSH_ROWS = 50_000
-#: deletes go to :func:`~..ingest.delete.delete_contacts` in groups of this many ids
+#: deletes go to `ingest.delete.delete_contacts` in groups of this many ids
 DELETE_CHUNK = 1_000
 
 _SYNC_OPTIONS = ("dry_run", "on_outcome", "specs")
@@ -668,7 +668,7 @@ def sync_contacts(client: Any, data: Any, *, sync_id: str, state: Any, on_remove
     """Upsert only the contacts that changed since the API last accepted them (docs/sync.md).
 
     Args:
-        data: anything :func:`~..ingest.engine.write_contacts` takes.
+        data: anything `ingest.engine.write_contacts` takes.
         sync_id: names the sync; its state is separate from every other sync's.
         state: a DuckDB file path (created if missing), a DB-API or SQLAlchemy connection, or a
             common-sql ``DbApiHook``: where the state, runs and changelog tables live.
@@ -690,8 +690,8 @@ def sync_contacts(client: Any, data: Any, *, sync_id: str, state: Any, on_remove
         event_parameters: constant parameters of those events (``{"segment": "vip"}``).
         ingest_options: the ingest engine's options (docs/ingest.md), except ``dry_run``.
 
-    Raises :class:`~.errors.SyncGuardrailError` (nothing sent), :class:`~.errors.SyncLockedError`
-    (another run holds the sync) or the engine's :class:`~..ingest.errors.IngestError` (with
+    Raises `errors.SyncGuardrailError` (nothing sent), `errors.SyncLockedError`
+    (another run holds the sync) or the engine's `ingest.errors.IngestError` (with
     ``sync_report``).
     """
     return SyncRun(client, "contacts", data, sync_id=sync_id, state=state, key=key, on_removed=on_removed,
@@ -709,7 +709,7 @@ def sync_events(client: Any, data: Any, *, sync_id: str, state: Any, event_type:
     """Send only the events whose ``_event_id`` (given or derived) was never accepted.
 
     An ``_event_id`` accepted before with other content is a *conflict*: counted, logged, not
-    re-sent (events are immutable). Arguments as :func:`sync_contacts`.
+    re-sent (events are immutable). Arguments as `sync_contacts`.
     """
     if event_type is not None:
         ingest_options["event_type"] = event_type

@@ -1,5 +1,5 @@
-"""Exceptions of the stateful sync. Each is an :class:`~..ingest.errors.IngestError`; ``report``
-is the :class:`~.engine.SyncReport` so far."""
+"""Exceptions of the stateful sync. Each is an `ingest.errors.IngestError`; ``report``
+is the `engine.SyncReport` so far."""
 
 from __future__ import annotations
 

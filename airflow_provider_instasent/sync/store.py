@@ -120,10 +120,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 def open_state(state: Any) -> tuple[Database, Any | None]:
-    """``state`` as a :class:`Database`, plus the connection we opened (to close) if any.
+    """``state`` as a `Database`, plus the connection we opened (to close) if any.
 
     A ``str`` / ``Path`` is a DuckDB file (created if missing): the embedded default for
-    notebooks and the demo. Anything else goes to :func:`~airflow_provider_instasent.io.sql.database`.
+    notebooks and the demo. Anything else goes to `airflow_provider_instasent.io.sql.database`.
     """
     if isinstance(state, (str, Path)):
         import duckdb

@@ -7,7 +7,7 @@ import pytest
 from airflow_provider_instasent.ingest import write_contacts
 from airflow_provider_instasent.sync import CHANGELOG_TABLE, sync_events
 from tests.conftest import emulator_state
-from tests.ingest.helpers import ORDER, contacts, orders
+from tests.support.ingest_helpers import ORDER, contacts, orders
 
 from .test_sync_contacts import rows
 

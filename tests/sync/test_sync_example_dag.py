@@ -5,8 +5,8 @@ from __future__ import annotations
 import duckdb
 import pytest
 
-from tests.airflow.test_example_dags import _run, dagbag, example_env, runs_dags  # noqa: F401 (fixtures)
 from tests.conftest import emulator_state
+from tests.system.test_example_dags import _run, dagbag, example_env, runs_dags  # noqa: F401 (fixtures)
 
 DAG_ID = "instasent_sync_contacts"
 
@@ -25,7 +25,7 @@ def test_the_example_follows_the_house_rules(dagbag):  # noqa: F811
 def test_the_example_syncs_only_changes_and_refuses_a_broken_model(dagbag, example_env, emu):  # noqa: F811
     from airflow.utils.state import DagRunState
 
-    from tests.airflow.dag_utils import sync_dag_to_db
+    from tests.support.dag_utils import sync_dag_to_db
 
     warehouse = str(example_env["warehouse"])
     _run(dagbag, DAG_ID, {"table": "crm_contacts"})

@@ -32,10 +32,9 @@ from airflow_provider_instasent.export.convert import InvalidValues, to_array
 from airflow_provider_instasent.export.schema import audience_schema
 from airflow_provider_instasent.ingest.specs import FieldSpec, ProjectSpecs, normalise_type
 from airflow_provider_instasent.ingest.validate import Validator
-
-from ..export.export_fakes import SPECS as EXPORT_SPECS
-from ..ingest.helpers import ATTRIBUTES as INGEST_ATTRIBUTES
-from ..ingest.helpers import EVENT_TYPES as INGEST_EVENT_TYPES
+from tests.support.export_fakes import SPECS as EXPORT_SPECS
+from tests.support.ingest_helpers import ATTRIBUTES as INGEST_ATTRIBUTES
+from tests.support.ingest_helpers import EVENT_TYPES as INGEST_EVENT_TYPES
 
 UTC = dt.UTC
 

@@ -1,7 +1,7 @@
 """SQL tables for every engine: identifiers, dialects, the staging + swap writer, the reader.
 
 No Airflow import and no connection ids: callers pass a common-sql ``DbApiHook``, a DB-API
-connection or a SQLAlchemy connection/engine (:func:`database`).
+connection or a SQLAlchemy connection/engine (``database``).
 """
 
 from .database import Database, database, detect_dialect

@@ -1,10 +1,10 @@
 """A database as the I/O layer sees it, whatever the caller handed in.
 
-:func:`database` takes a common-sql ``DbApiHook`` (what an operator resolves from its
+``database`` takes a common-sql ``DbApiHook`` (what an operator resolves from its
 ``conn_id``), a DB-API connection (``psycopg2.connect(...)``, ``duckdb.connect(...)``,
 ``sqlite3.connect(...)``) or a SQLAlchemy ``Connection``/``Engine``, so a notebook writes
 rejects or sync state without an Airflow metadata store. A hook or an engine gives a new
-connection per :meth:`Database.connection`, closed afterwards; a connection the caller passed
+connection per ``Database.connection``, closed afterwards; a connection the caller passed
 is borrowed and never closed.
 """
 
@@ -43,7 +43,7 @@ def detect_dialect(obj: Any) -> str:
             if hook_class in names:
                 return name
         return dialect_named(conn_type).name if conn_type else "generic"
-    module = type(obj).__module__
+    module = type(obj).__module__.lstrip("_")  # duckdb's connection class lives in "_duckdb"
     for prefix, name in _MODULES:
         if module.startswith(prefix):
             return name
@@ -51,7 +51,7 @@ def detect_dialect(obj: Any) -> str:
 
 
 class Database:
-    """One database: its :class:`~.dialects.Dialect`, connections, and small helpers."""
+    """One database: its ``Dialect``, connections, and small helpers."""
 
     def __init__(self, target: Any, *, dialect: str | None = None) -> None:
         if isinstance(target, Database):
@@ -140,5 +140,5 @@ class Database:
 
 
 def database(target: Any) -> Database:
-    """``target`` (a hook, a DB-API or SQLAlchemy connection, or a Database) as a :class:`Database`."""
+    """``target`` (a hook, a DB-API or SQLAlchemy connection, or a Database) as a ``Database``."""
     return target if isinstance(target, Database) else Database(target)

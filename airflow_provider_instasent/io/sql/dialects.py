@@ -1,25 +1,26 @@
 """What differs between databases, in one class per database (common-sql's dialect idea).
 
-A :class:`Dialect` knows its identifier quote, its column types, how to open and close a
+A ``Dialect`` knows its identifier quote, its column types, how to open and close a
 transaction, how to list a table's columns without aborting a transaction, how to swap a
-staging table in, and how to bulk-load Arrow batches (:meth:`Dialect.loader`):
+staging table in, and how to bulk-load Arrow batches (``Dialect.loader``):
 
 =========== ================================================================================
 postgres    ``COPY ... FROM STDIN (FORMAT csv)`` from an in-memory CSV per batch (Arrow's C++
             writer; lists become array literals, vectorised); psycopg2 or psycopg 3
 duckdb      Arrow ingestion (the batch is registered, ``INSERT ... SELECT`` reads it), one
-            commit per DuckDB row group (:data:`DUCKDB_ROW_GROUP` rows)
+            commit per DuckDB row group (``DUCKDB_ROW_GROUP`` rows)
 sqlite      ``executemany``; explicit ``BEGIN``/``COMMIT`` (DDL included)
 mysql       ``executemany``; backtick quotes; ``RENAME TABLE`` swaps atomically
 generic     ``executemany`` with the connection's placeholder
 =========== ================================================================================
 
-Nothing here opens a connection: :class:`~.database.Database` does.
+Nothing here opens a connection: ``Database`` does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import secrets
 from collections.abc import Sequence
@@ -63,6 +64,8 @@ class Loader:
         self.columns = list(columns)
         self.column_list = ", ".join(dialect.qi(c) for c in columns)
         self.placeholder = placeholder
+        #: values the database could not hold as they were and that were cleaned (see the dialect)
+        self.cleaned = 0
 
     def load(self, batch: pa.RecordBatch) -> None:
         rows = self.dialect.python_rows(batch)
@@ -89,6 +92,8 @@ class Dialect:
     one_connection: ClassVar[bool] = False
     #: ``BEGIN``/``COMMIT`` statements (not the DB-API's implicit transactions)
     explicit_transactions: ClassVar[bool] = False
+    #: the longest identifier, in bytes, the database keeps without truncating it (None: no limit we know)
+    max_identifier_bytes: ClassVar[int | None] = None
     _types: ClassVar[dict[str, str]] = {
         "string": "TEXT", "float": "DOUBLE PRECISION", "int": "BIGINT", "bool": "BOOLEAN", "date": "DATE",
         "timestamp": "TIMESTAMP", "list": "TEXT",
@@ -102,6 +107,29 @@ class Dialect:
         if table.schema:
             return f"{self.qi(table.schema)}.{self.qi(table.name)}"
         return self.qi(table.name)
+
+    def column_name(self, name: str) -> str:
+        """The column a field is stored in: ``name``, or, past ``max_identifier_bytes``, its
+        deterministic short form (the longest prefix that fits, ``_`` and 8 hex digits of its
+        SHA-1), the same on every write, so two long names never collide or truncate silently."""
+        limit = self.max_identifier_bytes
+        raw = name.encode()
+        if limit is None or len(raw) <= limit:
+            return name
+        digest = hashlib.sha1(raw).hexdigest()[:8]
+        head = raw[: limit - 9].decode("utf-8", "ignore")
+        return f"{head}_{digest}"
+
+    def lock_target(self, cur: Any, table: TableName) -> None:
+        """Serialise the writers of ``table`` until the transaction ends (no-op: one writer at a time)."""
+
+    def leftover_staging(self, cur: Any, table: TableName) -> list[TableName]:
+        """Staging tables of ``table`` that a killed run left and that no live run can own.
+
+        Only where a database file has one writer process at a time (DuckDB): elsewhere a
+        staging table may belong to a run in progress, so none is reported.
+        """
+        return []
 
     def sql_type(self, t: pa.DataType) -> str:
         """The SQL column type of an Arrow type (see the mapping in docs/export.md)."""
@@ -125,7 +153,7 @@ class Dialect:
         return self._types["list"]  # a JSON array
 
     def create_table_sql(self, table: TableName, schema: pa.Schema) -> str:
-        cols = ",\n  ".join(f"{self.qi(f.name)} {self.sql_type(f.type)}" for f in schema)
+        cols = ",\n  ".join(f"{self.qi(self.column_name(f.name))} {self.sql_type(f.type)}" for f in schema)
         return f"CREATE TABLE {self.qt(table)} (\n  {cols}\n)"
 
     # -- transactions --------------------------------------------------------------------------
@@ -173,7 +201,8 @@ class Dialect:
                 probe.close()
 
     # -- the swap ------------------------------------------------------------------------------
-    def replace(self, cur: Any, staging: TableName, target: TableName, exists: bool) -> None:
+    def replace(self, cur: Any, staging: TableName, target: TableName, exists: bool,
+                schema: pa.Schema | None = None, columns: Sequence[str] = ()) -> None:
         """Put ``staging`` in the place of ``target`` inside the open transaction."""
         if exists:
             cur.execute(f"DROP TABLE {self.qt(target)}")
@@ -233,10 +262,34 @@ def _pg_timestamp_text(arr: pa.Array) -> pa.Array:
     return pc.binary_join_element_wise(pc.cast(naive, pa.string()), "Z", "")
 
 
-def postgres_csv(batch: pa.RecordBatch) -> bytes:
-    """One batch as the CSV that ``COPY ... (FORMAT csv)`` reads."""
+def _without_nul(col: pa.Array) -> tuple[pa.Array, int]:
+    """PostgreSQL cannot store U+0000 in text: drop that character, and count the values changed."""
+    text = col.values if pa.types.is_list(col.type) else col
+    if not pa.types.is_string(text.type):
+        return col, 0
+    has = pc.match_substring(text, "\x00")
+    changed = pc.sum(has).as_py() or 0
+    if not changed:
+        return col, 0
+    clean = pc.replace_substring(text, "\x00", "")
+    if pa.types.is_list(col.type):
+        offsets = col.offsets
+        if col.offset:
+            offsets = pc.subtract(offsets, offsets[0])
+        return pa.ListArray.from_arrays(offsets, clean, mask=col.is_null()), changed
+    return clean, changed
+
+
+def postgres_csv(batch: pa.RecordBatch) -> tuple[bytes, int]:
+    """One batch as the CSV that ``COPY ... (FORMAT csv)`` reads, and how many values lost a
+    NUL character (which PostgreSQL text cannot hold: one such value must not fail the export)."""
     columns = []
+    cleaned = 0
     for col in batch.columns:
+        if isinstance(col, pa.ChunkedArray):
+            col = col.combine_chunks()
+        col, n = _without_nul(col)
+        cleaned += n
         if pa.types.is_list(col.type):
             col = _pg_array_literal(col)
         elif pa.types.is_timestamp(col.type) and col.type.tz is not None:
@@ -246,12 +299,13 @@ def postgres_csv(batch: pa.RecordBatch) -> bytes:
     sink = pa.BufferOutputStream()  # native stream: the writer runs without the GIL
     pacsv.write_csv(table, sink, pacsv.WriteOptions(include_header=False, quoting_style="all_valid",
                                                    batch_size=max(1024, batch.num_rows)))
-    return bytes(sink.getvalue().to_pybytes())
+    return bytes(sink.getvalue().to_pybytes()), cleaned
 
 
 class _CopyLoader(Loader):
     def load(self, batch: pa.RecordBatch) -> None:
-        data = postgres_csv(batch)
+        data, cleaned = postgres_csv(batch)
+        self.cleaned += cleaned
         sql = f"COPY {self.table} ({self.column_list}) FROM STDIN WITH (FORMAT csv)"
         cur = self.conn.cursor()
         if hasattr(cur, "copy_expert"):  # psycopg2
@@ -264,10 +318,48 @@ class _CopyLoader(Loader):
 class Postgres(Dialect):
     name = "postgres"
     one_connection = True
+    max_identifier_bytes = 63  # NAMEDATALEN - 1: longer names are truncated silently
     _types = {**Dialect._types, "timestamp": "TIMESTAMPTZ"}
+    #: our DDL type -> what ``format_type`` answers for it
+    _CATALOG_TYPES = {"TEXT": "text", "DOUBLE PRECISION": "double precision", "BIGINT": "bigint",
+                      "BOOLEAN": "boolean", "DATE": "date", "TIMESTAMPTZ": "timestamp with time zone"}
 
     def _list_type(self, t: pa.ListType) -> str:
         return self.sql_type(t.value_type) + "[]"
+
+    def lock_target(self, cur: Any, table: TableName) -> None:
+        """A transaction-level advisory lock keyed by the target: two exports into one table
+        (a ``merge`` and a ``merge``, say) apply one after the other, never interleaved."""
+        key = int.from_bytes(hashlib.sha1(f"instasent:{self.qt(table)}".encode()).digest()[:8], "big", signed=True)
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", (key,))
+
+    def _catalog_type(self, sql_type: str) -> str:
+        if sql_type.endswith("[]"):
+            return self._catalog_type(sql_type[:-2]) + "[]"
+        return self._CATALOG_TYPES.get(sql_type, sql_type.lower())
+
+    def replace(self, cur: Any, staging: TableName, target: TableName, exists: bool,
+                schema: pa.Schema | None = None, columns: Sequence[str] = ()) -> None:
+        """Same columns and types: ``DELETE`` + ``INSERT`` in the transaction, so a reader of any
+        isolation level sees the old rows or the new ones (a REPEATABLE READ snapshot taken before
+        keeps seeing the old rows). A changed shape swaps the tables (``DROP`` + ``RENAME``): a
+        READ COMMITTED reader waits and then sees the new table, while a REPEATABLE READ
+        snapshot older than the swap sees it empty (docs/adr/0003-atomic-replace.md)."""
+        if exists and schema is not None:
+            cur.execute(
+                "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_catalog.pg_attribute a "
+                "WHERE a.attrelid = to_regclass(%s) AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum",
+                (self.qt(target),),
+            )
+            have = [(r[0], r[1]) for r in cur.fetchall()]
+            want = [(c, self._catalog_type(self.sql_type(f.type))) for c, f in zip(columns, schema)]
+            if have == want:
+                cols = ", ".join(self.qi(c) for c in columns)
+                cur.execute(f"DELETE FROM {self.qt(target)}")
+                cur.execute(f"INSERT INTO {self.qt(target)} ({cols}) SELECT {cols} FROM {self.qt(staging)}")
+                cur.execute(f"DROP TABLE {self.qt(staging)}")
+                return
+        super().replace(cur, staging, target, exists)
 
     def existing_columns(self, conn: Any, cur: Any, table: TableName) -> list[str] | None:
         cur.execute(
@@ -330,6 +422,16 @@ class DuckDB(Dialect):
     def _list_type(self, t: pa.ListType) -> str:
         return self.sql_type(t.value_type) + "[]"
 
+    def leftover_staging(self, cur: Any, table: TableName) -> list[TableName]:
+        # DuckDB locks its file for one read-write process: a staging table committed by an
+        # earlier process of ours (killed before it could drop it) cannot be in use now.
+        cur.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = COALESCE(?, current_schema()) "
+            "AND starts_with(table_name, ?)",
+            [table.schema, f"{table.name[: 63 - 14]}__stg_"],
+        )
+        return [table.with_name(r[0]) for r in cur.fetchall()]
+
     def existing_columns(self, conn: Any, cur: Any, table: TableName) -> list[str] | None:
         cur.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
@@ -377,7 +479,8 @@ class MySQL(Dialect):
     quote = "`"
     _types = {**Dialect._types, "string": "LONGTEXT", "float": "DOUBLE", "timestamp": "DATETIME(3)"}
 
-    def replace(self, cur: Any, staging: TableName, target: TableName, exists: bool) -> None:
+    def replace(self, cur: Any, staging: TableName, target: TableName, exists: bool,
+                schema: pa.Schema | None = None, columns: Sequence[str] = ()) -> None:
         if exists:  # one RENAME TABLE swaps both names atomically
             old = target.with_name(f"{target.name[:49]}__old_{secrets.token_hex(4)}")
             cur.execute(f"RENAME TABLE {self.qt(target)} TO {self.qt(old)}, {self.qt(staging)} TO {self.qt(target)}")

@@ -1,11 +1,11 @@
 """SQL identifiers: one grammar for table names, column names and shard sources.
 
-* :class:`TableName`: a table the package creates or writes (an export target, a rejects
+* ``TableName``: a table the package creates or writes (an export target, a rejects
   table, a state table): ``table`` or ``schema.table``, each part a plain identifier. Nothing
   else is accepted, so a table name can never carry SQL.
-* :func:`quote_identifier`: any column name (they come from the API's specs) quoted as one
+* ``quote_identifier``: any column name (they come from the API's specs) quoted as one
   identifier, embedded quotes doubled.
-* :func:`check_identifier` / :func:`source_sql`: a user's *source* table or key column for SQL
+* ``check_identifier`` / ``source_sql``: a user's *source* table or key column for SQL
   shards: plain parts as above, or double-quoted parts (``"My Col"``); a query is wrapped as
   a sub-query.
 """

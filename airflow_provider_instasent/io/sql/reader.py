@@ -37,7 +37,7 @@ def rows_to_batch(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pa.Rec
 
 
 class QueryReader:
-    """Iterate :meth:`batches`; ``server_side`` tells, afterwards, whether the cursor was named."""
+    """Iterate ``batches``; ``server_side`` tells, afterwards, whether the cursor was named."""
 
     def __init__(self, db: Any, sql: str, parameters: Any = None, *, batch_rows: int = 10_000) -> None:
         self.db = database(db)

@@ -1,7 +1,7 @@
 """Load record batches into a SQL table: staging table, then one atomic swap.
 
 Every write disposition first loads a *staging* table (same schema, a random name next to
-the target) with the database's bulk loader (:mod:`.dialects`), then applies it to the
+the target) with the database's bulk loader (``dialects``), then applies it to the
 target in one transaction (docs/adr/0003-atomic-replace.md):
 
 * ``replace``: the staging table takes the target's place (``DROP`` + ``RENAME``; MySQL: one
@@ -23,7 +23,7 @@ import logging
 import secrets
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -47,17 +47,22 @@ class SqlWriteResult:
     write_disposition: str
     rows: int
     seconds: float
+    #: field name -> the column it is stored in, for names the database could not keep as they are
+    renamed_columns: dict[str, str] = field(default_factory=dict)
+    #: values changed to fit the database (PostgreSQL: NUL characters removed from text)
+    values_cleaned: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {"table": self.table, "dialect": self.dialect, "write_disposition": self.write_disposition,
-                "rows": self.rows, "seconds": round(self.seconds, 3)}
+                "rows": self.rows, "seconds": round(self.seconds, 3), "renamed_columns": self.renamed_columns,
+                "values_cleaned": self.values_cleaned}
 
 
 class SqlWriter:
     """Writes one stream of batches into ``table`` (see the module doc).
 
     Args:
-        db: a common-sql ``DbApiHook``, a DB-API or SQLAlchemy connection (see :mod:`.database`).
+        db: a common-sql ``DbApiHook``, a DB-API or SQLAlchemy connection (see ``database``).
         table: ``table`` or ``schema.table``.
         schema: the Arrow schema of every batch.
         write_disposition: ``replace``, ``append`` or ``merge``.
@@ -91,6 +96,15 @@ class SqlWriter:
         self.log = logger or log
         for name in schema.names:
             self.sql.qi(name)  # refuse unusable column names up front
+        #: the stored column of each field (long names shortened deterministically, see Dialect.column_name)
+        self.columns = [self.sql.column_name(n) for n in schema.names]
+        self.renamed = {n: c for n, c in zip(schema.names, self.columns) if n != c}
+        if len({c.casefold() for c in self.columns}) != len(self.columns):
+            raise InstasentConfigError(f"two fields map to the same column of {table!r}: {self.columns}")
+        if self.renamed:
+            self.log.warning("columns longer than %s bytes are stored as %s", self.sql.max_identifier_bytes,
+                             self.renamed)
+        self.values_cleaned = 0
         self.staging = self.target.with_name(f"{self.target.name[: 63 - 14]}__stg_{secrets.token_hex(4)}")
         self.rows = 0
 
@@ -119,25 +133,34 @@ class SqlWriter:
         except Exception:
             self.log.warning("could not drop the staging table %s", self.staging, exc_info=True)
 
+    def _drop_leftovers(self, conn: Any) -> None:
+        """Staging tables a killed run left behind (where the dialect can tell them apart)."""
+        cur = conn.cursor()
+        for old in self.sql.leftover_staging(cur, self.target):
+            self.log.warning("dropping %s, left by an earlier run that did not finish", old)
+            self._ddl(conn, f"DROP TABLE IF EXISTS {self.sql.qt(old)}")
+
     def _apply(self, conn: Any) -> None:
         """Swap or merge the staging table into the target, in one transaction."""
         sql, cur = self.sql, conn.cursor()
         try:
             sql.begin(cur)
+            sql.lock_target(cur, self.target)  # concurrent writers of one target apply one at a time
             existing = sql.existing_columns(conn, cur, self.target)
             target, staging = sql.qt(self.target), sql.qt(self.staging)
             if existing is None or self.disposition == "replace":
-                sql.replace(cur, self.staging, self.target, exists=existing is not None)
+                sql.replace(cur, self.staging, self.target, exists=existing is not None, schema=self.schema,
+                            columns=self.columns)
             else:
                 have = {c.casefold() for c in existing}
-                for f in self.schema:
-                    if f.name.casefold() not in have:
-                        self.log.info("adding column %s to %s", f.name, self.target)
-                        cur.execute(f"ALTER TABLE {target} ADD COLUMN {sql.qi(f.name)} {sql.sql_type(f.type)}")
-                cols = ", ".join(sql.qi(n) for n in self.schema.names)
+                for column, f in zip(self.columns, self.schema):
+                    if column.casefold() not in have:
+                        self.log.info("adding column %s to %s", column, self.target)
+                        cur.execute(f"ALTER TABLE {target} ADD COLUMN {sql.qi(column)} {sql.sql_type(f.type)}")
+                cols = ", ".join(sql.qi(c) for c in self.columns)
                 if self.disposition == "merge":
                     assert self.key is not None
-                    k = sql.qi(self.key)
+                    k = sql.qi(self.columns[self.schema.names.index(self.key)])
                     cur.execute(f"DELETE FROM {target} WHERE {k} IN (SELECT {k} FROM {staging})")
                 cur.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging}")
                 cur.execute(f"DROP TABLE {staging}")
@@ -147,7 +170,7 @@ class SqlWriter:
             raise
 
     def _load_all(self, conn: Any, batches: Iterable[pa.RecordBatch]) -> None:
-        loader = self.sql.loader(conn, self.staging, self.schema.names, self.db.placeholder)
+        loader = self.sql.loader(conn, self.staging, self.columns, self.db.placeholder)
         for batch in batches:
             if batch.schema.names != self.schema.names:
                 raise InstasentConfigError("a batch does not match the export schema")
@@ -155,6 +178,7 @@ class SqlWriter:
                 loader.load(batch)
                 self.rows += batch.num_rows
         loader.finish()
+        self.values_cleaned += loader.cleaned
 
     # -- public --------------------------------------------------------------------------------
     def write(self, batches: Iterable[pa.RecordBatch]) -> SqlWriteResult:
@@ -178,6 +202,7 @@ class SqlWriter:
                             raise
                         self._apply(conn)
                     else:
+                        self._drop_leftovers(conn)
                         self._ddl(conn, create)
                         try:
                             if sql.one_connection:
@@ -196,11 +221,15 @@ class SqlWriter:
         seconds = time.monotonic() - started
         self.log.info("loaded %d rows into %s (%s, %s) in %.1fs", self.rows, self.target, self.dialect,
                       self.disposition, seconds)
-        return SqlWriteResult(str(self.target), self.dialect, self.disposition, self.rows, seconds)
+        if self.values_cleaned:
+            self.log.warning("%d value(s) held characters %s cannot store and were cleaned (NUL removed)",
+                             self.values_cleaned, self.dialect)
+        return SqlWriteResult(str(self.target), self.dialect, self.disposition, self.rows, seconds,
+                              dict(self.renamed), self.values_cleaned)
 
     def _load_generic(self, conn: Any, batches: Iterable[pa.RecordBatch]) -> None:
         """``executemany`` databases: each batch in its own committed transaction."""
-        loader = self.sql.loader(conn, self.staging, self.schema.names, self.db.placeholder)
+        loader = self.sql.loader(conn, self.staging, self.columns, self.db.placeholder)
         for batch in batches:
             if batch.schema.names != self.schema.names:
                 raise InstasentConfigError("a batch does not match the export schema")
@@ -212,6 +241,7 @@ class SqlWriter:
             self.sql.commit(conn, cur)
             self.rows += batch.num_rows
         loader.finish()
+        self.values_cleaned += loader.cleaned
 
 
 def _close(iterable: Any) -> None:
