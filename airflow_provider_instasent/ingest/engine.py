@@ -576,6 +576,8 @@ def write_contacts(client: Any, data: Any, **options: Any) -> IngestReport:
             datasource uid. ``specs``: a ``ProjectSpecs`` to use instead of loading it.
             ``spool_dir``: where one-shot sources are spooled for the preflight.
             ``run_id``: written to the rejects table. ``logger``: where the lines go.
+            ``on_outcome``: called with ``(outcome, source_rows, reasons)`` for every decided row
+            (``"accepted"``, ``"rejected"`` or ``"failed"``); the stateful sync's hook.
 
     Returns:
         The ``IngestReport``: counts, rejects and throughput.
