@@ -100,6 +100,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_instasent.operators.ingest",
                     "airflow_provider_instasent.operators.export",
                     "airflow_provider_instasent.operators.sms",
+                    "airflow_provider_instasent.operators.sync",
                 ],
             }
         ],

@@ -33,6 +33,7 @@ BENCHMARKS = {
     "memory": "bench_memory",
     "export": "bench_export",
     "emulator": "bench_emulator",
+    "sync": "bench_sync",
 }
 
 DOCS = BENCH_DIR.parent / "docs" / "performance.md"

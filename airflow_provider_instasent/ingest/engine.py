@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -39,6 +39,17 @@ log = logging.getLogger("airflow_provider_instasent.ingest")
 
 OnInvalid = Literal["fail", "skip", "dead_letter"]
 Automations = Literal["allow", "warn", "refuse"]
+
+#: What `IngestOptions.on_outcome` receives: ``(outcome, source_rows, reasons)`` with
+#: ``outcome`` one of `OUTCOMES`, the 0-based ``source_row`` numbers (the rejects' numbering)
+#: and one reason per row (empty for accepted rows).
+OutcomeCallback = Callable[[str, Sequence[int], Sequence[str]], None]
+
+#: ``accepted``: the API accepted the row; ``rejected``: the loader or the API refused it (a
+#: problem of the row: re-sending it unchanged fails the same way); ``failed``: its request failed
+#: after the client's retries (transient: 5xx, lost connection, 429). Rows never sent (skipped)
+#: get no call.
+OUTCOMES = ("accepted", "rejected", "failed")
 
 #: ``max_rejected_ratio`` is checked while the run goes once this many rows were read, and
 #: always at the end (so that one bad row among the first ten does not stop a big run).
@@ -75,6 +86,9 @@ class IngestOptions:
     spool_dir: str | None = None
     run_id: str | None = None
     logger: Any = field(default=None, compare=False)
+    #: called in the run's thread with each decided row's outcome (see `OutcomeCallback`);
+    #: how the stateful sync learns which rows the API accepted (docs/sync.md)
+    on_outcome: OutcomeCallback | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> IngestSchemaError:
@@ -247,6 +261,11 @@ class IngestRun:
         return report
 
     # -- helpers ------------------------------------------------------------------------------
+    def _notify(self, outcome: str, rows: Sequence[int], reasons: Sequence[str] | None = None) -> None:
+        """Tell ``on_outcome`` (if any) what became of ``rows``."""
+        if self.opts.on_outcome is not None and len(rows):
+            self.opts.on_outcome(outcome, list(rows), list(reasons) if reasons is not None else [""] * len(rows))
+
     def _stats(self) -> dict[str, Any]:
         stats = getattr(self.client, "stats", None)
         return stats.snapshot() if stats is not None else {}
@@ -276,6 +295,11 @@ class IngestRun:
         users = _user_id_strings(batch)
         self.rejects.add((rows + offset).tolist(), [users[i] for i in rows], fields_, reasons, "local")
         bad = len(np.unique(rows))
+        if self.opts.on_outcome is not None:
+            first: dict[int, str] = {}
+            for r, f, m in zip(rows.tolist(), fields_, reasons):
+                first.setdefault(r + offset, f"{f}: {m}" if f else m)
+            self._notify("rejected", list(first), list(first.values()))
         self.report.rejected += bad
         self.report.rejected_local += bad
         return bad
@@ -424,6 +448,7 @@ class IngestRun:
         reasons = [f"the item is {b.size} bytes, more than max_request_bytes={chunker.max_bytes}"
                    + (f" ({b.field} is the largest value)" if b.field else "") for b in big]
         self.rejects.add([b.row for b in big], [b.user_id for b in big], [b.field for b in big], reasons, "local")
+        self._notify("rejected", [b.row for b in big], reasons)
         self.report.rejected += len(big)
         self.report.rejected_local += len(big)
         return [(b.row, b.field, r) for b, r in zip(big, reasons)]
@@ -460,6 +485,7 @@ class IngestRun:
             err = outcome.error
             reason = f"request failed: {err}" if err is not None else "request failed"
             self.rejects.add(request.rows, request.user_ids, [""] * n, [reason] * n, "api")
+            self._notify("failed", request.rows, [reason] * n)
             report.rejected += n
             report.rejected_api += n
             if self._stop is None:
@@ -490,6 +516,9 @@ class IngestRun:
                     fields_.append(field_name)
                     reasons.append(reason)
             self.rejects.add(rows, users, fields_, reasons, "api")
+            if self.opts.on_outcome is not None:
+                self._notify("rejected", [request.rows[p] for p in sorted(errors)],
+                             ["; ".join(f"{f}: {m}" if f else m for f, m in errors[p]) for p in sorted(errors)])
             report.rejected += len(errors)
             report.rejected_api += len(errors)
             if self.opts.on_invalid == "fail" and self._stop is None:
@@ -497,6 +526,8 @@ class IngestRun:
                 self._stop = RejectedRowsError(
                     f"the API rejected {len(errors)} row(s) with on_invalid='fail': {first}", report)
         report.accepted += len(accepted)
+        if self.opts.on_outcome is not None:
+            self._notify("accepted", [request.rows[p] for p in sorted(accepted)])
         if report.would_fire_automations is not None and request.in_window:
             report.would_fire_automations += sum(1 for p in accepted if request.in_window[p])
 
@@ -545,6 +576,8 @@ def write_contacts(client: Any, data: Any, **options: Any) -> IngestReport:
             datasource uid. ``specs``: a ``ProjectSpecs`` to use instead of loading it.
             ``spool_dir``: where one-shot sources are spooled for the preflight.
             ``run_id``: written to the rejects table. ``logger``: where the lines go.
+            ``on_outcome``: called with ``(outcome, source_rows, reasons)`` for every decided row
+            (``"accepted"``, ``"rejected"`` or ``"failed"``); the stateful sync's hook.
 
     Returns:
         The ``IngestReport``: counts, rejects and throughput.
