@@ -243,10 +243,10 @@ def sync_section() -> None:
                             "held", "write calls", "accepted", "rejected"], rows)))
     if len(runs) > 1:
         second = runs[-1]
-        print(f"run 2 sent only what changed: {second[3]} added, {second[4]} changed and {second[5]} removed of "
-              f"{_fmt(second[2])} rows, in {second[8]} write calls (re-sending the model: about "
-              f"{_fmt(-(-second[2] // 100))}); held: unchanged rows rejected before, not re-sent. Why, row by row "
-              "(instasent_sync_changelog):")
+        print(f"run 2 sent only what changed: {second[3] - second[7]} new and {second[4]} changed contacts and "
+              f"{second[5]} deletes, of {_fmt(second[2])} rows, in {second[8]} write calls (re-sending the model: "
+              f"about {_fmt(-(-second[2] // 100))}). The {second[7]} rows rejected in run 1 and unchanged since were "
+              "held, not re-sent (they count in 'added'). Why, row by row (instasent_sync_changelog):")
         print("\n".join("  " + line for line in table(["_user_id", "operation", "outcome", "reason"],
                                                       [list(w) for w in why], left=4)))
 
