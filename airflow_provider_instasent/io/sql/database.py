@@ -24,7 +24,8 @@ _MODULES = (("psycopg", "postgres"), ("duckdb", "duckdb"), ("sqlite3", "sqlite")
 
 
 def _is_hook(obj: Any) -> bool:
-    return hasattr(obj, "get_conn") and (hasattr(obj, "get_records") or hasattr(obj, "insert_rows"))
+    """A common-sql hook, or anything that makes connections the same way (``get_conn()``)."""
+    return callable(getattr(obj, "get_conn", None))
 
 
 def _is_sqlalchemy(obj: Any) -> bool:
