@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -101,6 +100,8 @@ def _glob(loc: Location) -> list[Location]:
 
 
 def _directory(loc: Location) -> list[Location]:
+    import pyarrow.dataset as ds  # on first use: it costs tens of MB of imports
+
     dataset = ds.dataset(loc.path, filesystem=loc.fs, format="parquet", ignore_prefixes=list(IGNORED_PREFIXES),
                          exclude_invalid_files=False)
     return [loc.at(f) for f in dataset.files]
