@@ -17,6 +17,7 @@ from ..client.errors import InstasentConfigError, InstasentHTTPError
 from ..datatypes import parse_bool
 from ..hooks.instasent import InstasentHook
 from ..ingest.errors import AutomationsGuardError, IngestError, IngestSchemaError, RejectedRowsError
+from ..ingest.sources import SqlSource
 
 
 def sql_hook(conn_id: str, hook_params: Mapping[str, Any] | None = None) -> Any:
@@ -78,6 +79,48 @@ def fail_fast_if_final(exc: BaseException) -> None:
     if is_final(exc):
         raise AirflowFailException(
             f"{type(exc).__name__}: {exc} (not retried: a retry would fail the same way)") from exc
+
+
+class RowSource:
+    """The input of an operator that pushes rows: exactly one of ``path`` (+ ``path_conn_id``),
+    ``sql`` + ``sql_conn_id`` (+ ``sql_parameters``) or ``python_callable`` (+ ``op_args`` /
+    ``op_kwargs``). Checked when the DAG is parsed, resolved when the task runs."""
+
+    path: Any
+    path_conn_id: str | None
+    sql: str | None
+    sql_conn_id: str | None
+    sql_parameters: Any
+    python_callable: Any
+    op_args: list[Any]
+    op_kwargs: dict[str, Any]
+
+    def _set_source(self, *, path: Any, path_conn_id: str | None, sql: str | None, sql_conn_id: str | None,
+                    sql_parameters: Any, python_callable: Any, op_args: Any, op_kwargs: Any) -> None:
+        given = [name for name, value in (("path", path), ("sql", sql), ("python_callable", python_callable))
+                 if value is not None]
+        if len(given) != 1:
+            raise ValueError("pass exactly one source: path=, sql= (with sql_conn_id=) or python_callable= "
+                             f"(got {', '.join(given) or 'none'})")
+        if sql is not None and not sql_conn_id:
+            raise ValueError("sql= needs sql_conn_id= (a common-sql connection)")
+        if python_callable is not None and not callable(python_callable):
+            raise ValueError("python_callable must be callable")
+        self.path, self.path_conn_id = path, path_conn_id
+        self.sql, self.sql_conn_id, self.sql_parameters = sql, sql_conn_id, sql_parameters
+        self.python_callable = python_callable
+        self.op_args = list(op_args or [])
+        self.op_kwargs = dict(op_kwargs or {})
+
+    def _source(self, db: Any = None) -> Any:
+        """The input for the engine (which opens it with its own ``batch_rows`` and ``columns``);
+        ``db``: the SQL source's database when the caller resolved it already."""
+        if self.path is not None:
+            return object_path(self.path, self.path_conn_id)
+        if self.sql is not None:
+            return SqlSource(self.sql, db if db is not None else sql_hook(str(self.sql_conn_id)),
+                             parameters=self.sql_parameters or None)
+        return self.python_callable(*self.op_args, **self.op_kwargs)
 
 
 class InstasentBaseOperator(BaseOperator):

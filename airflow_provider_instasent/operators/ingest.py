@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..ingest.engine import DEFAULTS, IngestOptions
 from ..ingest.errors import IngestSchemaError
 from ..ingest.sources import ParquetSource, SqlSource
-from .base import InstasentBaseOperator, as_bool, object_path, sql_hook
+from .base import InstasentBaseOperator, RowSource, as_bool, object_path, sql_hook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -30,7 +30,7 @@ _FORWARDED = (
 )
 
 
-class InstasentIngestOperator(InstasentBaseOperator):
+class InstasentIngestOperator(RowSource, InstasentBaseOperator):
     """Validate and push contacts or events into an Instasent datasource.
 
     Exactly one source:
@@ -101,26 +101,12 @@ class InstasentIngestOperator(InstasentBaseOperator):
         super().__init__(**kwargs)
         if kind not in _KINDS:
             raise ValueError(f"kind must be 'contacts' or 'events', got {kind!r}")
-        given = [name for name, value in (("path", path), ("sql", sql), ("python_callable", python_callable))
-                 if value is not None]
-        if len(given) != 1:
-            raise ValueError("pass exactly one source: path=, sql= (with sql_conn_id=) or python_callable= "
-                             f"(got {', '.join(given) or 'none'})")
-        if sql is not None and not sql_conn_id:
-            raise ValueError("sql= needs sql_conn_id= (a common-sql connection)")
-        if python_callable is not None and not callable(python_callable):
-            raise ValueError("python_callable must be callable")
+        self._set_source(path=path, path_conn_id=path_conn_id, sql=sql, sql_conn_id=sql_conn_id,
+                         sql_parameters=sql_parameters, python_callable=python_callable, op_args=op_args,
+                         op_kwargs=op_kwargs)
         if rejects_table and not rejects_conn_id:
             raise ValueError("rejects_table= needs rejects_conn_id= (a common-sql connection)")
         self.kind = kind
-        self.path = path
-        self.path_conn_id = path_conn_id
-        self.sql = sql
-        self.sql_conn_id = sql_conn_id
-        self.sql_parameters = sql_parameters
-        self.python_callable = python_callable
-        self.op_args = list(op_args or [])
-        self.op_kwargs = dict(op_kwargs or {})
         self.event_type = event_type
         self.columns = dict(columns) if columns else None
         self.on_invalid = on_invalid
@@ -158,15 +144,6 @@ class InstasentIngestOperator(InstasentBaseOperator):
             if self.rejects_table:
                 options["rejects_conn"] = sql_hook(str(self.rejects_conn_id))
         return options
-
-    def _source(self) -> Any:
-        """The input for the engine, which opens it with its own ``batch_rows`` and ``columns``."""
-        if self.path is not None:
-            return object_path(self.path, self.path_conn_id)
-        if self.sql is not None:
-            return SqlSource(self.sql, sql_hook(str(self.sql_conn_id)), parameters=self.sql_parameters or None)
-        assert self.python_callable is not None
-        return self.python_callable(*self.op_args, **self.op_kwargs)
 
     def execute(self, context: Context) -> dict[str, Any]:
         from ..ingest.engine import ingest

@@ -11,9 +11,8 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._airflow_compat import AirflowFailException
-from ..ingest.sources import SqlSource
 from ..sync.errors import SyncGuardrailError
-from .base import InstasentBaseOperator, as_bool, object_path, sql_hook
+from .base import InstasentBaseOperator, RowSource, as_bool, sql_hook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
 _KINDS = ("contacts", "events")
 
 
-class InstasentSyncOperator(InstasentBaseOperator):
+class InstasentSyncOperator(RowSource, InstasentBaseOperator):
     """Send only what changed since the last accepted run; remember each row's outcome.
 
     Exactly one source: ``path`` (+ ``path_conn_id``), ``sql`` + ``sql_conn_id`` (+
@@ -81,13 +80,9 @@ class InstasentSyncOperator(InstasentBaseOperator):
         super().__init__(**kwargs)
         if kind not in _KINDS:
             raise ValueError(f"kind must be 'contacts' or 'events', got {kind!r}")
-        given = [name for name, value in (("path", path), ("sql", sql), ("python_callable", python_callable))
-                 if value is not None]
-        if len(given) != 1:
-            raise ValueError("pass exactly one source: path=, sql= (with sql_conn_id=) or python_callable= "
-                             f"(got {', '.join(given) or 'none'})")
-        if sql is not None and not sql_conn_id:
-            raise ValueError("sql= needs sql_conn_id= (a common-sql connection)")
+        self._set_source(path=path, path_conn_id=path_conn_id, sql=sql, sql_conn_id=sql_conn_id,
+                         sql_parameters=sql_parameters, python_callable=python_callable, op_args=op_args,
+                         op_kwargs=op_kwargs)
         if not state_conn_id and sql is None and not state_path:
             raise ValueError("where does the sync state live? pass state_conn_id= (a common-sql connection) or "
                              "state_path= (a DuckDB file); with a sql= source it defaults to sql_conn_id")
@@ -98,14 +93,6 @@ class InstasentSyncOperator(InstasentBaseOperator):
             raise ValueError(f"ingest_options may not set {', '.join(sorted(bad))}")
         self.kind = kind
         self.sync_id = sync_id
-        self.path = path
-        self.path_conn_id = path_conn_id
-        self.sql = sql
-        self.sql_conn_id = sql_conn_id
-        self.sql_parameters = sql_parameters
-        self.python_callable = python_callable
-        self.op_args = list(op_args or [])
-        self.op_kwargs = dict(op_kwargs or {})
         self.state_conn_id = state_conn_id
         self.state_path = state_path
         self.event_type = event_type
@@ -120,14 +107,6 @@ class InstasentSyncOperator(InstasentBaseOperator):
         self.max_attempts = max_attempts
         self.retention_days = retention_days
         self.ingest_options = dict(ingest_options or {})
-
-    def _source(self, source_hook: Any) -> Any:
-        if self.path is not None:
-            return object_path(self.path, self.path_conn_id)
-        if self.sql is not None:
-            return SqlSource(self.sql, source_hook, parameters=self.sql_parameters or None)
-        assert self.python_callable is not None
-        return self.python_callable(*self.op_args, **self.op_kwargs)
 
     def _state(self, source_hook: Any) -> Any:
         if self.state_conn_id:
