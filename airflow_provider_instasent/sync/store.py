@@ -190,14 +190,20 @@ class Store:
 
     def tx(self, statements: Sequence[tuple[str, Sequence[Any]] | str]) -> None:
         """Run ``statements`` (SQL, or (SQL, parameters)) in one transaction."""
-        cur = self.conn.cursor()
-        try:
-            self.d.begin(cur)
+        with self.transaction() as cur:
             for st in statements:
                 if isinstance(st, str):
                     cur.execute(self.sql(st))
                 else:
                     cur.execute(self.sql(st[0]), list(st[1]))
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Any]:
+        """A cursor in one transaction: committed at the end, rolled back on an exception."""
+        cur = self.conn.cursor()
+        try:
+            self.d.begin(cur)
+            yield cur
             self.d.commit(self.conn, cur)
         except BaseException:
             self.d.rollback(self.conn, cur)
@@ -207,39 +213,20 @@ class Store:
                 cur.close()
 
     def query(self, text: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
-        cur = self.conn.cursor()
-        try:
-            self.d.begin(cur)
+        with self.transaction() as cur:
             cur.execute(self.sql(text), list(params)) if params else cur.execute(self.sql(text))
-            rows = list(cur.fetchall())
-            self.d.commit(self.conn, cur)
-            return rows
-        except BaseException:
-            self.d.rollback(self.conn, cur)
-            raise
-        finally:
-            with contextlib.suppress(Exception):
-                cur.close()
+            return list(cur.fetchall())
 
     def int_column(self, text: str, params: Sequence[Any] = ()) -> np.ndarray:
         """The first column of a query as an ``int64`` array, fetched 100,000 rows at a time."""
-        cur = self.conn.cursor()
         parts: list[np.ndarray] = []
-        try:
-            self.d.begin(cur)
+        with self.transaction() as cur:
             cur.execute(self.sql(text), list(params)) if params else cur.execute(self.sql(text))
             while True:
                 chunk = cur.fetchmany(100_000)
                 if not chunk:
                     break
                 parts.append(np.fromiter((int(r[0]) for r in chunk), dtype=np.int64, count=len(chunk)))
-            self.d.commit(self.conn, cur)
-        except BaseException:
-            self.d.rollback(self.conn, cur)
-            raise
-        finally:
-            with contextlib.suppress(Exception):
-                cur.close()
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def scalar(self, text: str, params: Sequence[Any] = ()) -> Any:
