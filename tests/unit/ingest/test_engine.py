@@ -21,6 +21,7 @@ from airflow_provider_instasent.ingest import (
     write_events,
 )
 from airflow_provider_instasent.ingest.report import REJECT_COLUMNS, RejectsSink
+from tests.support import file_object_storage_path
 from tests.support.ingest_helpers import ORDER, FakeClient, contacts, orders
 
 
@@ -254,9 +255,9 @@ def test_empty_inputs(specs, fake_client, tmp_path):
 
 
 def test_rejects_to_object_storage(specs, fake_client, tmp_path):
-    ObjectStoragePath = pytest.importorskip("airflow.sdk").ObjectStoragePath
+    pytest.importorskip("airflow.sdk")
 
-    target = ObjectStoragePath(f"file://{tmp_path}/rejects.parquet")
+    target = file_object_storage_path(f"file://{tmp_path}/rejects.parquet")
     report = write_contacts(fake_client, contacts(3).assign(birthday=["x", None, None]), specs=specs,
                             on_invalid="skip", rejects_path=target)
     assert report.rejected == 1

@@ -17,6 +17,7 @@ from airflow_provider_instasent.ingest.sources import (
     SpooledSource,
 )
 from airflow_provider_instasent.io.sql import rows_to_batch
+from tests.support import file_object_storage_path
 
 
 def rows(source) -> list[dict]:
@@ -85,13 +86,13 @@ def test_parquet_reads_only_kept_columns(tmp_path):
 
 
 def test_object_storage_path(tmp_path):
-    ObjectStoragePath = pytest.importorskip("airflow.sdk").ObjectStoragePath
+    pytest.importorskip("airflow.sdk")
 
     pq.write_table(pa.Table.from_pandas(sample(9), preserve_index=False), tmp_path / "a.parquet")
     pq.write_table(pa.Table.from_pandas(sample(3), preserve_index=False), tmp_path / "b.parquet")
-    directory = ObjectStoragePath(f"file://{tmp_path}")
+    directory = file_object_storage_path(f"file://{tmp_path}")
     assert open_source(directory).total_rows == 12
-    assert len(rows(open_source(ObjectStoragePath(f"file://{tmp_path}/*.parquet")))) == 12
+    assert len(rows(open_source(file_object_storage_path(f"file://{tmp_path}/*.parquet")))) == 12
     assert len(rows(open_source(f"file://{tmp_path}/a.parquet"))) == 9
 
 

@@ -8,6 +8,7 @@ import pytest
 from airflow_provider_instasent.export import Export
 from airflow_provider_instasent.io.parquet import write_parquet
 from airflow_provider_instasent.io.paths import locate
+from tests.support import file_object_storage_path
 from tests.support.export_fakes import FakeClient
 
 
@@ -34,10 +35,10 @@ def test_failed_write_leaves_no_partial_file(tmp_path):
 
 
 def test_object_storage_path(tmp_path):
-    ObjectStoragePath = pytest.importorskip("airflow.sdk").ObjectStoragePath
+    pytest.importorskip("airflow.sdk")
 
     export = Export(FakeClient(n=120, version="osp"), "events", batch_size=50)
-    target = ObjectStoragePath(f"file://{tmp_path}/lake/events.parquet")
+    target = file_object_storage_path(f"file://{tmp_path}/lake/events.parquet")
     result = write_parquet(export.batches(), target, export.schema, compression="snappy")
     assert result.rows == 120 and result.row_groups == 3
     table = pq.read_table(tmp_path / "lake" / "events.parquet")
@@ -45,24 +46,24 @@ def test_object_storage_path(tmp_path):
 
 
 def test_object_storage_failure_leaves_nothing(tmp_path):
-    ObjectStoragePath = pytest.importorskip("airflow.sdk").ObjectStoragePath
+    pytest.importorskip("airflow.sdk")
 
     export = Export(FakeClient(n=1000, fail_after=4), batch_size=100)
-    target = ObjectStoragePath(f"file://{tmp_path}/lake/audience.parquet")
+    target = file_object_storage_path(f"file://{tmp_path}/lake/audience.parquet")
     with pytest.raises(RuntimeError, match="scroll failed"):
         write_parquet(export.batches(), target, export.schema)
     assert not target.exists()
 
 
 def test_path_kinds(tmp_path):
-    ObjectStoragePath = pytest.importorskip("airflow.sdk").ObjectStoragePath
+    pytest.importorskip("airflow.sdk")
 
     from airflow_provider_instasent.operators.base import object_path
 
     assert locate(str(tmp_path / "a.parquet")).path == str(tmp_path / "a.parquet")
     assert locate(tmp_path / "a.parquet").local
     assert locate(f"file://{tmp_path}/a.parquet").path == str(tmp_path / "a.parquet")
-    assert locate(ObjectStoragePath(f"file://{tmp_path}/a.parquet")).path == str(tmp_path / "a.parquet")
+    assert locate(file_object_storage_path(f"file://{tmp_path}/a.parquet")).path == str(tmp_path / "a.parquet")
     # a URL and its connection become an ObjectStoragePath in the Airflow layer only
     osp = object_path("s3://bucket/key.parquet")
     assert type(osp).__name__ == "ObjectStoragePath" and str(osp) == "s3://bucket/key.parquet"
