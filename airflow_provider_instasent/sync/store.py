@@ -242,18 +242,9 @@ class Store:
             loader.load(batch)
             loader.finish()
             return
-        cur = self.conn.cursor()
-        try:
-            self.d.begin(cur)
+        with self.transaction():
             loader.load(batch)
             loader.finish()
-            self.d.commit(self.conn, cur)
-        except BaseException:
-            self.d.rollback(self.conn, cur)
-            raise
-        finally:
-            with contextlib.suppress(Exception):
-                cur.close()
 
     # -- schema ------------------------------------------------------------------------------
     def ensure_tables(self) -> None:

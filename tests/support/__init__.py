@@ -15,3 +15,13 @@ def file_object_storage_path(url: str) -> Any:
         return ObjectStoragePath(url)
     except TypeError as exc:
         pytest.skip(f"this Airflow's ObjectStoragePath cannot open {url.split(':')[0]}:// URLs: {exc}")
+
+
+class FakeTI:
+    """A task instance that keeps what an operator pushes to XCom (for ``execute()`` tests)."""
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, object] = {}
+
+    def xcom_push(self, key: str, value: object) -> None:
+        self.xcom[key] = value

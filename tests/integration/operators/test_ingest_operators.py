@@ -11,18 +11,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import emulator_state
+from tests.support import FakeTI
 from tests.support.ingest_helpers import ORDER, contacts, orders
 
 pytestmark = pytest.mark.integration
 pytest.importorskip("airflow")  # the operators: skipped in the analyst install (no Airflow)
-
-
-class FakeTI:
-    def __init__(self) -> None:
-        self.xcom: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.xcom[key] = value
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ from airflow_provider_instasent.client.errors import (
 )
 from airflow_provider_instasent.export import Export
 from airflow_provider_instasent.ingest import IngestError, ProjectSpecs, write_contacts, write_events
+from tests.support import FakeTI
 
 from . import dataset
 from .conftest import make_client
@@ -201,14 +202,6 @@ def test_a_server_echoing_the_token_does_not_leak_it_into_exceptions(status, mod
 
 
 # -- XCom -------------------------------------------------------------------------------------------
-class FakeTI:
-    def __init__(self) -> None:
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
-
-
 def test_token_never_in_operator_return_values_or_pushed_xcom(conn, secret_emulator, tmp_path, monkeypatch):
     from airflow_provider_instasent.ingest import RejectedRowsError
     from airflow_provider_instasent.operators.export import InstasentToParquetOperator, InstasentToSqlOperator

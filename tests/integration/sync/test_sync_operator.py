@@ -10,17 +10,10 @@ import pytest
 
 from airflow_provider_instasent.sync import RUNS_TABLE, STATE_TABLE
 from tests.conftest import emulator_state
+from tests.support import FakeTI
 
 pytestmark = [pytest.mark.integration, pytest.mark.airflow]
 pytest.importorskip("airflow")  # the operator needs Airflow (the analyst's install has none)
-
-
-class FakeTI:
-    def __init__(self) -> None:
-        self.xcom: dict[str, object] = {}
-
-    def xcom_push(self, key: str, value: object) -> None:
-        self.xcom[key] = value
 
 
 @pytest.fixture
