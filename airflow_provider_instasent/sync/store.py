@@ -22,15 +22,13 @@ import contextlib
 import datetime as dt
 import os
 import socket
-import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from ..io.sql import Database, TableName, database
+from ..io.sql import Database, DatabaseLockedError, Session, TableName, open_database
 from .errors import SyncLockedError
 
 STATE_TABLE = "instasent_sync_state"
@@ -125,42 +123,24 @@ def open_state(state: Any) -> tuple[Database, Any | None]:
     A ``str`` / ``Path`` is a DuckDB file (created if missing): the embedded default for
     notebooks and the demo. Anything else goes to `airflow_provider_instasent.io.sql.database`.
     """
-    if isinstance(state, (str, Path)):
-        import duckdb
-
-        deadline = time.monotonic() + DUCKDB_LOCK_WAIT_S
-        while True:
-            try:
-                conn = duckdb.connect(str(state))
-                break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
-                    raise
-                if time.monotonic() < deadline:  # another process has it open: wait a little
-                    time.sleep(0.1)
-                    continue
-                raise SyncLockedError(
-                    f"the sync state file {state} is open in another process (a run of a sync using this file is "
-                    f"in progress): this run refused to start and sent nothing. A DuckDB state file serves one "
-                    f"run at a time: wait for it, or "
-                    f"keep concurrent syncs in separate files or in PostgreSQL. ({exc})") from None
-        with contextlib.suppress(Exception):  # our own embedded file: bound its buffer pool (it spills)
-            conn.execute(f"SET memory_limit = '{DUCKDB_MEMORY_LIMIT}'")
-        return Database(conn, dialect="duckdb"), conn
-    return database(state), None
+    try:
+        return open_database(state, memory_limit=DUCKDB_MEMORY_LIMIT, lock_wait_s=DUCKDB_LOCK_WAIT_S)
+    except DatabaseLockedError as exc:
+        raise SyncLockedError(
+            f"the sync state file {state} is open in another process (a run of a sync using this file is "
+            f"in progress): this run refused to start and sent nothing. A DuckDB state file serves one "
+            f"run at a time: wait for it, or "
+            f"keep concurrent syncs in separate files or in PostgreSQL. ({exc})") from None
 
 
-class Store:
-    """One open connection to the state database for the length of a run."""
+class Store(Session):
+    """One open connection to the state database for the length of a run (the SQL helpers
+    are the I/O layer's `Session`)."""
 
     def __init__(self, db: Database, conn: Any, sync_id: str, run_id: str) -> None:
-        self.db = db
-        self.d = db.dialect
-        self.conn = conn
+        super().__init__(db, conn)
         self.sync_id = sync_id
         self.run_id = run_id
-        self.ph = db.placeholder if db.dialect.name != "duckdb" else "?"
-        self._saved = self.d.prepare(conn)
         suffix = run_id.replace("-", "")[:16]
         self.stage = f"instasent_sync_stage_{suffix}"
         self.plan = f"instasent_sync_plan_{suffix}"
@@ -177,46 +157,13 @@ class Store:
                 try:
                     yield store
                 finally:
-                    store.d.restore(conn, store._saved)
+                    store.close()
         finally:
             if own is not None:
                 with contextlib.suppress(Exception):
                     own.close()
 
-    # -- SQL helpers -----------------------------------------------------------------------
-    def sql(self, text: str) -> str:
-        """``text`` with ``?`` markers turned into this connection's placeholder."""
-        return text if self.ph == "?" else text.replace("?", self.ph)
-
-    def tx(self, statements: Sequence[tuple[str, Sequence[Any]] | str]) -> None:
-        """Run ``statements`` (SQL, or (SQL, parameters)) in one transaction."""
-        with self.transaction() as cur:
-            for st in statements:
-                if isinstance(st, str):
-                    cur.execute(self.sql(st))
-                else:
-                    cur.execute(self.sql(st[0]), list(st[1]))
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Any]:
-        """A cursor in one transaction: committed at the end, rolled back on an exception."""
-        cur = self.conn.cursor()
-        try:
-            self.d.begin(cur)
-            yield cur
-            self.d.commit(self.conn, cur)
-        except BaseException:
-            self.d.rollback(self.conn, cur)
-            raise
-        finally:
-            with contextlib.suppress(Exception):
-                cur.close()
-
-    def query(self, text: str, params: Sequence[Any] = ()) -> list[Sequence[Any]]:
-        with self.transaction() as cur:
-            cur.execute(self.sql(text), list(params)) if params else cur.execute(self.sql(text))
-            return list(cur.fetchall())
-
+    # -- SQL helpers (the rest are Session's) ---------------------------------------------
     def int_column(self, text: str, params: Sequence[Any] = ()) -> np.ndarray:
         """The first column of a query as an ``int64`` array, fetched 100,000 rows at a time."""
         parts: list[np.ndarray] = []
@@ -228,10 +175,6 @@ class Store:
                     break
                 parts.append(np.fromiter((int(r[0]) for r in chunk), dtype=np.int64, count=len(chunk)))
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-
-    def scalar(self, text: str, params: Sequence[Any] = ()) -> Any:
-        rows = self.query(text, params)
-        return rows[0][0] if rows else None
 
     def load(self, table: str, batch: pa.RecordBatch) -> None:
         """Bulk-load ``batch`` into ``table`` (COPY on PostgreSQL, Arrow on DuckDB)."""

@@ -1,4 +1,5 @@
-"""SQL tables for every engine: identifiers, dialects, the staging + swap writer, the reader.
+"""SQL tables for every engine: identifiers, dialects, the staging + swap writer, the reader,
+and the state-database session (sync state, export watermarks).
 
 No Airflow import and no connection ids: callers pass a common-sql ``DbApiHook``, a DB-API
 connection or a SQLAlchemy connection/engine (``database``).
@@ -8,14 +9,17 @@ from .database import Database, database, detect_dialect
 from .dialects import DUCKDB_ROW_GROUP, Dialect, dialect_named
 from .identifiers import TableName, check_identifier, quote_identifier, source_sql
 from .reader import QueryReader, read_query, rows_to_batch
+from .session import DatabaseLockedError, Session, open_database
 from .writer import WRITE_DISPOSITIONS, SqlWriter, SqlWriteResult, WriteDisposition, write_sql
 
 __all__ = [
     "DUCKDB_ROW_GROUP",
     "WRITE_DISPOSITIONS",
     "Database",
+    "DatabaseLockedError",
     "Dialect",
     "QueryReader",
+    "Session",
     "SqlWriteResult",
     "SqlWriter",
     "TableName",
@@ -24,6 +28,7 @@ __all__ = [
     "database",
     "detect_dialect",
     "dialect_named",
+    "open_database",
     "quote_identifier",
     "read_query",
     "rows_to_batch",
