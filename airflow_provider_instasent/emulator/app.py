@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import itertools
+import math
 import sys
 import traceback
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from .core import ApiError, Ctx, Request, Response, Route, Router, error_respons
 from .faults import FaultInjector, Settings, SettingsError
 from .ratelimit import RateLimiter
 from .store import Store
+from .validation import parse_datetime
 
 API_PREFIX = "/v1"
 ADMIN_PREFIX = "/_emulator"
@@ -36,7 +38,7 @@ class App:
         self.set_queue_delay(queue_delay_ms)
         self.settings = settings or Settings()
         self.faults = FaultInjector(self.settings)
-        self.limiter = RateLimiter(self.settings.rate_limit)
+        self.limiter = RateLimiter(self.settings.rate_limit, clock=store.clock.now)
         self.router = _combined_router()
         self._request_ids = itertools.count(1)
 
@@ -84,6 +86,7 @@ class App:
                 response = error_response(500, f"Internal emulator error: {type(exc).__name__}: {exc}")
         response.headers.extend(rl_headers)
         response.headers.append(("X-Request-Id", f"emu-{next(self._request_ids)}"))
+        response.headers.append(("Date", self.store.clock.http_date()))  # the emulator's clock
         return response
 
     def _dispatch(
@@ -145,6 +148,8 @@ class App:
         if path == "/reset" and method == "POST":
             self.reset()
             return json_response(200, {"status": "reset", "state": self.store.state()})
+        if path == "/clock":
+            return self.clock(method, body)
         if path == "/automations" and method == "GET":
             return json_response(200, {"events": self.store.automations(project)})
         if path == "/queue" and method == "GET":
@@ -177,14 +182,38 @@ class App:
                 return error_response(400, str(exc))
         if path in ("/health", "/"):
             return json_response(200, {"status": "ok", "projects": sorted(self.store.projects)})
-        known = {"/state", "/reset", "/automations", "/faults", "/health", "/queue", "/queue/flush"}
+        known = {"/state", "/reset", "/automations", "/faults", "/health", "/queue", "/queue/flush", "/clock"}
         if path in known:
             return error_response(405, f"Method {method} not allowed on {ADMIN_PREFIX}{path}")
         return error_response(404, f"Unknown admin endpoint {ADMIN_PREFIX}{path}")
 
     def reset(self) -> None:
-        self.store.reset()
+        self.store.reset()  # the clock too: back to real time
         self.limiter.reset()
+
+    def clock(self, method: str, body: bytes) -> Response:
+        """``GET``: ``{"now": ISO}``; ``POST {"advance_s": N}`` or ``{"now": ISO}`` moves the clock."""
+        clock = self.store.clock
+        if method == "POST":
+            try:
+                change = Request(method, "/clock", {}, {}, body).json_object()
+            except ApiError as exc:
+                return json_response(exc.status, exc.body())
+            if set(change) - {"advance_s", "now"} or len(change) != 1:
+                return error_response(400, 'the body must be {"advance_s": seconds} or {"now": "<ISO 8601>"}')
+            if "advance_s" in change:
+                step = change["advance_s"]
+                if isinstance(step, bool) or not isinstance(step, (int, float)) or not math.isfinite(step):
+                    return error_response(400, "advance_s must be a number of seconds")
+                clock.advance(float(step))
+            else:
+                at = parse_datetime(change["now"], require_tz=True) if isinstance(change["now"], str) else None
+                if at is None:
+                    return error_response(400, "now must be an ISO 8601 date-time with a timezone (Z or an offset)")
+                clock.set(at)
+        elif method != "GET":
+            return error_response(405, f"Method {method} not allowed on {ADMIN_PREFIX}/clock")
+        return json_response(200, {"now": clock.iso(), "offset_s": round(clock.offset, 3)})
 
     def set_queue_delay(self, delay_ms: Any) -> None:
         """Queue writes made without ``?_sync`` for ``delay_ms`` (0: apply them at once)."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -98,6 +97,7 @@ def _filter_context(ps: ProjectState, depth: int = 0) -> FilterContext:
     return FilterContext(
         segment=lambda uid, params: segment_predicate(ps, uid, params, depth),
         events_of=ps.events_of,
+        now=ps.clock.now(),
     )
 
 
@@ -371,7 +371,7 @@ def audience_action(ctx: Ctx) -> Response:
 # --- events ---------------------------------------------------------------------------------------------
 def _event_filter(ctx: Ctx, root: Any) -> Callable[[Any], bool]:
     try:
-        return compile_event_filter(root)
+        return compile_event_filter(root, ctx.ps.clock.now())
     except FilterError as exc:
         raise _filter_error(exc) from exc
 
@@ -660,7 +660,7 @@ def _send(ctx: Ctx) -> Response:
         )
     with ctx.store.lock:
         sms_id = ctx.store.next_id()
-    now = iso_ms(time.time())
+    now = iso_ms(ctx.store.clock.now())
     normalized = normalize_phone(str(phone))
     parts = _sms_parts(text, unicode)
     sms = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -33,6 +34,7 @@ OPERATORS = (
     "matches-string",
     "range-number",
     "range-date",
+    "range-date-relative",
     "gt",
     "gte",
     "lt",
@@ -104,8 +106,34 @@ def _present(v: Any) -> bool:
     return v is not None and v != "" and v != []
 
 
-def value_predicate(operator: Any, values: Any) -> Callable[[Any], bool]:
-    """A test on one attribute value (scalar or list) for ``operator`` and ``values``."""
+#: ``range-date-relative`` periods, in seconds: the granularity the query-filter docs show
+#: (``lowerOffsetPeriod: "day"``); the real API's other periods are unknown, so they are refused.
+RELATIVE_PERIODS = {"day": 86400.0}
+
+
+def _relative_bound(values: Mapping[str, Any], side: str, now: float) -> float | None:
+    """One bound of ``range-date-relative``: ``now`` + offset periods, rounded to the period's
+    start (lower) or end (upper) when ``<side>Rounding`` is true; None when the offset is null."""
+    offset = values.get(f"{side}Offset")
+    if offset is None:
+        return None
+    if isinstance(offset, bool) or not isinstance(offset, (int, float)) or not math.isfinite(offset):
+        raise FilterError(f"range-date-relative: {side}Offset must be a number of periods or null")
+    period = values.get(f"{side}OffsetPeriod") or "day"
+    length = RELATIVE_PERIODS.get(period) if isinstance(period, str) else None
+    if length is None:
+        raise FilterError(f"range-date-relative: {side}OffsetPeriod {period!r} is not supported "
+                          f"(supported: {', '.join(RELATIVE_PERIODS)})")
+    bound = now + float(offset) * length
+    if values.get(f"{side}Rounding"):
+        start = math.floor(bound / length) * length  # periods start at 00:00 UTC
+        bound = start if side == "lower" else start + length - 0.001
+    return bound
+
+
+def value_predicate(operator: Any, values: Any, now: float | None = None) -> Callable[[Any], bool]:
+    """A test on one attribute value (scalar or list) for ``operator`` and ``values``;
+    ``now`` (the emulator's clock) anchors ``range-date-relative``."""
     if operator in ("eq", "in", "neq", "not-in"):
         targets = {canon(v) for v in as_list(values)}
 
@@ -158,6 +186,14 @@ def value_predicate(operator: Any, values: Any) -> Callable[[Any], bool]:
         lo_ex = bool(values.get("lowerExcludeEquals", False))
         hi_ex = bool(values.get("upperExcludeEquals", False))
         return _range(lo, hi, lo_ex, hi_ex, to_timestamp)
+    if operator == "range-date-relative":
+        if not isinstance(values, Mapping):
+            raise FilterError("range-date-relative: values must be an object {lowerOffset, upperOffset, ...}")
+        at = time.time() if now is None else now
+        lo, hi = _relative_bound(values, "lower", at), _relative_bound(values, "upper", at)
+        lo_ex = bool(values.get("lowerExcludeEquals", False))
+        hi_ex = bool(values.get("upperExcludeEquals", False))
+        return _range(lo, hi, lo_ex, hi_ex, to_timestamp)
     if operator in ("gt", "gte", "lt", "lte"):
         bound_raw = as_list(values)[0] if as_list(values) else None
         num = to_number(bound_raw)
@@ -200,9 +236,11 @@ class FilterContext:
         self,
         segment: Callable[[str, list[str] | None], Pred] | None = None,
         events_of: Callable[[Any], Sequence[Any]] | None = None,
+        now: float | None = None,
     ) -> None:
         self.segment = segment
         self.events_of = events_of
+        self.now = now
 
 
 def _group(node: Mapping[str, Any], compile_child: Callable[[Any], Pred]) -> Pred:
@@ -271,14 +309,14 @@ def _compile_tree(root: Any, groups: tuple[str, ...], leaf: Callable[[Mapping[st
     return comp(root)
 
 
-def compile_event_filter(root: Any) -> Pred:
-    """Predicate over stored events for an event query filter ``root``."""
+def compile_event_filter(root: Any, now: float | None = None) -> Pred:
+    """Predicate over stored events for an event query filter ``root`` (``now``: the clock)."""
 
     def condition(node: Mapping[str, Any], t: Any) -> Pred:
         if t in ("event_condition", "attribute_condition", "event_attribute_condition"):
             key, operator, values = _condition_parts(node)
             getter, etype = event_getter(key)
-            test = value_predicate(operator, values)
+            test = value_predicate(operator, values, now)
             if etype is not None:
                 return lambda e: e.type == etype and test(getter(e))
             return lambda e: test(getter(e))
@@ -305,7 +343,7 @@ def compile_audience_filter(root: Any, ctx: FilterContext | None = None) -> Pred
         if t == "attribute_condition":
             key, operator, values = _condition_parts(node)
             getter = audience_getter(key)
-            test = value_predicate(operator, values)
+            test = value_predicate(operator, values, fctx.now)
             return lambda c: test(getter(c))
         if t == "segment_condition":
             key, operator, values = _condition_parts(node)
@@ -322,7 +360,7 @@ def compile_audience_filter(root: Any, ctx: FilterContext | None = None) -> Pred
             if fctx.events_of is None:
                 raise FilterError(f"{t} is not available here")
             event_pred = compile_event_filter(
-                node if t == "group_event" else dict(node, type="event_condition")
+                node if t == "group_event" else dict(node, type="event_condition"), fctx.now
             )
             events_of = fctx.events_of
             return lambda c: any(event_pred(e) for e in events_of(c))

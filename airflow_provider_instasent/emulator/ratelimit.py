@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import threading
-import time
+from collections.abc import Callable
 
 UNLIMITED = 100_000
 ENDPOINT_CLASSES = ("ingest", "hot", "default")
@@ -17,7 +17,10 @@ Headers = list[tuple[str, str]]
 
 
 class RateLimiter:
-    def __init__(self, per_minute: float | None = None) -> None:
+    def __init__(self, per_minute: float | None = None, clock: Callable[[], float] | None = None) -> None:
+        import time
+
+        self._clock = clock or time.time  # the emulator's clock: its windows follow /_emulator/clock
         self._lock = threading.Lock()
         self._buckets: dict[tuple[str, str], list[float]] = {}
         self.per_minute: float | None = None
@@ -39,7 +42,7 @@ class RateLimiter:
 
     def take(self, token: str, endpoint_class: str, *, consume: bool = True) -> tuple[bool, Headers]:
         """Spend one request of the bucket; ``(allowed, headers)``."""
-        now = time.time()
+        now = self._clock()
         with self._lock:
             per_minute = self.per_minute
             if per_minute is None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from .audience import AudienceContact, AudienceIndex, DsContact, Key
+from .clock import Clock
 from .fixture import DatasourceConfig, Fixture, ProjectConfig, TokenConfig
 from .validation import (
     ContactItem,
@@ -94,8 +95,9 @@ class PushOutcome:
 
 
 class ProjectState:
-    def __init__(self, config: ProjectConfig, now: float) -> None:
+    def __init__(self, config: ProjectConfig, now: float, clock: Clock | None = None) -> None:
         self.config = config
+        self.clock = clock or Clock()  # the store's: relative date filters read it
         self.datasources: dict[str, DatasourceState] = {
             d.uid: DatasourceState(d, now) for d in config.datasources
         }
@@ -177,8 +179,9 @@ class Snapshots:
 
 
 class Store:
-    def __init__(self, fixture: Fixture) -> None:
+    def __init__(self, fixture: Fixture, clock: Clock | None = None) -> None:
         self.fixture = fixture
+        self.clock = clock or Clock()
         self.lock = threading.RLock()
         self.snapshots = Snapshots()
         self.queue = WriteQueue()
@@ -190,13 +193,14 @@ class Store:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def reset(self) -> None:
-        """Back to the fixture: seeded data only, runtime datasources and tokens dropped."""
-        now = time.time()
+        """Back to the fixture and to real time: seeded data only, runtime datasources and tokens dropped."""
+        self.clock.reset()
+        now = self.clock.now()
         self.queue.clear()
         with self.lock:
             self._ids = itertools.count(1)
             self._seq = itertools.count(1)
-            self.projects = {uid: ProjectState(p, now) for uid, p in self.fixture.projects.items()}
+            self.projects = {uid: ProjectState(p, now, self.clock) for uid, p in self.fixture.projects.items()}
             self.tokens = dict(self.fixture.tokens)
             for token in self.tokens.values():
                 if token.kind == "datasource" and token.datasource:
@@ -268,7 +272,7 @@ class Store:
         outcome = PushOutcome()
         later: list[T] = []
         with self.lock:
-            now = time.time()
+            now = self.clock.now()
             for pos, (item, errors) in enumerate(checked):
                 if item is None:
                     outcome.errors.append((pos, errors))
@@ -288,7 +292,7 @@ class Store:
             def apply() -> None:
                 applied = PushOutcome()
                 with self.lock:
-                    at = time.time()
+                    at = self.clock.now()
                     for it in later:
                         store(it, at, applied)
 
@@ -333,7 +337,7 @@ class Store:
         received_at: float | None = None,
         queued: bool = False,
     ) -> PushOutcome:
-        received = time.time() if received_at is None else received_at
+        received = self.clock.now() if received_at is None else received_at
         received_iso = iso_ms(received)
 
         def store(event: EventItem, now: float, outcome: PushOutcome) -> None:
@@ -417,10 +421,10 @@ class Store:
 
         def apply() -> None:
             with self.lock:
-                self._drop_contact(ps, key, time.time())
+                self._drop_contact(ps, key, self.clock.now())
 
         with self.lock:
-            now = time.time()
+            now = self.clock.now()
             if key not in ps.audience.contacts:
                 return False
             if not dry_run:
@@ -444,7 +448,7 @@ class Store:
                 contact = ps.audience.resolve(audience_id)
                 if contact is None:
                     return
-                now = time.time()
+                now = self.clock.now()
                 for key in contact.keys:
                     self._drop_contact(ps, key, now)
 
@@ -466,7 +470,7 @@ class Store:
             contact = ps.audience.resolve(audience_id)
             if contact is None:
                 return
-            now = time.time()
+            now = self.clock.now()
             for member in contact.members:
                 current = ps.audience.contacts.get(member.key)
                 if current is None:
@@ -580,7 +584,7 @@ class Store:
                 locale=locale,
                 timezone=timezone,
             )
-            ds = DatasourceState(config, time.time())
+            ds = DatasourceState(config, self.clock.now())
             token = f"ds-{uid}-{secrets.token_hex(12)}"
             ds.token = token
             token_ids = [t.id for t in self.tokens.values()]
