@@ -60,6 +60,7 @@ H_AUTHORIZATION = "Authorization"  # "Bearer <token>"
 H_ACCEPT = "Accept"
 H_CONTENT_TYPE = "Content-Type"
 H_USER_AGENT = "User-Agent"
+H_DATE = "Date"  # the server's clock (RFC 9110): the export's watermarks are in server time
 JSON_MEDIA_TYPE = "application/json"
 
 # --- query flags -------------------------------------------------------------------------

@@ -10,6 +10,8 @@ nothing of Airflow, nor of any endpoint but the one it is given.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import logging
 import os
 import threading
@@ -144,6 +146,8 @@ class Transport:
         self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter()
         self.pace = pace
         self.stats = ClientStats()
+        #: the last response's ``Date`` header and the local time it arrived (read by ``server_time``)
+        self._server_date: tuple[str, float] | None = None
         self._own_session = session is None
         self.session = session or requests.Session()
         self.pool_size = 0
@@ -192,6 +196,23 @@ class Transport:
 
     def __getstate__(self) -> dict[str, Any]:
         raise TypeError(f"{type(self).__name__} is not picklable (it holds a token and a session)")
+
+    # -- the server's clock ------------------------------------------------------------------
+    def server_time(self) -> datetime.datetime | None:
+        """The API server's current time (UTC): the ``Date`` header of the last response plus
+        the local time elapsed since it arrived (1 s resolution), or None before any response
+        carrying one. Incremental exports keep their watermarks in server time, so a wrong
+        local clock cannot skip changes."""
+        seen = self._server_date
+        if seen is None:
+            return None
+        try:
+            date = email.utils.parsedate_to_datetime(seen[0])
+        except (TypeError, ValueError):
+            return None
+        if date.tzinfo is None:
+            date = date.replace(tzinfo=datetime.UTC)
+        return date.astimezone(datetime.UTC) + datetime.timedelta(seconds=time.time() - seen[1])
 
     # -- requests -------------------------------------------------------------------------
     def _path(self, endpoint: Endpoint, params: Mapping[str, Any]) -> str:
@@ -258,6 +279,9 @@ class Transport:
                 return Outcome(None, failure=exc, connected=connected, refused=_refused(exc))
             status = response.status_code
             self.stats.record(status, sent, retry)
+            date = response.headers.get(ep.H_DATE)
+            if date:
+                self._server_date = (date, time.time())
             if self.pace:
                 self.rate_limiter.update(endpoint.endpoint_class, status, response.headers)
             ok = status < 400 or status in accepted

@@ -7,6 +7,7 @@ Dataframe API (no Airflow import)::
     df = read_audience(client)                      # pandas DataFrame, stable columns
     for batch in read_events_arrow(client):         # pyarrow.RecordBatchReader, flat memory
         ...
+    changed = read_audience(client, since="2026-11-27T02:00:00Z")   # only what changed since then
 
 The SQL and Parquet writers of the I/O layer (``airflow_provider_instasent.io``) and the
 operators in ``airflow_provider_instasent.operators.export`` build on the same ``Export``
@@ -16,6 +17,7 @@ See docs/export.md.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -85,15 +87,18 @@ def read_audience_arrow(
     keep_user_id: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
     page_size: int = 100,
+    since: dt.datetime | str | None = None,
 ) -> pa.RecordBatchReader:
     """The unified audience as a streaming ``pyarrow.RecordBatchReader``.
 
     ``filter`` is an AudienceQueryFilter ``root`` (or ``{"root": ...}``); ``attributes``
     restricts the attribute columns, and keeps ``_user_id`` (the join key, as the first
-    attribute) unless ``keep_user_id=False``. The scroll starts on the first read.
+    attribute) unless ``keep_user_id=False``. ``since`` (a timezone-aware datetime or ISO
+    8601 text): only the contacts updated at or after it (docs/export.md, "Incremental
+    export"). The scroll starts on the first read.
     """
     return Export(client, "audience", filter=filter, attributes=_with_user_id(attributes, keep_user_id),
-                  batch_size=batch_size, page_size=page_size).reader()
+                  batch_size=batch_size, page_size=page_size, since=since).reader()
 
 
 def read_segment_arrow(
@@ -106,14 +111,16 @@ def read_segment_arrow(
     keep_user_id: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
     page_size: int = 100,
+    since: dt.datetime | str | None = None,
 ) -> pa.RecordBatchReader:
     """A segment's contacts (same schema as the audience) as a RecordBatchReader.
 
-    ``attributes`` keeps ``_user_id`` unless ``keep_user_id=False``, as in ``read_audience_arrow``.
+    ``attributes`` keeps ``_user_id`` unless ``keep_user_id=False``, and ``since`` reads only
+    the contacts updated since then, as in ``read_audience_arrow``.
     """
     return Export(client, "segment", segment=segment_uid, parameter=parameter, filter=filter,
                   attributes=_with_user_id(attributes, keep_user_id), batch_size=batch_size,
-                  page_size=page_size).reader()
+                  page_size=page_size, since=since).reader()
 
 
 def read_events_arrow(
@@ -122,9 +129,12 @@ def read_events_arrow(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     page_size: int = 100,
+    since: dt.datetime | str | None = None,
 ) -> pa.RecordBatchReader:
-    """Audience events as a RecordBatchReader (``filter``: an EventQueryFilter ``root``)."""
-    return Export(client, "events", filter=filter, batch_size=batch_size, page_size=page_size).reader()
+    """Audience events as a RecordBatchReader (``filter``: an EventQueryFilter ``root``;
+    ``since``: only the events dated at or after it)."""
+    return Export(client, "events", filter=filter, batch_size=batch_size, page_size=page_size,
+                  since=since).reader()
 
 
 def read_audience(
@@ -134,15 +144,18 @@ def read_audience(
     attributes: Sequence[str] | None = None,
     keep_user_id: bool = True,
     dtype_backend: str | None = None,
+    since: dt.datetime | str | None = None,
 ) -> Any:
     """The unified audience as a pandas DataFrame (columns from ``/specs/attributes``).
 
     ``attributes`` restricts the attribute columns and keeps ``_user_id`` (the join key)
     unless ``keep_user_id=False``. ``dtype_backend``: ``None`` (pyarrow's default
     conversion), ``"numpy_nullable"`` or ``"pyarrow"`` (``pd.ArrowDtype`` columns, lists stay lists).
+    ``since`` (a timezone-aware datetime or ISO 8601 text): only the contacts updated at or
+    after it, read narrowly (docs/export.md, "Incremental export").
     """
-    return _to_pandas(read_audience_arrow(client, filter, attributes=attributes, keep_user_id=keep_user_id),
-                      dtype_backend)
+    return _to_pandas(read_audience_arrow(client, filter, attributes=attributes, keep_user_id=keep_user_id,
+                                          since=since), dtype_backend)
 
 
 def read_segment(
@@ -154,11 +167,13 @@ def read_segment(
     attributes: Sequence[str] | None = None,
     keep_user_id: bool = True,
     dtype_backend: str | None = None,
+    since: dt.datetime | str | None = None,
 ) -> Any:
     """A segment's contacts as a pandas DataFrame (``parameter`` for parameterised segments;
-    ``attributes`` keeps ``_user_id`` unless ``keep_user_id=False``)."""
+    ``attributes`` keeps ``_user_id`` unless ``keep_user_id=False``; ``since``: only the
+    contacts updated since then)."""
     return _to_pandas(read_segment_arrow(client, segment_uid, parameter, filter=filter, attributes=attributes,
-                                         keep_user_id=keep_user_id), dtype_backend)
+                                         keep_user_id=keep_user_id, since=since), dtype_backend)
 
 
 def read_events(
@@ -166,6 +181,8 @@ def read_events(
     filter: Mapping[str, Any] | None = None,
     *,
     dtype_backend: str | None = None,
+    since: dt.datetime | str | None = None,
 ) -> Any:
-    """Audience events as a pandas DataFrame (``_event_parameters`` is a JSON string)."""
-    return _to_pandas(read_events_arrow(client, filter), dtype_backend)
+    """Audience events as a pandas DataFrame (``_event_parameters`` is a JSON string;
+    ``since``: only the events dated at or after it)."""
+    return _to_pandas(read_events_arrow(client, filter, since=since), dtype_backend)

@@ -13,6 +13,7 @@ No module here imports Airflow.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import queue
 import threading
@@ -29,6 +30,7 @@ from ..client.errors import InstasentConfigError
 from ..progress import Progress
 from .completeness import Completeness
 from .convert import BatchBuilder, InvalidValues
+from .incremental import coarse_root, cursor_for, keep_since, parse_since, server_now
 from .schema import EVENTS_KEY, ExportSchema, audience_schema, events_schema
 
 log = logging.getLogger(__name__)
@@ -82,12 +84,17 @@ class ExportStats:
 
     source: str = ""
     rows: int = 0
+    #: rows the API returned (an incremental export drops those unchanged since ``since``)
+    rows_read: int = 0
     pages: int = 0
     batches: int = 0
     total_hits: int | None = None
     seconds: float = 0.0
     invalid: InvalidValues = field(default_factory=InvalidValues)
     started: float = field(default_factory=time.monotonic)
+    #: incremental exports: the lower bound read from, and the server's time at the start
+    since: dt.datetime | None = None
+    server_started: dt.datetime | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -98,6 +105,7 @@ class ExportStats:
         return {
             "source": self.source,
             "rows": self.rows,
+            "rows_read": self.rows_read,
             "pages": self.pages,
             "batches": self.batches,
             "total_hits": self.total_hits,
@@ -105,6 +113,8 @@ class ExportStats:
             "invalid_by_column": self.invalid.as_dict(),
             "seconds": round(self.seconds, 3),
             "rows_per_second": round(self.rows_per_second, 1),
+            "since": _iso(self.since),
+            "server_started": _iso(self.server_started),
         }
 
     def _repr_html_(self) -> str:
@@ -120,6 +130,10 @@ class ExportStats:
         invalid = pd.DataFrame(sorted(self.invalid.as_dict().items()), columns=["column", "invalid values"])
         return report_html(f"Instasent {self.source or 'export'} export", counts, frame=invalid,
                            frame_title="invalid values by column")
+
+
+def _iso(when: dt.datetime | None) -> str | None:
+    return None if when is None else when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 _DONE = object()
@@ -201,6 +215,11 @@ class Export:
         total_tolerance: how far the rows read may fall short of the API's ``totalHits`` (a
             share, default 0: every announced row must arrive) before the export is refused as
             incomplete (``IncompleteExportError``, nothing committed; see ``export.completeness``).
+        since: read only what changed at or after this time (a timezone-aware datetime or ISO
+            8601 text): contacts by ``_date_updated``, events by their date, narrowed on the server
+            by whole days and exactly here (``export.incremental``).
+        track_start: record the server's time before the scroll in ``stats.server_started`` (the
+            next watermark of an incremental export; always done with ``since``).
     """
 
     def __init__(
@@ -219,6 +238,8 @@ class Export:
         specs: Sequence[Mapping[str, Any]] | None = None,
         logger: Any = None,
         total_tolerance: float = 0.0,
+        since: dt.datetime | str | None = None,
+        track_start: bool = False,
     ) -> None:
         if source not in SOURCES:
             raise InstasentConfigError(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
@@ -249,7 +270,9 @@ class Export:
         self.progress_interval = progress_interval
         self._specs = specs
         self.log = logger or log
-        self.stats = ExportStats(source=source)
+        self.stats = ExportStats(source=source, since=parse_since(since))
+        self.since = self.stats.since
+        self.track_start = track_start or self.since is not None
         self._schema: ExportSchema | None = None
 
     # -- schema -----------------------------------------------------------------------------
@@ -278,6 +301,15 @@ class Export:
             return f"segment {self.segment}" + (f" (parameter {self.parameter!r})" if self.parameter else "")
         return self.source
 
+    def start(self) -> None:
+        """Resolve the schema (``GET /specs/attributes``) and, with ``track_start``, read the
+        server's time into ``stats.server_started``: before the first page, so a change made
+        while the scroll runs is dated after it. ``batches`` calls it; calling it first lets a
+        writer know the next watermark before the first batch."""
+        self.export_schema  # noqa: B018 (resolves and caches the specs)
+        if self.track_start and self.stats.server_started is None:
+            self.stats.server_started = server_now(self.client)
+
     # -- pages and batches ----------------------------------------------------------------
     def pages(self) -> Iterator[Any]:
         """The decoded scroll pages (``ScrollPage``)."""
@@ -297,7 +329,11 @@ class Export:
         if mode not in getattr(self.client, "scroll_modes", frozenset({"entities", "pages", "raw"})):
             return None
         kind = cast(Source, self.source)  # checked against SOURCES in __init__
-        return self.client.scroll(kind, mode=mode, root=self.root, segment=self.segment, parameter=self.parameter,
+        root = self.root
+        if self.since is not None:
+            assert self.stats.server_started is not None  # set by batches() before the scroll
+            root = coarse_root(root, self.source, self.since, self.stats.server_started)
+        return self.client.scroll(kind, mode=mode, root=root, segment=self.segment, parameter=self.parameter,
                                   page_size=self.page_size)
 
     @property
@@ -358,10 +394,12 @@ class Export:
           latency-sensitive fetch thread wait for the GIL behind the conversion (the
           "convoy effect", which halved the export rate).
         """
-        schema = self.export_schema  # resolve the specs before the scroll starts
+        self.start()
+        schema = self.export_schema
         arrow_schema = schema.arrow
         stats = self.stats
         stats.started = time.monotonic()
+        exact = cursor_for(self.source).column if self.since is not None else None
         progress = Progress(self.log, f"export {stats.source}", self.progress_interval)
         self.log.info("export %s: scrolling %d per page into batches of %d rows", self.describe_target(),
                       self.page_size, self.batch_size)
@@ -378,7 +416,6 @@ class Export:
                 parts, buffered = ([rest] if rest.num_rows else []), rest.num_rows
                 stats.rows += batch.num_rows
                 stats.batches += 1
-                complete.add(batch)
                 yield batch
 
         keys = ["datasource", EVENTS_KEY] if self.source == "events" else [schema.key]
@@ -395,21 +432,29 @@ class Export:
             chunks = self._raw_chunks(fetched, builder)
         try:
             for chunk in chunks:
+                stats.rows_read += chunk.num_rows
+                complete.add(chunk)  # what the API returned, before the exact filter
+                progress.total = stats.total_hits  # known after the first page
+                progress.tick(stats.rows_read)
+                complete.check_running(stats.rows_read, stats.total_hits)
+                if exact is not None:
+                    assert self.since is not None
+                    chunk = chunk.filter(keep_since(chunk, exact, self.since))
                 parts.append(chunk)
                 buffered += chunk.num_rows
-                progress.total = stats.total_hits  # known after the first page
-                progress.tick(stats.rows + buffered)
-                complete.check_running(stats.rows + buffered, stats.total_hits)
                 yield from emit(final=False)
             yield from emit(final=True)
             # raised before the consumer's loop ends: a writer never commits what is incomplete
-            complete.finish(stats.rows, stats.total_hits)
+            complete.finish(stats.rows_read, stats.total_hits)
         finally:
             fetched.close()  # stops the fetch thread at once if the consumer stopped early
             stats.seconds = time.monotonic() - stats.started
         if stats.invalid.total:
             self.log.warning("export %s: %d value(s) did not fit their column and were exported as null: %s",
                              self.describe_target(), stats.invalid.total, stats.invalid.as_dict())
+        if self.since is not None:
+            self.log.info("export %s since %s: %d of %d rows read changed since then", self.describe_target(),
+                          _iso(self.since), stats.rows, stats.rows_read)
         self.log.info("export %s: %d rows, %d pages in %.1fs (%.0f rows/s)", self.describe_target(), stats.rows,
                       stats.pages, stats.seconds, stats.rows_per_second)
 

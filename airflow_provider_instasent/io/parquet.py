@@ -11,7 +11,10 @@ sorted, so every worker sees the same order.
 **Writing** (``ParquetFileWriter``, ``write_parquet``): a local file is written under
 a temporary name next to the target and renamed when complete; on object storage the same
 (the move is a copy there). A reader never sees half a file, and a failed write leaves an older
-file under the target name as it was.
+file under the target name as it was. ``write_parquet(..., write_disposition="merge")`` upserts
+on a key: the new rows replace the file's rows with the same key, in a new file published the
+same way; ``metadata=`` adds key-value entries to the file (an incremental export keeps its
+watermark there, so the two are published together).
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ import secrets
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -39,6 +43,7 @@ __all__ = [
     "ParquetWriteResult",
     "discover",
     "open_parquet",
+    "read_metadata",
     "write_parquet",
 ]
 
@@ -146,6 +151,15 @@ def discover(source: Any) -> list[Location]:
 def open_parquet(loc: Location) -> pq.ParquetFile:
     """A Parquet file opened for streaming: buffered reads, no pre-buffering of whole row groups."""
     return pq.ParquetFile(loc.open_input(), pre_buffer=False, buffer_size=1 << 20)
+
+
+def read_metadata(path: Any) -> dict[bytes, bytes] | None:
+    """The key-value metadata of the Parquet file at ``path`` (its footer only), or None when
+    there is no file there."""
+    loc = locate(path)
+    if loc.info().type != pafs.FileType.File:
+        return None
+    return dict(open_parquet(loc).schema_arrow.metadata or {})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -260,6 +274,13 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _aligned(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with ``schema``'s columns: missing ones null (a column added since), types cast."""
+    columns = [table.column(f.name).cast(f.type) if f.name in table.column_names
+               else pa.nulls(table.num_rows, f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
 def write_parquet(
     batches: Iterable[pa.RecordBatch],
     path: Any,
@@ -267,18 +288,46 @@ def write_parquet(
     *,
     compression: str = "zstd",
     logger: Any = None,
+    write_disposition: Literal["replace", "merge"] = "replace",
+    key: str | None = None,
+    metadata: dict[str, str] | None = None,
     **writer_options: Any,
 ) -> ParquetWriteResult:
     """Stream ``batches`` (all with ``schema``) to one file; each batch becomes one row group.
 
     ``path``: a local path, a URL or an ``ObjectStoragePath`` (see ``paths``).
+    ``write_disposition="merge"``: the new rows replace the existing file's rows with the same
+    ``key`` (an upsert); the new rows are held in memory (an incremental export's few), the
+    old file is streamed row group by row group into the new one. ``metadata``: key-value
+    entries added to the file's schema metadata.
     """
     logger = logger or log
     started = time.monotonic()
+    if write_disposition not in ("replace", "merge"):
+        raise ValueError(f"write_disposition must be 'replace' or 'merge'; got {write_disposition!r}")
+    if write_disposition == "merge" and (not key or key not in schema.names):
+        raise ValueError(f"merge needs a key column that is in the schema; got {key!r}")
+    if metadata:
+        schema = schema.with_metadata({**(schema.metadata or {}), **metadata})
     try:
-        with ParquetFileWriter(path, schema, compression=compression, **writer_options) as writer:
-            for batch in batches:
-                writer.write(batch)
+        old = locate(path) if write_disposition == "merge" else None
+        if old is not None and old.info().type != pafs.FileType.File:
+            old = None  # nothing to merge into: the first run writes the file
+        if old is None:
+            with ParquetFileWriter(path, schema, compression=compression, **writer_options) as writer:
+                for batch in batches:
+                    writer.write(batch)
+        else:
+            assert key is not None
+            new = pa.Table.from_batches(list(batches), schema=schema)  # every batch before any write
+            with ParquetFileWriter(path, schema, compression=compression, **writer_options) as writer:
+                existing = open_parquet(old)
+                replaced = new.column(key).unique()
+                for i in range(existing.num_row_groups):
+                    group = existing.read_row_group(i)
+                    kept = group.filter(pc.invert(pc.fill_null(pc.is_in(group.column(key), replaced), False)))
+                    writer.write(_aligned(kept, schema))
+                writer.write(new)
     finally:
         close = getattr(batches, "close", None)  # stop a producer thread at once on failure
         if callable(close):

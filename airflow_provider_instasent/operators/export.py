@@ -4,16 +4,20 @@ Both are thin: they build an ``Export`` from an
 Instasent connection and hand its batches to a writer of the I/O layer
 (``airflow_provider_instasent.io.sql``, ``airflow_provider_instasent.io.parquet``).
 The scroll and conversion (fetch thread) overlap with the load (task thread).
+With ``incremental=True`` each run after the first reads only what changed since the
+watermark stored with the target (``export.incremental``) and merges it in.
 They return counts and the target to XCom, never the data. See docs/export.md.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..client.errors import InstasentConfigError
 from ..export.engine import DEFAULT_BATCH_SIZE, DEFAULT_PROGRESS_INTERVAL, SOURCES, Export, privacy_level
+from ..export.incremental import IncrementalParquet, IncrementalSql, fingerprint, parse_lookback
 from ..io.parquet import write_parquet
 from ..io.sql import WRITE_DISPOSITIONS, SqlWriter, TableName
 from .base import InstasentBaseOperator, object_path, sql_hook
@@ -37,6 +41,10 @@ class _InstasentExportBase(InstasentBaseOperator):
         progress_interval: seconds between progress log lines (0 disables them).
         total_tolerance: how far the rows read may fall short of ``totalHits`` before the
             export is refused as incomplete (default 0; see ``Export``).
+        incremental: after a first full run, read only what changed since the watermark stored
+            with the target (contacts by ``_date_updated``, events by their date) and merge it in.
+        lookback: how far before the watermark each incremental run reads again (late updates):
+            a ``timedelta`` or seconds; default one hour.
         **kwargs: passed to ``BaseOperator`` (``task_id``...).
     """
 
@@ -58,10 +66,14 @@ class _InstasentExportBase(InstasentBaseOperator):
         prefetch_pages: int | None = None,
         progress_interval: float = DEFAULT_PROGRESS_INTERVAL,
         total_tolerance: float = 0.0,
+        incremental: bool = False,
+        lookback: dt.timedelta | float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.total_tolerance = total_tolerance
+        self.incremental = incremental
+        self.lookback = parse_lookback(lookback)
         self.source = source
         self.segment = segment
         self.parameter = parameter
@@ -76,7 +88,12 @@ class _InstasentExportBase(InstasentBaseOperator):
         if self.source not in SOURCES:
             raise InstasentConfigError(f"source must be one of {', '.join(SOURCES)}; got {self.source!r}")
 
-    def _export(self, client: Any) -> Export:
+    def _fingerprint(self) -> str:
+        """What this export reads (its stored watermark is valid for this only)."""
+        return fingerprint(self.source, segment=self.segment or None, parameter=self.parameter or None,
+                           filter=self.filter or None, attributes=list(self.attributes) if self.attributes else None)
+
+    def _export(self, client: Any, since: dt.datetime | None = None) -> Export:
         export = Export(
             client,
             self.source,
@@ -90,6 +107,8 @@ class _InstasentExportBase(InstasentBaseOperator):
             progress_interval=self.progress_interval,
             total_tolerance=self.total_tolerance,
             logger=self.log,
+            since=since,
+            track_start=self.incremental,
         )
         if self.source != "events":
             try:
@@ -113,13 +132,15 @@ class InstasentToSqlOperator(_InstasentExportBase):
             (postgres, duckdb, sqlite, mysql...).
         table: ``table`` or ``schema.table`` (letters, digits, underscores).
         write_disposition: ``"replace"`` (atomic swap), ``"append"`` or ``"merge"`` (upsert on
-            ``audience_id``; ``_event_id`` for events).
+            ``audience_id``; ``_event_id`` for events). Default ``"replace"``, and ``"merge"``
+            (the only one allowed) with ``incremental=True``.
         hook_params: extra keyword arguments for the SQL hook.
         **kwargs: the shared export options and ``BaseOperator`` arguments.
 
-    Returns (XCom): ``{"source", "rows", "pages", "batches", "total_hits", "invalid_values",
-    "invalid_by_column", "seconds", "rows_per_second", "target": {"conn_id", "table", "dialect",
-    "write_disposition"}}``.
+    Returns (XCom): ``{"source", "rows", "rows_read", "pages", "batches", "total_hits",
+    "invalid_values", "invalid_by_column", "seconds", "rows_per_second", "since",
+    "server_started", "target": {"conn_id", "table", "dialect", "write_disposition"}}``, plus
+    ``"watermark"`` (the one stored) with ``incremental=True``.
     """
 
     template_fields: Sequence[str] = (*_InstasentExportBase.template_fields, "sql_conn_id", "table",
@@ -130,14 +151,14 @@ class InstasentToSqlOperator(_InstasentExportBase):
         *,
         sql_conn_id: str,
         table: str,
-        write_disposition: str = "replace",
+        write_disposition: str | None = None,
         hook_params: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.sql_conn_id = sql_conn_id
         self.table = table
-        self.write_disposition = write_disposition
+        self.write_disposition = write_disposition or ("merge" if self.incremental else "replace")
         self.hook_params = dict(hook_params or {})
 
     def _check(self) -> None:
@@ -146,6 +167,11 @@ class InstasentToSqlOperator(_InstasentExportBase):
             raise InstasentConfigError(
                 f"write_disposition must be one of {', '.join(WRITE_DISPOSITIONS)}; got {self.write_disposition!r}"
             )
+        if self.incremental and self.write_disposition != "merge":
+            raise InstasentConfigError(
+                f"incremental=True merges what changed into the table: write_disposition must be 'merge' (or "
+                f"left out), not {self.write_disposition!r} (replace would keep only the changes, append would "
+                f"repeat the rows of the lookback window)")
         TableName.parse(self.table)
 
     def get_sql_hook(self) -> Any:
@@ -156,13 +182,22 @@ class InstasentToSqlOperator(_InstasentExportBase):
         self._check()
         target = self.get_sql_hook()
         with self.hook.get_conn() as client, self.failing_fast(context):
-            export = self._export(client)
-            writer = SqlWriter(target, self.table, export.schema, write_disposition=self.write_disposition,
-                               key=export.key, logger=self.log)
-            self.log.info("exporting %s into %s (%s, %s)", export.describe_target(), writer.target,
-                          writer.dialect, self.write_disposition)
-            result = writer.write(export.batches())
+            if self.incremental:
+                target_table = IncrementalSql(target, self.table, fingerprint=self._fingerprint(),
+                                              lookback=self.lookback, logger=self.log)
+                export = self._export(client, target_table.since())
+                self.log.info("exporting %s into %s incrementally (merge)", export.describe_target(), self.table)
+                result = target_table.write(export, run_id=_run_id(context))
+            else:
+                export = self._export(client)
+                writer = SqlWriter(target, self.table, export.schema, write_disposition=self.write_disposition,
+                                   key=export.key, logger=self.log)
+                self.log.info("exporting %s into %s (%s, %s)", export.describe_target(), writer.target,
+                              writer.dialect, self.write_disposition)
+                result = writer.write(export.batches())
         out = export.stats.as_dict()
+        if self.incremental:
+            out["watermark"] = out["server_started"]
         out["target"] = {"conn_id": self.sql_conn_id, "table": result.table, "dialect": result.dialect,
                          "write_disposition": result.write_disposition}
         return out
@@ -181,7 +216,13 @@ class InstasentToParquetOperator(_InstasentExportBase):
         compression: Parquet codec (default ``zstd``).
         **kwargs: the shared export options and ``BaseOperator`` arguments.
 
-    Returns (XCom): the export counts plus ``"target": {"path", "row_groups", "bytes"}``.
+    With ``incremental=True`` the file is merged into (an upsert on the merge key: the new rows
+    replace those with the same key, in a new file published atomically) and its watermark is
+    kept in the file's own metadata (``instasent.watermark``), published with it. Give it a
+    fixed ``path``: a templated one (``{{ ds }}``) is a new file, and a full run, each time.
+
+    Returns (XCom): the export counts plus ``"target": {"path", "row_groups", "bytes"}`` (and
+    ``"watermark"`` with ``incremental=True``).
     """
 
     template_fields: Sequence[str] = (*_InstasentExportBase.template_fields, "path", "object_storage_conn_id")
@@ -203,10 +244,28 @@ class InstasentToParquetOperator(_InstasentExportBase):
         self._check()
         target = object_path(self.path, self.object_storage_conn_id)
         with self.hook.get_conn() as client, self.failing_fast(context):
-            export = self._export(client)
-            self.log.info("exporting %s to %s", export.describe_target(), self.path)
-            result = write_parquet(export.batches(), target, export.schema, compression=self.compression,
-                                   logger=self.log)
+            if self.incremental:
+                target_file = IncrementalParquet(target, fingerprint=self._fingerprint(), lookback=self.lookback,
+                                                 logger=self.log)
+                export = self._export(client, target_file.since())
+                self.log.info("exporting %s to %s incrementally (merge)", export.describe_target(), self.path)
+                result = target_file.write(export, compression=self.compression)
+            else:
+                export = self._export(client)
+                self.log.info("exporting %s to %s", export.describe_target(), self.path)
+                result = write_parquet(export.batches(), target, export.schema, compression=self.compression,
+                                       logger=self.log)
         out = export.stats.as_dict()
+        if self.incremental:
+            out["watermark"] = out["server_started"]
         out["target"] = {"path": result.path, "row_groups": result.row_groups, "bytes": result.bytes}
         return out
+
+
+def _run_id(context: Any) -> str | None:
+    """The Airflow run id, for the watermark row (None outside a task run)."""
+    try:
+        value = context["run_id"]
+    except (KeyError, TypeError):
+        return None
+    return str(value) if value else None

@@ -19,7 +19,6 @@ Times are ISO 8601 UTC text (``2026-11-28T09:30:00.000Z``): the same in every da
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import socket
 from collections.abc import Iterator, Sequence
@@ -29,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..io.sql import Database, DatabaseLockedError, Session, TableName, open_database
+from ..io.sql.session import now_iso
 from .errors import SyncLockedError
 
 STATE_TABLE = "instasent_sync_state"
@@ -101,10 +101,6 @@ _DDL = (
   acquired_at VARCHAR(32) NOT NULL
 )""",
 )
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _pid_alive(pid: int) -> bool:

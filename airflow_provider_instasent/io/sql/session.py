@@ -11,6 +11,7 @@ helpers; both engines use these, so a state table behaves the same in every data
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -19,7 +20,38 @@ from typing import Any
 from ...client.errors import InstasentError
 from .database import Database, database
 
-__all__ = ["DatabaseLockedError", "Session", "open_database"]
+__all__ = ["DatabaseLockedError", "Session", "bind", "iso_utc", "now_iso", "open_database", "parse_iso",
+           "qmark_placeholder"]
+
+
+def iso_utc(when: dt.datetime) -> str:
+    """``when`` as the state tables store times: ISO 8601 UTC text with milliseconds
+    (``2026-11-28T09:30:00.000Z``), the same in every database and sortable as text."""
+    if when.tzinfo is None:
+        raise ValueError(f"a naive datetime is ambiguous here: {when!r} (give it a timezone)")
+    return when.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def now_iso() -> str:
+    return iso_utc(dt.datetime.now(dt.UTC))
+
+
+def parse_iso(text: str) -> dt.datetime:
+    """The inverse of ``iso_utc`` (any ISO 8601 text with a timezone)."""
+    when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if when.tzinfo is None:
+        raise ValueError(f"{text!r} has no timezone")
+    return when.astimezone(dt.UTC)
+
+
+def qmark_placeholder(db: Database) -> str:
+    """The bind placeholder that replaces ``?`` in the state statements of ``db``."""
+    return db.placeholder if db.dialect.name != "duckdb" else "?"
+
+
+def bind(text: str, placeholder: str) -> str:
+    """``text`` with its ``?`` markers turned into ``placeholder``."""
+    return text if placeholder == "?" else text.replace("?", placeholder)
 
 
 class DatabaseLockedError(InstasentError):
@@ -69,7 +101,7 @@ class Session:
         self.db = db
         self.d = db.dialect
         self.conn = conn
-        self.ph = db.placeholder if db.dialect.name != "duckdb" else "?"
+        self.ph = qmark_placeholder(db)
         self._saved = self.d.prepare(conn)
 
     @classmethod
@@ -95,7 +127,7 @@ class Session:
 
     def sql(self, text: str) -> str:
         """``text`` with ``?`` markers turned into this connection's placeholder."""
-        return text if self.ph == "?" else text.replace("?", self.ph)
+        return bind(text, self.ph)
 
     def tx(self, statements: Sequence[tuple[str, Sequence[Any]] | str]) -> None:
         """Run ``statements`` (SQL, or (SQL, parameters)) in one transaction."""

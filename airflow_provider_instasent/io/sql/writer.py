@@ -14,6 +14,9 @@ target in one transaction (docs/adr/0003-atomic-replace.md):
 For ``append``/``merge`` a target that does not exist yet is created (the staging table is
 renamed), and columns the target lacks (a new custom attribute) are added first. A failure
 at any point leaves the target as it was and drops the staging table.
+
+``write(..., also=...)`` adds statements to that final transaction: an incremental export
+advances its watermark there, so the target and its watermark commit together or not at all.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -31,6 +34,10 @@ import pyarrow as pa
 from ...client.errors import InstasentConfigError
 from .database import Database, database
 from .identifiers import TableName
+from .session import bind, qmark_placeholder
+
+#: Statements run in the final transaction: (SQL with ``?`` markers, parameters)
+Statements = Sequence[tuple[str, Sequence[Any]]]
 
 __all__ = ["WRITE_DISPOSITIONS", "SqlWriteResult", "SqlWriter", "WriteDisposition", "write_sql"]
 
@@ -107,6 +114,7 @@ class SqlWriter:
         self.values_cleaned = 0
         self.staging = self.target.with_name(f"{self.target.name[: 63 - 14]}__stg_{secrets.token_hex(4)}")
         self.rows = 0
+        self._also: Callable[[], Statements] | None = None
 
     @property
     def hook(self) -> Any:
@@ -164,6 +172,10 @@ class SqlWriter:
                     cur.execute(f"DELETE FROM {target} WHERE {k} IN (SELECT {k} FROM {staging})")
                 cur.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging}")
                 cur.execute(f"DROP TABLE {staging}")
+            if self._also is not None:
+                placeholder = qmark_placeholder(self.db)
+                for statement, parameters in self._also():
+                    cur.execute(bind(statement, placeholder), list(parameters))
             sql.commit(conn, cur)
         except BaseException:
             sql.rollback(conn, cur)
@@ -181,8 +193,14 @@ class SqlWriter:
         self.values_cleaned += loader.cleaned
 
     # -- public --------------------------------------------------------------------------------
-    def write(self, batches: Iterable[pa.RecordBatch]) -> SqlWriteResult:
-        """Load every batch into the staging table, then apply it to the target atomically."""
+    def write(self, batches: Iterable[pa.RecordBatch], *, also: Callable[[], Statements] | None = None
+              ) -> SqlWriteResult:
+        """Load every batch into the staging table, then apply it to the target atomically.
+
+        ``also``: called after the last batch, it gives statements (``?`` markers) that run in
+        the final transaction, committed with the target or not at all.
+        """
+        self._also = also
         started = time.monotonic()
         sql = self.sql
         create = sql.create_table_sql(self.staging, self.schema)
