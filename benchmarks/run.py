@@ -34,6 +34,7 @@ BENCHMARKS = {
     "export": "bench_export",
     "emulator": "bench_emulator",
     "sync": "bench_sync",
+    "incremental": "bench_incremental",
 }
 
 DOCS = BENCH_DIR.parent / "docs" / "performance.md"

@@ -1,14 +1,24 @@
-"""Nightly export: the unified audience and a segment into the warehouse, and to Parquet.
+"""Nightly export: the audience and the events into the warehouse incrementally, a segment, and Parquet.
 
-``write_disposition="replace"`` loads into a staging table and swaps it in one transaction,
-so analysts querying ``instasent_audience`` during the load see last night's table or
-tonight's, never half of one. The schema comes from the project's ``/specs/attributes``, so
-the columns stay stable; which of them carry values depends on the token's privacy level.
+``incremental=True``: the first run reads everything; each later run reads only the contacts
+updated (events: dated) since the watermark stored with the table, minus ``lookback``, and
+merges them in (contacts on ``audience_id``, events once by ``_event_id``). The watermark is a
+row of ``instasent_export_watermarks`` in the warehouse, written in the transaction that
+commits the table, so a failed or killed run leaves it where it was and the retry reads the
+same changes again. An incremental export does not see deleted contacts: run it with
+``incremental=False`` (a full ``replace``) now and then, e.g. weekly, to drop them.
+
+The segment is a full ``replace`` every night (staging table swapped in one transaction):
+a contact that left the segment must leave the table, which a merge of changes would not do.
+The Parquet file is a dated full snapshot. The schema comes from the project's
+``/specs/attributes``, so the columns stay stable; which of them carry values depends on the
+token's privacy level.
 """
 
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 
 import pendulum
 from airflow.sdk import Param, dag
@@ -38,7 +48,17 @@ def instasent_nightly_export() -> None:
         source="audience",
         sql_conn_id="instasent_warehouse",
         table="instasent_audience",
-        write_disposition="replace",
+        incremental=True,  # merge what changed since the last run's watermark
+        lookback=timedelta(hours=2),  # read late updates again
+        retries=2,
+    )
+    events = InstasentToSqlOperator(
+        task_id="events_to_warehouse",
+        source="events",
+        sql_conn_id="instasent_warehouse",
+        table="instasent_events",
+        incremental=True,  # each event once, by _event_id
+        lookback=timedelta(hours=2),
         retries=2,
     )
     segment = InstasentToSqlOperator(
@@ -57,7 +77,7 @@ def instasent_nightly_export() -> None:
         retries=2,
     )
     # DuckDB allows one writer per file: load the warehouse tables one after the other.
-    audience >> segment
+    audience >> events >> segment
 
 
 instasent_nightly_export()

@@ -36,8 +36,8 @@ import pyarrow.compute as pc
 
 from ..client.errors import InstasentConfigError, InstasentError
 from ..io.parquet import ParquetWriteResult, read_metadata, write_parquet
-from ..io.sql import Session, SqlWriter, SqlWriteResult, TableName
-from ..io.sql.session import iso_utc, now_iso, parse_iso
+from ..io.sql import SqlWriter, SqlWriteResult, TableName
+from ..io.sql.session import iso_utc, now_iso, open_session, parse_iso
 from ..io.sql.writer import Statements
 
 log = logging.getLogger(__name__)
@@ -242,7 +242,7 @@ class SqlWatermarks:
 
     def read(self) -> Watermark | None:
         """This target's watermark (None: never exported incrementally); creates the table."""
-        with Session.open(self.db) as session:
+        with open_session(self.db) as session:
             for attempt in range(3):
                 try:
                     session.tx([_DDL])

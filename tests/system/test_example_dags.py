@@ -124,6 +124,10 @@ def test_examples_run_end_to_end(dagbag, example_env, emu):
     audience = emulator_state(emu)["audience_contacts"]
     with duckdb.connect(str(example_env["warehouse"]), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM instasent_audience").fetchone()[0] == audience
+        assert con.execute("SELECT count(*), count(DISTINCT _event_id) FROM instasent_events").fetchone() == (
+            emulator_state(emu)["events"],) * 2
+        marks = con.execute("SELECT target FROM instasent_export_watermarks ORDER BY 1").fetchall()
+        assert marks == [("instasent_audience",), ("instasent_events",)]
         pro = con.execute("SELECT count(*) FROM instasent_segment_pro_plan").fetchone()[0]
         assert 0 < pro < audience
     assert len(list((data / "export").glob("audience-*.parquet"))) == 1

@@ -4,7 +4,7 @@ The sync keeps its per-row state (``sync/store.py``) and the export its watermar
 (``export/watermark.py``) in small tables of a database the caller chooses: a DuckDB file
 given as a path (the embedded default of notebooks and the demo), or anything ``database``
 takes (a common-sql hook, a DB-API or SQLAlchemy connection). ``open_database`` opens it and
-``Session`` holds one connection for the run, with ``?`` placeholders and one-transaction
+``Session`` (``open_session``) holds one connection for the run, with ``?`` placeholders and one-transaction
 helpers; both engines use these, so a state table behaves the same in every database.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 from ...client.errors import InstasentError
 from .database import Database, database
 
-__all__ = ["DatabaseLockedError", "Session", "bind", "iso_utc", "now_iso", "open_database", "parse_iso",
-           "qmark_placeholder"]
+__all__ = ["DatabaseLockedError", "Session", "bind", "iso_utc", "now_iso", "open_database", "open_session",
+           "parse_iso", "qmark_placeholder"]
 
 
 def iso_utc(when: dt.datetime) -> str:
@@ -89,6 +89,23 @@ def open_database(target: Any, *, memory_limit: str | None = None, lock_wait_s: 
     return Database(conn, dialect="duckdb"), conn
 
 
+@contextlib.contextmanager
+def open_session(target: Any, **options: Any) -> Iterator[Session]:
+    """A `Session` on ``target`` (see `open_database` for ``options``), closed at the end."""
+    db, own = open_database(target, **options)
+    try:
+        with db.connection() as conn:
+            session = Session(db, conn)
+            try:
+                yield session
+            finally:
+                session.close()
+    finally:
+        if own is not None:
+            with contextlib.suppress(Exception):
+                own.close()
+
+
 class Session:
     """One open connection to a state database for the length of a run.
 
@@ -103,23 +120,6 @@ class Session:
         self.conn = conn
         self.ph = qmark_placeholder(db)
         self._saved = self.d.prepare(conn)
-
-    @classmethod
-    @contextlib.contextmanager
-    def open(cls, target: Any, **options: Any) -> Iterator[Session]:
-        """A `Session` on ``target`` (see `open_database` for ``options``), closed at the end."""
-        db, own = open_database(target, **options)
-        try:
-            with db.connection() as conn:
-                session = cls(db, conn)
-                try:
-                    yield session
-                finally:
-                    session.close()
-        finally:
-            if own is not None:
-                with contextlib.suppress(Exception):
-                    own.close()
 
     def close(self) -> None:
         """Restore the connection's own transaction mode."""

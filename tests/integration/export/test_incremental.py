@@ -354,3 +354,54 @@ def test_parquet_merge_keeps_its_watermark_in_the_file(tmp_path):
     mark = parquet_watermark(path)
     assert mark is not None and mark.at == dt.datetime(2030, 1, 2, tzinfo=dt.UTC)
     assert parquet_watermark(tmp_path / "none.parquet") is None
+
+
+# --- the operators -------------------------------------------------------------------------------
+
+def test_sql_operator_incremental(instasent_conn, client, emu, duckdb_conn_id, unique_table):
+    from airflow_provider_instasent.client.errors import InstasentConfigError
+    from airflow_provider_instasent.operators.export import InstasentToSqlOperator
+    from tests.support.export_fakes import fetch
+
+    clock(emu, now=T0.isoformat())
+    seed(client, range(150))
+    clock(emu, advance_s=2 * 86400)
+
+    def op(**kw: Any) -> Any:
+        return InstasentToSqlOperator(task_id="inc", sql_conn_id=duckdb_conn_id, table=unique_table,
+                                      incremental=True, lookback=dt.timedelta(minutes=30), **kw)
+
+    first = op().execute(context={"run_id": "r1"})
+    assert (first["rows"], first["since"]) == (150, None) and first["target"]["write_disposition"] == "merge"
+    clock(emu, advance_s=86400)
+    client.push_contacts([{"_user_id": "u0001", "plan": "pro"}], sync=True)
+    clock(emu, advance_s=3600)
+    second = op().execute(context={"run_id": "r2"})
+    assert (second["rows"], second["rows_read"], second["pages"]) == (1, 1, 1)
+    assert second["since"].startswith("2030-06-02T23:30")  # the first run's watermark minus the lookback
+    assert fetch(duckdb_conn_id, f"SELECT count(*), max(plan) FILTER (WHERE _user_id = 'u0001') FROM {unique_table}"
+                 ) == [(150, "pro")]
+    row = fetch(duckdb_conn_id, f"SELECT run_id, rows_read, rows_written, watermark FROM {WATERMARKS_TABLE} "
+                                f"WHERE target = '{unique_table}'")
+    assert row == [("r2", 1, 1, second["watermark"])]
+    with pytest.raises(InstasentConfigError, match="write_disposition must be 'merge'"):
+        op(write_disposition="replace").execute(context={})
+
+
+def test_parquet_operator_incremental(instasent_conn, client, emu, tmp_path):
+    from airflow_provider_instasent.operators.export import InstasentToParquetOperator
+
+    clock(emu, now=T0.isoformat())
+    seed(client, range(120))
+    clock(emu, advance_s=2 * 86400)
+    path = tmp_path / "audience.parquet"
+    op = InstasentToParquetOperator(task_id="pq", path=str(path), incremental=True)
+    assert op.execute(context={})["rows"] == 120
+    clock(emu, advance_s=86400)
+    client.push_contacts([{"_user_id": "u0002", "plan": "pro"}, {"_user_id": "u9999", "plan": "pro"}], sync=True)
+    clock(emu, advance_s=2 * 3600)
+    out = op.execute(context={})
+    assert (out["rows"], out["rows_read"]) == (2, 2)
+    table = pq.read_table(path)
+    assert table.num_rows == 121 and len(set(table.column("audience_id").to_pylist())) == 121
+    assert parquet_watermark(path) is not None and parquet_watermark(path).at.isoformat().startswith("2030-06-04")
