@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..io.sql import Database, DatabaseLockedError, Session, TableName, open_database
-from ..io.sql.session import now_iso
+from ..io.sql.session import now_iso, open_session
 from .errors import SyncLockedError
 
 STATE_TABLE = "instasent_sync_state"
@@ -146,18 +146,8 @@ class Store(Session):
     @classmethod
     @contextlib.contextmanager
     def open(cls, state: Any, sync_id: str, run_id: str) -> Iterator[Store]:
-        db, own = open_state(state)
-        try:
-            with db.connection() as conn:
-                store = cls(db, conn, sync_id, run_id)
-                try:
-                    yield store
-                finally:
-                    store.close()
-        finally:
-            if own is not None:
-                with contextlib.suppress(Exception):
-                    own.close()
+        with open_session(state, factory=lambda db, conn: cls(db, conn, sync_id, run_id), opener=open_state) as store:
+            yield store
 
     # -- SQL helpers (the rest are Session's) ---------------------------------------------
     def int_column(self, text: str, params: Sequence[Any] = ()) -> np.ndarray:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,23 +89,6 @@ def open_database(target: Any, *, memory_limit: str | None = None, lock_wait_s: 
     return Database(conn, dialect="duckdb"), conn
 
 
-@contextlib.contextmanager
-def open_session(target: Any, **options: Any) -> Iterator[Session]:
-    """A `Session` on ``target`` (see `open_database` for ``options``), closed at the end."""
-    db, own = open_database(target, **options)
-    try:
-        with db.connection() as conn:
-            session = Session(db, conn)
-            try:
-                yield session
-            finally:
-                session.close()
-    finally:
-        if own is not None:
-            with contextlib.suppress(Exception):
-                own.close()
-
-
 class Session:
     """One open connection to a state database for the length of a run.
 
@@ -161,3 +144,22 @@ class Session:
     def scalar(self, text: str, params: Sequence[Any] = ()) -> Any:
         rows = self.query(text, params)
         return rows[0][0] if rows else None
+
+
+@contextlib.contextmanager
+def open_session(target: Any, *, factory: Callable[[Database, Any], Any] | None = None,
+                 opener: Callable[[Any], tuple[Database, Any | None]] = open_database) -> Iterator[Any]:
+    """A `Session` (or what ``factory(db, conn)`` builds: a subclass) on ``target``, opened by
+    ``opener`` (`open_database`, or an engine's wrapper of it), closed at the end."""
+    db, own = opener(target)
+    try:
+        with db.connection() as conn:
+            session = factory(db, conn) if factory is not None else Session(db, conn)
+            try:
+                yield session
+            finally:
+                session.close()
+    finally:
+        if own is not None:
+            with contextlib.suppress(Exception):
+                own.close()
