@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from airflow_provider_instasent import InstasentClient
-from airflow_provider_instasent.export import Export, read_audience, read_events
+from airflow_provider_instasent.export import Export, read_audience, read_events, read_segment
 from airflow_provider_instasent.export.incremental import (
     PARQUET_WATERMARK_KEY,
     WATERMARKS_TABLE,
@@ -322,6 +322,8 @@ def test_dataframe_api_since(client, emu):
     since = (T0 + dt.timedelta(days=4) - dt.timedelta(minutes=5)).isoformat()
     changed = read_audience(client, since=since)
     assert list(changed["_user_id"]) == ["u0002"]
+    assert list(read_segment(client, "by_plan", "pro", since=since)["_user_id"]) == ["u0002"]
+    assert read_segment(client, "by_plan", "free", since=since).empty
     assert list(read_events(client, since=since)["_event_id"]) == ["new"]
     assert len(read_audience(client)) == 120
     with pytest.raises(Exception, match="timezone"):
@@ -405,3 +407,17 @@ def test_parquet_operator_incremental(instasent_conn, client, emu, tmp_path):
     table = pq.read_table(path)
     assert table.num_rows == 121 and len(set(table.column("audience_id").to_pylist())) == 121
     assert parquet_watermark(path) is not None and parquet_watermark(path).at.isoformat().startswith("2030-06-04")
+
+
+def test_parquet_merge_adds_a_new_column_as_null_for_the_old_rows(tmp_path):
+    import pyarrow as pa
+
+    old = pa.schema([("k", pa.string()), ("v", pa.int64())])
+    new = pa.schema([("k", pa.string()), ("v", pa.int64()), ("w", pa.string())])  # an attribute added since
+    path = tmp_path / "t.parquet"
+    write_parquet([pa.record_batch([["a", "b"], [1, 2]], schema=old)], path, old)
+    write_parquet([pa.record_batch([["b"], [20], ["x"]], schema=new)], path, new, write_disposition="merge", key="k")
+    table = pq.read_table(path)
+    assert table.schema.names == ["k", "v", "w"]
+    assert sorted(table.to_pylist(), key=lambda r: r["k"]) == [{"k": "a", "v": 1, "w": None},
+                                                                {"k": "b", "v": 20, "w": "x"}]
