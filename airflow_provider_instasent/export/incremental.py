@@ -240,18 +240,30 @@ class SqlWatermarks:
         self.db = db
         self.target = str(TableName.parse(table))
 
-    def read(self) -> Watermark | None:
-        """This target's watermark (None: never exported incrementally); creates the table."""
+    def ensure_table(self) -> None:
         with open_session(self.db) as session:
             for attempt in range(3):
                 try:
                     session.tx([_DDL])
-                    break
+                    return
                 except Exception:  # two first runs creating the table at once (PostgreSQL catalog race)
                     if attempt == 2:
                         raise
+
+    def read(self) -> Watermark | None:
+        """This target's watermark: None when it was never exported incrementally, or when the
+        table is gone (a watermark without its table must not make the next run partial)."""
+        self.ensure_table()
+        with open_session(self.db) as session:
             rows = session.query(f"SELECT watermark, fingerprint FROM {WATERMARKS_TABLE} WHERE target = ?",
                                  (self.target,))
+            if rows:
+                with session.transaction() as cur:
+                    exists = session.d.existing_columns(session.conn, cur, TableName.parse(self.target))
+                if exists is None:
+                    log.warning("incremental export: %s has a watermark but no table: this run reads everything",
+                                self.target)
+                    return None
         if not rows:
             return None
         return Watermark(parse_iso(str(rows[0][0])), str(rows[0][1]))
@@ -322,6 +334,7 @@ class IncrementalSql(_Incremental):
 
     def write(self, export: Any, *, run_id: str | None = None) -> SqlWriteResult:
         mark = self.earned(export)
+        self.marks.ensure_table()  # the watermark row is written in the target's final transaction
         writer = SqlWriter(self.db, self.table, export.schema, write_disposition="merge", key=export.key,
                            logger=self.log)
 

@@ -208,12 +208,18 @@ def test_a_late_write_inside_the_lookback_window_is_read(client, emu, tmp_path):
     assert hook.rows(f"SELECT count(*), max(plan) FILTER (WHERE _user_id = 'u0003') FROM {table}") == [(20, "late")]
 
 
-def test_a_changed_filter_starts_with_a_full_run(client, emu, tmp_path):
+def test_a_changed_filter_or_a_dropped_table_starts_with_a_full_run(client, emu, tmp_path):
     hook = DuckHook(tmp_path / "w.duckdb")
     seed(client, range(30))
     run(client, "duckdb", hook, "a")
+    assert IncrementalSql(hook, "a", fingerprint=FP).since() is not None
     other = IncrementalSql(hook, "a", fingerprint=fingerprint("audience", attributes=["plan"]))
     assert other.since() is None  # the stored watermark belongs to another column list
+    conn = hook.get_conn()
+    conn.execute("DROP TABLE a")
+    conn.close()
+    assert IncrementalSql(hook, "a", fingerprint=FP).since() is None  # a watermark without its table
+    assert run(client, "duckdb", hook, "a").stats.rows == 30
 
 
 KILLED = textwrap.dedent("""
