@@ -331,7 +331,8 @@ class Export:
         kind = cast(Source, self.source)  # checked against SOURCES in __init__
         root = self.root
         if self.since is not None:
-            assert self.stats.server_started is not None  # set by batches() before the scroll
+            self.start()  # the server's now anchors the relative filter
+            assert self.stats.server_started is not None
             root = coarse_root(root, self.source, self.since, self.stats.server_started)
         return self.client.scroll(kind, mode=mode, root=root, segment=self.segment, parameter=self.parameter,
                                   page_size=self.page_size)
