@@ -15,7 +15,7 @@ The watermark is the **server's** time when the run started (the ``Date`` header
 made while the scroll runs is dated after it and is read by the next run. It advances only
 with the target: in the target database (``SqlWatermarks``, a row written in the transaction
 that commits the target) or in the Parquet file's own metadata (published by the same
-rename). ADR 0009 says why.
+rename). ADR 0010 says why.
 
 No module here imports Airflow.
 """
