@@ -112,6 +112,7 @@ def target(request: pytest.FixtureRequest, tmp_path: Path, unique_table: str) ->
     if request.param == "parquet":
         yield "parquet", ParquetTarget(tmp_path / "audience.parquet"), "{t}"
         return
+    pytest.importorskip("psycopg2")  # not in the analyst's install
     hook = PgHook(request.getfixturevalue("postgres_url"))
     yield "postgres", hook, unique_table
     conn = hook.get_conn()
