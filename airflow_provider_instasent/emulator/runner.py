@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .app import App
+from .clock import Clock
 from .faults import check_settings
 from .fixture import FixtureSource, load_fixture
 from .server import EmulatorServer
@@ -136,6 +137,12 @@ class Emulator:
     def queue_state(self) -> dict[str, Any]:
         """``{"delay_ms", "pending"}`` (``GET /_emulator/queue``)."""
         return self.app.queue_state()
+
+    @property
+    def clock(self) -> Clock:
+        """The emulator's clock (``/_emulator/clock``): ``clock.advance(seconds)``,
+        ``clock.set(unix_time)``, ``clock.now()``; ``reset()`` puts it back on real time."""
+        return self.store.clock
 
 
 def _cli_args(

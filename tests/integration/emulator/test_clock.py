@@ -122,3 +122,11 @@ def test_range_date_relative_refuses_what_the_docs_do_not_show(api: Api) -> None
         r = api.post(api.p("/audience/scroll"), json={"root": root})
         assert r.status_code == 400, r.text
         assert "range-date-relative" in r.json()["message"]
+
+
+def test_the_python_handle_moves_the_same_clock(emulator) -> None:
+    api = Api(emulator.base_url)
+    emulator.clock.advance(86400)
+    assert abs(now_of(api) - (time.time() + 86400)) < 2
+    emulator.reset()
+    assert abs(now_of(api) - time.time()) < 2
