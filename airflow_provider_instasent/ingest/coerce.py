@@ -8,12 +8,22 @@ output is a **normalised column**: strings, numbers, ``"1"``/``"0"`` booleans,
 fields, ready for ``encode``. A column of a type that cannot be coerced at all (or naive
 timestamps without ``assume_timezone``, see ``CoerceOptions``) raises
 ``IngestSchemaError`` naming the column.
+
+A column of Python values Arrow cannot type on its own (a pandas ``object`` column mixing
+text, numbers, bytes, datetimes, lists...; a SQL column of mixed values) becomes an *objects
+column* (``objects_column``): each value's text by the rules of ``object_value`` (the table
+in docs/ingest.md, "Coercions"), or the reason it has none. ``Coercer.column`` reads it for
+the field's spec: the reasons become row errors, the texts are coerced like any text column.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
+import math
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +116,133 @@ def _type_error(name: str, arr_type: pa.DataType, spec: FieldSpec, hint: str = "
     )
 
 
+# ---------------------------------------------------------------------------------------------
+# columns of Python values (objects columns)
+# ---------------------------------------------------------------------------------------------
+#: The fields of an objects column: each value's text, its elements (a list value), or the
+#: reason it has neither. The names cannot clash with a user's struct column by accident.
+OBJ_TEXT, OBJ_ITEMS, OBJ_ERROR = "instasent:text", "instasent:items", "instasent:error"
+OBJECTS_TYPE = pa.struct([(OBJ_TEXT, pa.string()), (OBJ_ITEMS, pa.list_(pa.string())), (OBJ_ERROR, pa.string())])
+
+
+class Uncoercible(ValueError):
+    """A Python value that has no text form (``object_value``); the message is the reason."""
+
+
+def _missing(v: Any) -> bool:
+    if v is None or (isinstance(v, float) and v != v):
+        return True
+    import pandas as pd
+
+    return v is pd.NaT or v is pd.NA
+
+
+def unicode_problem(text: str) -> str | None:
+    """Why ``text`` cannot be sent as UTF-8 (a lone surrogate), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"not valid Unicode text: a lone surrogate {text[exc.start]!r} at position {exc.start}"
+    return None
+
+
+def object_value(v: Any) -> str | list[str | None] | None:
+    """The text form of one Python value (None: missing), a list's texts, or ``Uncoercible``.
+
+    The rules (docs/ingest.md, "Coercions"): text as is (a lone surrogate is refused); a
+    boolean as ``true``/``false``; an integer, and a float or decimal with no fractional part,
+    as integer digits (``7.0`` → ``7``, as in a float column); other floats in their shortest
+    round-trip form; a date-time as ISO 8601 (an aware one in UTC, ``…T…sssZ``; a naive one
+    without zone, read with ``assume_timezone`` where a date-time is expected); a date as
+    ``YYYY-MM-DD``; bytes decoded as UTF-8; a UUID as its canonical text; a list, tuple or set
+    as its elements (for multi-valued fields). Refused: non-finite numbers, bytes that are not
+    UTF-8, mappings, nested lists and any other object.
+    """
+    if _missing(v):
+        return None
+    if isinstance(v, str):
+        problem = unicode_problem(v)
+        if problem:
+            raise Uncoercible(problem)
+        return v
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating, decimal.Decimal)):
+        finite = v.is_finite() if isinstance(v, decimal.Decimal) else math.isfinite(v)
+        if not finite:
+            raise Uncoercible(f"not a finite number ({v})")
+        if abs(float(v)) < 2**53 and v == int(v):  # integral (and exactly so in a float64)
+            return str(int(v))
+        return str(v) if isinstance(v, decimal.Decimal) else repr(float(v))
+    if isinstance(v, dt.datetime):
+        if v.tzinfo is not None and v.utcoffset() is not None:
+            return v.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return v.isoformat(timespec="milliseconds")
+    if isinstance(v, dt.date):
+        return v.isoformat()
+    if isinstance(v, np.datetime64):
+        return object_value(_np_datetime(v))
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        try:
+            return object_value(bytes(v).decode("utf-8"))
+        except UnicodeDecodeError:
+            raise Uncoercible(f"not UTF-8 text: {_show(bytes(v))}") from None
+    if isinstance(v, uuid.UUID):
+        return str(v)
+    if isinstance(v, Mapping):
+        raise Uncoercible(f"a mapping where a value is expected: {_show(v)}")
+    if isinstance(v, (list, tuple, set, frozenset, np.ndarray)):
+        items: list[str | None] = []
+        for x in (sorted(v, key=str) if isinstance(v, (set, frozenset)) else list(v)):
+            if isinstance(x, (list, tuple, set, frozenset, np.ndarray, Mapping)):
+                raise Uncoercible(f"a nested list or mapping inside a list: {_show(v)}")
+            text = object_value(x)
+            assert not isinstance(text, list)
+            items.append(text)
+        return items
+    raise Uncoercible(f"a {type(v).__name__} object is not a supported value: {_show(v)}")
+
+
+def _np_datetime(v: np.datetime64) -> Any:
+    import pandas as pd
+
+    return pd.Timestamp(v).to_pydatetime()
+
+
+def objects_column(values: Sequence[Any]) -> pa.StructArray:
+    """An objects column (see the module doc) of ``values``: null where a value is missing."""
+    texts: list[str | None] = []
+    items: list[list[str | None] | None] = []
+    reasons: list[str | None] = []
+    for v in values:
+        try:
+            out = object_value(v)
+        except Uncoercible as exc:
+            texts.append(None)
+            items.append(None)
+            reasons.append(str(exc))
+            continue
+        texts.append(None if isinstance(out, list) else out)
+        items.append(out if isinstance(out, list) else None)
+        reasons.append(None)
+    missing = [t is None and i is None and r is None for t, i, r in zip(texts, items, reasons)]
+    return pa.StructArray.from_arrays(
+        [pa.array(texts, pa.string()), pa.array(items, pa.list_(pa.string())), pa.array(reasons, pa.string())],
+        fields=list(OBJECTS_TYPE), mask=pa.array(missing, pa.bool_()))
+
+
+def is_objects(t: pa.DataType) -> bool:
+    """Whether ``t`` is the type of an objects column."""
+    return t == OBJECTS_TYPE
+
+
+def objects_text(arr: pa.Array) -> pa.Array:
+    """The texts of an objects column (null for lists and refused values)."""
+    return pc.struct_field(arr, [0])
+
+
 class Coercer:
     """Coerces one column to the API's form for a field spec, recording row errors."""
 
@@ -114,7 +251,7 @@ class Coercer:
 
     # -- dispatch -------------------------------------------------------------------------------
     def column(self, arr: pa.Array, spec: FieldSpec, name: str, errors: RowErrors) -> pa.Array:
-        arr = plain(arr)
+        arr = self.objects(plain(arr), spec, name, errors)
         if pa.types.is_null(arr.type):
             return arr
         if spec.multi:
@@ -125,6 +262,28 @@ class Coercer:
                 f"(multi-valued fields have multivalue > 1 in the specs)"
             )
         return self.scalar(arr, spec, name, errors)
+
+    def objects(self, arr: pa.Array, spec: FieldSpec, name: str, errors: RowErrors) -> pa.Array:
+        """An objects column as a text column (a list column for a multi-valued field); its
+        refused values, and lists where one value is expected, become row errors. Any other
+        column is returned as it is."""
+        if not is_objects(arr.type):
+            return arr
+        text, items, reason = (pc.struct_field(arr, [i]) for i in range(3))
+        if arr.null_count:  # a null struct's children may hold anything: make them null too
+            valid = arr.is_valid()
+            text, items, reason = (pc.if_else(valid, c, pa.scalar(None, c.type)) for c in (text, items, reason))
+        idx = mask_indices(pc.is_valid(reason))
+        if len(idx):
+            errors.add(idx, name, _values_at(reason, idx))
+        if spec.multi:  # a scalar is a one-element list (as for Arrow input)
+            one = pa.ListArray.from_arrays(pa.array(np.arange(len(text) + 1, dtype=np.int32)), text)
+            scalar = pc.if_else(pc.is_valid(text), one, pa.scalar(None, items.type))
+            return pc.if_else(pc.is_valid(items), items, scalar)
+        errors.add_mask(pc.is_valid(items), name, lambda idx: [
+            f"a list where one value is expected ({spec.name!r} is not multi-valued): {_show(v)}"
+            for v in _values_at(items, idx)])
+        return text
 
     def _multi(self, arr: pa.Array, spec: FieldSpec, name: str, errors: RowErrors) -> pa.Array:
         if not _is_list(arr.type):

@@ -27,7 +27,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-import numpy as np
 import pyarrow as pa
 
 from ..client.errors import InstasentConfigError
@@ -35,6 +34,7 @@ from ..io.parquet import NoParquetFilesError, discover, open_parquet
 from ..io.paths import is_path_like
 from ..io.sql import database
 from ..io.sql.reader import QueryReader
+from .coerce import objects_column
 from .errors import IngestSchemaError
 
 log = logging.getLogger(__name__)
@@ -62,46 +62,21 @@ class Source(Protocol):
 # ---------------------------------------------------------------------------------------------
 # in-memory
 # ---------------------------------------------------------------------------------------------
-def _missing(v: Any) -> bool:
-    import pandas as pd
-
-    return v is None or v is pd.NaT or (isinstance(v, float) and v != v)
-
-
-def _list_column(values: list[Any]) -> pa.Array:
-    lists = [None if _missing(v) else list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v] for v in values]
-    try:
-        return pa.array(lists)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed element types: text, element by element
-        return pa.array([None if xs is None else [None if _missing(x) else str(x) for x in xs] for xs in lists],
-                        pa.list_(pa.string()))
-
-
 def _pandas_batch(df: Any) -> pa.RecordBatch:
-    """A DataFrame slice as a record batch; object columns Arrow cannot type (mixed values)
-    fall back to their ``str()`` form, so that each bad value is reported per row."""
-
+    """A DataFrame slice as a record batch; an object column Arrow cannot type (mixed values)
+    becomes an objects column (``coerce.objects_column``), so each value is coerced by one
+    rule and a value that has no text form is a reject of its row, not of the run."""
+    names = [str(name) for name in df.columns]  # repeated names are refused by ColumnMapper
     arrays: list[pa.Array] = []
-    names: list[str] = []
-    for name in df.columns:
-        col = df[name]
+    for i in range(df.shape[1]):
+        col = df.iloc[:, i]
         try:
             arr = pa.array(col, from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):
-            raw = col.tolist()
-            present = [v for v in raw if not _missing(v)]
-            if any(isinstance(v, (list, tuple, np.ndarray)) for v in present) and all(
-                    isinstance(v, (list, tuple, np.ndarray, str)) for v in present):
-                arr = _list_column(raw)  # a scalar becomes a one-element list, as for Arrow input
-            else:
-                arr = pa.array([None if _missing(v) else str(v) for v in raw], pa.string())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            arr = objects_column(col.tolist())
         if isinstance(arr, pa.ChunkedArray):
             arr = arr.combine_chunks()
         arrays.append(arr)
-        names.append(str(name))
-    if len(set(names)) != len(names):
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        raise IngestSchemaError(f"duplicate column names: {', '.join(dupes)}")
     return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
@@ -266,7 +241,7 @@ class SqlSource:
     def batches(self) -> Iterator[pa.RecordBatch]:
         """The rows, ``batch_rows`` at a time (the engine's ``batch_rows`` unless given here)."""
         self._reader = QueryReader(self.db, self.sql, self.parameters,
-                                   batch_rows=self.batch_rows or DEFAULT_BATCH_ROWS)
+                                   batch_rows=self.batch_rows or DEFAULT_BATCH_ROWS, mixed=objects_column)
         try:
             yield from self._reader.batches()
         except ValueError as exc:
@@ -359,16 +334,21 @@ def open_source(data: Any, *, batch_rows: int = DEFAULT_BATCH_ROWS, drop: Iterab
 
 
 class ColumnMapper:
-    """Applies ``columns={source: target}`` renames (``None`` target: drop the column)."""
+    """Applies ``columns={source: target}`` renames (``None`` target: drop the column); a
+    name that appears twice in the input or after renaming is an ``IngestSchemaError``."""
 
     def __init__(self, columns: Mapping[str, str | None] | None) -> None:
         self.columns = dict(columns or {})
         self.drop = {k for k, v in self.columns.items() if v is None}
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        names = batch.schema.names
+        if len(set(names)) != len(names):  # any source: a DataFrame, a Parquet file, a query
+            dupes = sorted({n for n in names if names.count(n) > 1})
+            raise IngestSchemaError(f"duplicate column names in the input: {', '.join(map(repr, dupes))} (each "
+                                    f"column must appear once: rename or drop the copies)")
         if not self.columns:
             return batch
-        names = batch.schema.names
         keep = [i for i, n in enumerate(names) if n not in self.drop]
         if len(keep) != len(names):
             batch = batch.select(keep)

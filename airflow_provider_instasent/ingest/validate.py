@@ -264,7 +264,7 @@ class Validator:
         else:
             if EVENT_TYPE not in top:
                 raise IngestSchemaError(f"events need event_type=... (one type per frame) or an {EVENT_TYPE!r} column")
-            type_col = plain(top.pop(EVENT_TYPE))
+            type_col = self.coerce.objects(plain(top.pop(EVENT_TYPE)), FieldSpec(EVENT_TYPE), EVENT_TYPE, errors)
             if not is_str(type_col.type) and not pa.types.is_null(type_col.type):
                 raise IngestSchemaError(f"column {EVENT_TYPE!r} must hold strings (got {type_col.type})")
             errors.add_mask(pc.is_null(type_col), EVENT_TYPE, "required (missing)")
@@ -300,7 +300,7 @@ class Validator:
         date_text = date_ms = None
         if EVENT_DATE in top:
             date_spec = FieldSpec(EVENT_DATE, "datetime", "datetime")
-            arr = plain(top[EVENT_DATE])
+            arr = self.coerce.objects(plain(top[EVENT_DATE]), date_spec, EVENT_DATE, errors)
             if not pa.types.is_null(arr.type):
                 date_text, date_ms = self.coerce.datetime(arr, date_spec, EVENT_DATE, errors)
         user_cols = self._contact_columns(user, errors, prefix=USER_DATA + ".", user_id_required=False) \

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -20,27 +20,39 @@ from .database import database
 __all__ = ["read_query", "rows_to_batch"]
 
 
-def _column(values: Sequence[Any]) -> pa.Array:
+#: Turns the values of a column Arrow cannot type on its own (mixed types) into an array.
+Mixed = Callable[[Sequence[Any]], pa.Array]
+
+
+def _as_text(values: Sequence[Any]) -> pa.Array:
+    return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def _column(values: Sequence[Any], mixed: Mixed) -> pa.Array:
     try:
         return pa.array(values, from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
-        return pa.array([None if v is None else str(v) for v in values], pa.string())
+        return mixed(values)
 
 
-def rows_to_batch(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> pa.RecordBatch:
-    """DB-API rows (tuples) as a record batch, typed per column by Arrow's inference
-    (a column Arrow cannot type becomes text, so each bad value is reported per row)."""
+def rows_to_batch(rows: Sequence[Sequence[Any]], names: Sequence[str], mixed: Mixed | None = None
+                  ) -> pa.RecordBatch:
+    """DB-API rows (tuples) as a record batch, typed per column by Arrow's inference; a column
+    Arrow cannot type goes to ``mixed`` (default: each value's ``str``; the ingest passes its
+    coercion of Python values, so each bad value is reported per row)."""
     if not rows:
         return pa.RecordBatch.from_arrays([pa.nulls(0) for _ in names], names=list(names))
     columns = list(zip(*rows))
-    return pa.RecordBatch.from_arrays([_column(col) for col in columns], names=list(names))
+    return pa.RecordBatch.from_arrays([_column(col, mixed or _as_text) for col in columns], names=list(names))
 
 
 class QueryReader:
     """Iterate ``batches``; ``server_side`` tells, afterwards, whether the cursor was named."""
 
-    def __init__(self, db: Any, sql: str, parameters: Any = None, *, batch_rows: int = 10_000) -> None:
+    def __init__(self, db: Any, sql: str, parameters: Any = None, *, batch_rows: int = 10_000,
+                 mixed: Mixed | None = None) -> None:
         self.db = database(db)
+        self.mixed = mixed
         self.sql = sql
         self.parameters = parameters
         self.batch_rows = batch_rows
@@ -75,7 +87,7 @@ class QueryReader:
                         names = [str(d[0]) for d in cursor.description]
                     if not rows:
                         break
-                    yield rows_to_batch(rows, names)
+                    yield rows_to_batch(rows, names, self.mixed)
             finally:
                 if cursor is not None:
                     with contextlib.suppress(Exception):  # closing a failed named cursor can raise again

@@ -14,6 +14,8 @@ raise the expected error naming it.
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
 import json
 from pathlib import Path
 from typing import Any
@@ -33,13 +35,32 @@ CASES: list[dict[str, Any]] = json.loads((DATA / "corpus.json").read_text(encodi
 SEED_USERS = [f"u{i}" for i in range(1, 10)]
 
 
+def untag(value: Any) -> Any:
+    """A value of a ``frame`` file as the Python object it stands for (see make_corpus.py)."""
+    if isinstance(value, list):
+        return [untag(v) for v in value]
+    if isinstance(value, dict) and len(value) == 1:
+        (key, text), = value.items()
+        if key == "$bytes":
+            return base64.b64decode(text)
+        if key == "$datetime":
+            return dt.datetime.fromisoformat(text)
+        if key == "$date":
+            return dt.date.fromisoformat(text)
+    return value
+
+
 def load(case: dict[str, Any]) -> Any:
     files = [DATA / f for f in case["files"]]
     if case["format"] == "parquet":
         return str(files[0]) if len(files) == 1 else [str(f) for f in files]
     frames = []
     for path in files:
-        if case["format"] == "csv":
+        if case["format"] == "frame":
+            spec = json.loads(path.read_text(encoding="ascii"))
+            rows = [[untag(v) for v in row] for row in spec["data"]]
+            frames.append(pd.DataFrame(rows, columns=spec["columns"], dtype=object))
+        elif case["format"] == "csv":
             frames.append(pd.read_csv(path, dtype=case["read"].get("dtype"),
                                       encoding=case["read"].get("encoding", "utf-8")))
         else:

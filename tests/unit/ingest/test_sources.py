@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_provider_instasent.ingest import IngestSchemaError, SqlSource, open_source
+from airflow_provider_instasent.ingest.coerce import objects_text
 from airflow_provider_instasent.ingest.sources import (
     ColumnMapper,
     ParquetSource,
@@ -44,10 +45,19 @@ def test_dataframe_table_batch_and_reader():
         list(source.batches())
 
 
-def test_mixed_object_columns_fall_back_to_text():
-    df = pd.DataFrame({"_user_id": ["a", "b"], "amount": [1.5, "oops"]})
+def test_mixed_object_columns_become_objects_columns():
+    df = pd.DataFrame({"_user_id": ["a", "b", "c"], "amount": [1.5, "oops", 7.0]})
     batch = next(open_source(df).batches())
-    assert batch.column("amount").to_pylist() == ["1.5", "oops"]
+    assert objects_text(batch.column("amount")).to_pylist() == ["1.5", "oops", "7"]
+
+
+def test_duplicate_column_names_are_named_whatever_the_source():
+    df = pd.DataFrame([["a", 1, 2]], columns=["_user_id", "plan", "plan"])
+    table = pa.table([["a"], [1], [2]], names=["_user_id", "plan", "plan"])
+    for data in (df, table):
+        batch = next(open_source(data).batches())
+        with pytest.raises(IngestSchemaError, match="duplicate column names in the input: 'plan'"):
+            ColumnMapper(None)(batch)
 
 
 def test_iterables_and_callables():
@@ -147,3 +157,15 @@ def test_column_mapper_renames_and_drops():
     assert out.schema.names == ["_user_id", "x"]
     with pytest.raises(IngestSchemaError, match="appear twice"):
         ColumnMapper({"x": "id"})(batch)
+
+
+def test_a_sql_column_of_mixed_values_is_coerced_by_the_same_rule():
+    """SQLite types per value: 7.0 beside '7' is the text '7'; undecodable bytes are refused per row."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (_user_id, plan)")
+    conn.executemany("INSERT INTO t VALUES (?, ?)", [(7.0, "pro"), ("8", b"bytes"), ("9", 7.5), ("10", b"\xff")])
+    batch = next(SqlSource("SELECT * FROM t", conn).batches())
+    assert objects_text(batch.column("_user_id")).to_pylist() == ["7", "8", "9", "10"]
+    plan = batch.column("plan")
+    assert objects_text(plan).to_pylist() == ["pro", "bytes", "7.5", None]
+    assert plan.field("instasent:error").to_pylist()[3] == "not UTF-8 text: b'\\xff'"
