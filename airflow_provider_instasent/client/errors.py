@@ -58,15 +58,17 @@ class InstasentConnectionError(InstasentError):
 class InstasentProtocolError(InstasentError):
     """The API answered 2xx, but with a body that is not a (consistent) result: HTML from a
     proxy, truncated JSON, an empty body, positions that do not add up. Nothing in it counts as
-    evidence that an item was accepted; the request is treated as failed (a rerun is safe)."""
+    evidence that an item was accepted (a push) or read (a page of a listing or scroll); the
+    request is treated as failed (a rerun is safe)."""
 
-    def __init__(self, method: str, endpoint: str, status: int, problem: str) -> None:
+    def __init__(self, method: str, endpoint: str, status: int, problem: str, *,
+                 consequence: str = "its items are not counted as accepted") -> None:
         self.method = method
         self.endpoint = endpoint
         self.status = status
         self.problem = problem
-        super().__init__(f"{method} {endpoint}: answered {status} but {problem}; its items are not counted as "
-                         "accepted (a proxy or gateway may have answered instead of the API)")
+        super().__init__(f"{method} {endpoint}: answered {status} but {problem}; {consequence} "
+                         "(a proxy or gateway may have answered instead of the API)")
 
 
 class InstasentHTTPError(InstasentError):

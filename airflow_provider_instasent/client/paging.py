@@ -17,7 +17,7 @@ import orjson
 
 from . import endpoints as ep
 from .endpoints import Endpoint
-from .errors import InstasentConfigError
+from .errors import InstasentConfigError, InstasentProtocolError
 from .models import RawScrollPage, ScrollPage
 from .transport import Transport, decode_content
 
@@ -42,9 +42,32 @@ def paginate(transport: Transport, endpoint: Endpoint, paginator: Paginator[T], 
     request: PageRequest | None = paginator.first()
     while request is not None:
         query, body = request
-        data = transport.call(endpoint, path_params=path, query=query, json=body, decode=paginator.decode).data
-        page, request = paginator.next(data)
+        response = transport.call(endpoint, path_params=path, query=query, json=body, decode=paginator.decode)
+        try:
+            page, request = paginator.next(response.data)
+        except NotAPage as exc:  # HTML from a proxy, a JSON list...: name the endpoint and what came
+            raise InstasentProtocolError(endpoint.method, endpoint.path, response.status, str(exc),
+                                         consequence="nothing of it is read") from None
         yield page
+
+
+class NotAPage(ValueError):
+    """A 2xx body that is not a page of the endpoint's shape (the message says what came)."""
+
+
+def _as_page(data: Any) -> Mapping[str, Any]:
+    """A decoded page body as a mapping; anything else is ``NotAPage`` (an empty body is an
+    empty page: the end of a listing)."""
+    if data is None:
+        return {}
+    if not isinstance(data, Mapping):
+        what = "text" if isinstance(data, str) else f"a JSON {type(data).__name__}"
+        raise NotAPage(f"its body is {what}, not a JSON object with {ep.ENTITIES} and {ep.METADATA}: "
+                       f"{str(data)[:120]!r}")
+    meta = data.get(ep.METADATA)
+    if meta is not None and not isinstance(meta, Mapping):
+        raise NotAPage(f"its {ep.METADATA} is not a JSON object: {str(meta)[:120]!r}")
+    return data
 
 
 class Paginator(Generic[T]):
@@ -79,7 +102,7 @@ class OffsetPaginator(Paginator[list[dict[str, Any]]]):
         return self._request()
 
     def next(self, data: Any) -> tuple[list[dict[str, Any]], PageRequest | None]:
-        data = data or {}
+        data = _as_page(data)
         entities = data.get(ep.ENTITIES) or []
         count = (data.get(ep.METADATA) or {}).get(ep.COUNT)
         self.start += len(entities)
@@ -137,7 +160,7 @@ def _scroll_payload(body: Mapping[str, Any], page_size: int, cursor: str | None)
 
 def _page_fields(data: Any) -> tuple[Any, str | None, int | None]:
     """A decoded scroll page's entities, cursor and total hits."""
-    data = data or {}
+    data = _as_page(data)
     entities = data.get(ep.ENTITIES) or []
     meta = data.get(ep.METADATA) or {}
     total = meta.get(ep.TOTAL_HITS)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_instasent import InstasentClient
+from airflow_provider_instasent.client.errors import InstasentProtocolError
 from airflow_provider_instasent.export import Export
 from airflow_provider_instasent.export.completeness import IncompleteExportError
 from airflow_provider_instasent.io.parquet import write_parquet
@@ -83,3 +84,18 @@ def test_a_shrinking_total_within_the_tolerance_is_accepted(tmp_path):
             InstasentClient(token="t0ken", project="demo", base_url=server.base_url, max_retries=0) as client, \
             pytest.raises(IncompleteExportError, match="expected 200 rows"):
         Export(client, specs=SPECS).table()
+
+
+@pytest.mark.parametrize(("body", "shown"), [(b"<html><body>502 Bad Gateway</body></html>", "502 Bad Gateway"),
+                                             (b"[1, 2, 3]", "JSON list"),
+                                             (b'{"entities": [], "metadata": "oops"}', "metadata is not a JSON object")])
+def test_a_scroll_page_that_is_not_a_page_names_the_endpoint_and_what_came(body, shown):
+    """Not ``AttributeError: 'str' object has no attribute 'get'``: a protocol error saying where and what."""
+    with HostileServer(lambda method, path, _: (200, {"Content-Type": "text/html"}, body)) as server, \
+            InstasentClient(token="t0ken", project="demo", base_url=server.base_url, max_retries=0) as client:
+        for run in (lambda: Export(client, specs=SPECS).table(), lambda: list(client.scroll_audience())):
+            with pytest.raises(InstasentProtocolError) as raised:
+                run()
+            message = str(raised.value)
+            assert "POST /project/{project}/audience/scroll: answered 200" in message, message
+            assert shown in message and "nothing of it is read" in message, message

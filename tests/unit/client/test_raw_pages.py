@@ -108,9 +108,10 @@ def test_raw_page_fields_read_the_page_as_the_decoded_scroll_does(content, with_
 
 @pytest.mark.parametrize("content", [b"[1, 2]", b"not json", b'{"metadata": [1]}'])
 def test_raw_page_fields_fail_as_the_decoded_scroll_does(content):
-    with pytest.raises(AttributeError):
+    """Both say what came instead of a page (``paginate`` turns it into InstasentProtocolError)."""
+    with pytest.raises(paging.NotAPage, match="not a JSON object"):
         paging._page_fields(decode_content(content))
-    with pytest.raises(AttributeError):
+    with pytest.raises(paging.NotAPage, match="not a JSON object"):
         paging._raw_page_fields(content)
 
 
