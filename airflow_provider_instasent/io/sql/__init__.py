@@ -10,7 +10,7 @@ from .dialects import DUCKDB_ROW_GROUP, Dialect, dialect_named
 from .identifiers import TableName, check_identifier, quote_identifier, source_sql
 from .reader import QueryReader, read_query, rows_to_batch
 from .session import DatabaseLockedError, Session, open_database
-from .writer import WRITE_DISPOSITIONS, SqlWriter, SqlWriteResult, WriteDisposition, write_sql
+from .writer import WRITE_DISPOSITIONS, MergeKeyError, SqlWriter, SqlWriteResult, WriteDisposition, write_sql
 
 __all__ = [
     "DUCKDB_ROW_GROUP",
@@ -18,6 +18,7 @@ __all__ = [
     "Database",
     "DatabaseLockedError",
     "Dialect",
+    "MergeKeyError",
     "QueryReader",
     "Session",
     "SqlWriteResult",

@@ -463,6 +463,19 @@ class SQLite(Dialect):
         with contextlib.suppress(Exception):
             conn.isolation_level = saved[1]
 
+    def replace(self, cur: Any, staging: TableName, target: TableName, exists: bool,
+                schema: pa.Schema | None = None, columns: Sequence[str] = ()) -> None:
+        """``DROP`` + ``RENAME``, the rename with ``legacy_alter_table``: SQLite would otherwise
+        refuse it while a view names the dropped target. A view resolves its tables when it is
+        queried, so views on the target keep working and read the new table."""
+        cur.execute("PRAGMA legacy_alter_table")
+        saved = int(cur.fetchone()[0])
+        cur.execute("PRAGMA legacy_alter_table = ON")
+        try:
+            super().replace(cur, staging, target, exists, schema, columns)
+        finally:
+            cur.execute(f"PRAGMA legacy_alter_table = {saved}")
+
     def existing_columns(self, conn: Any, cur: Any, table: TableName) -> list[str] | None:
         pragma = f"PRAGMA {self.qi(table.schema)}.table_info" if table.schema else "PRAGMA table_info"
         cur.execute(f"{pragma}({self.qi(table.name)})")

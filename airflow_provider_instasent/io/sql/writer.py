@@ -9,7 +9,8 @@ target in one transaction (docs/adr/0003-atomic-replace.md):
   missing table;
 * ``append``: ``INSERT INTO target SELECT ... FROM staging``;
 * ``merge``: ``DELETE FROM target WHERE key IN (SELECT key FROM staging)`` then the insert:
-  an upsert on ``key``.
+  an upsert on ``key``. A row whose key is null could never be matched (it would be added
+  again by every merge): ``MergeKeyError``, nothing committed.
 
 For ``append``/``merge`` a target that does not exist yet is created (the staging table is
 renamed), and columns the target lacks (a new custom attribute) are added first. A failure
@@ -31,7 +32,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from ...client.errors import InstasentConfigError
+from ...client.errors import InstasentConfigError, InstasentError
 from .database import Database, database
 from .identifiers import TableName
 from .session import bind, qmark_placeholder
@@ -39,12 +40,16 @@ from .session import bind, qmark_placeholder
 #: Statements run in the final transaction: (SQL with ``?`` markers, parameters)
 Statements = Sequence[tuple[str, Sequence[Any]]]
 
-__all__ = ["WRITE_DISPOSITIONS", "SqlWriteResult", "SqlWriter", "WriteDisposition", "write_sql"]
+__all__ = ["WRITE_DISPOSITIONS", "MergeKeyError", "SqlWriteResult", "SqlWriter", "WriteDisposition", "write_sql"]
 
 log = logging.getLogger(__name__)
 
 WriteDisposition = Literal["replace", "append", "merge"]
 WRITE_DISPOSITIONS: tuple[str, ...] = ("replace", "append", "merge")
+
+
+class MergeKeyError(InstasentError, ValueError):
+    """A ``merge`` whose rows lack the key (null): refused before anything is committed."""
 
 
 @dataclass
@@ -169,6 +174,12 @@ class SqlWriter:
                 if self.disposition == "merge":
                     assert self.key is not None
                     k = sql.qi(self.columns[self.schema.names.index(self.key)])
+                    cur.execute(f"SELECT COUNT(*) FROM {staging} WHERE {k} IS NULL")
+                    nulls = int(cur.fetchone()[0])
+                    if nulls:  # no DELETE ever matches them: every merge would add them again
+                        raise MergeKeyError(
+                            f"merge into {self.target}: {nulls} row(s) have no {self.key} (null), so they could "
+                            f"never be matched and would pile up on every merge; nothing committed")
                     cur.execute(f"DELETE FROM {target} WHERE {k} IN (SELECT {k} FROM {staging})")
                 cur.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {staging}")
                 cur.execute(f"DROP TABLE {staging}")

@@ -138,3 +138,76 @@ def test_parquet_temporaries_of_dead_writers_are_removed(tmp_path):
     export = Export(FakeClient(n=10))
     write_parquet(export.batches(), tmp_path / "audience.parquet", export.schema)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.parquet.1.abc.tmp", "audience.parquet"]
+
+
+def test_replace_keeps_a_view_on_the_target_working(sql_target):
+    """DuckDB and SQLite rebuild the table (SQLite used to refuse the swap while a view named
+    it), PostgreSQL keeps it: on each, the view reads the new rows."""
+    conn_id, table = sql_target
+    export_to(conn_id, table, FakeClient(n=50))
+    view = f"{table}_view"
+    hook = sql_hook(conn_id)
+    conn = hook.get_conn()
+    try:
+        conn.cursor().execute(f"CREATE VIEW {view} AS SELECT audience_id, plan FROM {table}")
+        conn.commit()
+    finally:
+        conn.close()
+    try:
+        export_to(conn_id, table, FakeClient(n=60, version="v2"))
+        assert fetch(conn_id, f"SELECT count(*), min(plan), max(plan) FROM {view}") == [(60, "v2", "v2")]
+    finally:
+        conn = sql_hook(conn_id).get_conn()
+        try:
+            conn.cursor().execute(f"DROP VIEW IF EXISTS {view}")
+            conn.commit()
+        finally:
+            conn.close()
+
+
+@pytest.mark.postgres
+def test_postgres_replace_that_changes_the_columns_names_the_dependent_view(postgres_conn_id, pg_cleanup,
+                                                                            unique_table):
+    """A changed schema swaps the table, which PostgreSQL refuses while a view depends on it:
+    the error names the view, and the table keeps its rows."""
+    pg_cleanup.append(unique_table)
+    export_to(postgres_conn_id, unique_table, FakeClient(n=50))
+    view = f"{unique_table}_view"
+    conn = sql_hook(postgres_conn_id).get_conn()
+    try:
+        conn.cursor().execute(f"CREATE VIEW {view} AS SELECT audience_id FROM {unique_table}")
+        conn.commit()
+        specs = [*SPECS, {"uid": "tier", "dataType": "string"}]
+        with pytest.raises(Exception, match=view):
+            export_to(postgres_conn_id, unique_table, FakeClient(n=60, specs=specs))
+        assert fetch(postgres_conn_id, f"SELECT count(*) FROM {view}") == [(50,)]
+    finally:
+        conn.cursor().execute(f"DROP VIEW IF EXISTS {view}")
+        conn.commit()
+        conn.close()
+
+
+def test_merge_refuses_rows_without_a_key(sql_target):
+    """Entities with ``id: null`` would pile up under ``merge`` (no DELETE matches a null): the
+    export refuses them (IncompleteExportError), and so does the writer for any stream
+    (MergeKeyError); the table keeps its rows."""
+    import pyarrow as pa
+
+    from airflow_provider_instasent.export.completeness import IncompleteExportError
+    from airflow_provider_instasent.io.sql import MergeKeyError
+
+    conn_id, table = sql_target
+    export_to(conn_id, table, FakeClient(n=50))
+    nameless = FakeClient(n=60, make=lambda i: {**contact(i), "id": None} if i % 20 == 0 else contact(i))
+    with pytest.raises(IncompleteExportError, match=r"3 row\(s\) have no audience_id; nothing committed"):
+        export_to(conn_id, table, nameless, "merge")
+    export = Export(FakeClient(n=10), batch_size=100)
+    batch = next(iter(export.batches()))
+    keys = batch.column(batch.schema.get_field_index("audience_id"))
+    nulled = pa.array([None if i < 2 else v for i, v in enumerate(keys.to_pylist())], keys.type)
+    batch = batch.set_column(batch.schema.get_field_index("audience_id"), "audience_id", nulled)
+    for _ in range(2):
+        with pytest.raises(MergeKeyError, match=r"2 row\(s\) have no audience_id"):
+            write_sql([batch], sql_hook(conn_id), table, export.schema, write_disposition="merge",
+                      key="audience_id")
+    assert fetch(conn_id, f"SELECT count(*), count(audience_id) FROM {table}") == [(50, 50)]
