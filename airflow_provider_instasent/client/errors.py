@@ -37,7 +37,15 @@ def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 
 class InstasentError(Exception):
-    """Base class of every error this package raises on purpose."""
+    """Base class of every error this package raises on purpose.
+
+    ``may_have_acted``: whether the server may have applied the request before it failed (an
+    attempt timed out or lost its connection after sending, or got a 5xx, or a 2xx that could
+    not be read). False when every attempt certainly left it untouched (refused connections,
+    429s, 4xx): what tells an ingest "unknown outcome" from "rejected".
+    """
+
+    may_have_acted: bool = False
 
 
 class InstasentConfigError(InstasentError, ValueError):
@@ -60,6 +68,8 @@ class InstasentProtocolError(InstasentError):
     proxy, truncated JSON, an empty body, positions that do not add up. Nothing in it counts as
     evidence that an item was accepted (a push) or read (a page of a listing or scroll); the
     request is treated as failed (a rerun is safe)."""
+
+    may_have_acted = True  # a 2xx: the API (or something in front of it) answered
 
     def __init__(self, method: str, endpoint: str, status: int, problem: str, *,
                  consequence: str = "its items are not counted as accepted") -> None:

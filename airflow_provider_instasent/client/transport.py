@@ -29,7 +29,7 @@ from requests.adapters import HTTPAdapter
 
 from . import endpoints as ep
 from .endpoints import Endpoint
-from .errors import InstasentConfigError, InstasentConnectionError, error_for_status, redact
+from .errors import InstasentConfigError, InstasentConnectionError, InstasentError, error_for_status, redact
 from .models import ApiResponse
 from .ratelimit import RateLimiter
 from .retry import Outcome, RetryPolicy
@@ -260,9 +260,10 @@ class Transport:
         accepted = frozenset(accept_statuses)
         sent = len(payload or b"")
         attempts = 0
+        acted = False  # an attempt reached the server and got no answer that rules out acting
 
         def attempt() -> Outcome:
-            nonlocal attempts
+            nonlocal attempts, acted
             retry = attempts > 0
             attempts += 1
             if self.pace:
@@ -276,8 +277,10 @@ class Transport:
             except (requests.ConnectionError, requests.Timeout) as exc:
                 self.stats.record(None, sent, retry)
                 connected = not isinstance(exc, requests.ConnectTimeout) and not _never_connected(exc)
+                acted = acted or connected
                 return Outcome(None, failure=exc, connected=connected, refused=_refused(exc))
             status = response.status_code
+            acted = acted or status >= 500  # a gateway's 5xx can come after the API applied the request
             self.stats.record(status, sent, retry)
             date = response.headers.get(ep.H_DATE)
             if date:
@@ -308,17 +311,20 @@ class Transport:
             reason = redact(type(got.failure).__name__ + ": " + str(got.failure), (self._token,))
             if got.refused:
                 reason = f"nothing is listening at {self.base_url} (connection refused); is the base URL right?"
-            raise InstasentConnectionError(endpoint.method, path, reason, attempts=attempts) from None
-        raise error_for_status(
-            got.status or 0,
-            endpoint.method,
-            endpoint.path,
-            got.data,
-            path=path,
-            headers=got.headers,
-            attempts=attempts,
-            secrets=(self._token,),
-        )
+            error: InstasentError = InstasentConnectionError(endpoint.method, path, reason, attempts=attempts)
+        else:
+            error = error_for_status(
+                got.status or 0,
+                endpoint.method,
+                endpoint.path,
+                got.data,
+                path=path,
+                headers=got.headers,
+                attempts=attempts,
+                secrets=(self._token,),
+            )
+        error.may_have_acted = acted
+        raise error from None
 
 
 def decode_content(content: bytes) -> Any:

@@ -47,7 +47,8 @@ OutcomeCallback = Callable[[str, Sequence[int], Sequence[str]], None]
 
 #: ``accepted``: the API accepted the row; ``rejected``: the loader or the API refused it (a
 #: problem of the row: re-sending it unchanged fails the same way); ``failed``: its request failed
-#: after the client's retries (transient: 5xx, lost connection, 429). Rows never sent (skipped)
+#: after the client's retries (transient: 5xx, lost connection, 429; the report counts the row
+#: as ``unknown`` when the API may have stored it, else as rejected). Rows never sent (skipped)
 #: get no call.
 OUTCOMES = ("accepted", "rejected", "failed")
 
@@ -235,8 +236,8 @@ class IngestRun:
             raise
         finally:
             if report.status != "ok":
-                # everything read and not decided (accepted or rejected) was not sent
-                report.skipped = max(0, report.rows - report.accepted - report.rejected)
+                # everything read and not decided (accepted, rejected, unknown) was not sent
+                report.skipped = max(0, report.rows - report.accepted - report.rejected - report.unknown)
             report.elapsed_s = time.monotonic() - started
             report.finished_at = time.time()
             stats_after = self._stats()
@@ -254,10 +255,10 @@ class IngestRun:
                 report.rejects_truncated = self.rejects.truncated
                 if isinstance(source, SpooledSource):
                     source.close()
-            accounted = report.accepted + report.rejected + report.skipped
+            accounted = report.accepted + report.rejected + report.unknown + report.skipped
             if report.status == "ok" and accounted != report.rows:
-                self.log.error("instasent ingest accounting mismatch: %d rows but %d accepted+rejected+skipped",
-                               report.rows, accounted)
+                self.log.error("instasent ingest accounting mismatch: %d rows but %d accepted+rejected+unknown+"
+                               "skipped", report.rows, accounted)
             (self.log.info if report.status == "ok" else self.log.warning)(
                 "instasent ingest %s: %s", report.status, report.summary())
         return report
@@ -485,16 +486,26 @@ class IngestRun:
             return
         if outcome.error is not None or outcome.result is None:
             err = outcome.error
-            reason = f"request failed: {err}" if err is not None else "request failed"
-            self.rejects.add(request.rows, request.user_ids, [""] * n, [reason] * n, "api")
+            # a request that may have reached the API (timeout, lost connection, 5xx, an unreadable
+            # 2xx) leaves its rows' outcome unknown: they may be stored. Only a request the API
+            # certainly never applied (refused connections, 429s, 4xx) rejects them.
+            unknown = getattr(err, "may_have_acted", True)
+            if unknown:
+                reason = (f"outcome unknown: the request failed after the client's retries and the API may have "
+                          f"stored the row ({err})")
+                report.unknown += n
+                where = "reported as unknown outcome (stage 'unknown': they may be stored)"
+            else:
+                reason = f"request failed: {err}" if err is not None else "request failed"
+                report.rejected += n
+                report.rejected_api += n
+                where = "in the rejects (stage 'api')"
+            self.rejects.add(request.rows, request.user_ids, [""] * n, [reason] * n, "unknown" if unknown else "api")
             self._notify("failed", request.rows, [reason] * n)
-            report.rejected += n
-            report.rejected_api += n
             if self._stop is None:
                 self._stop = RequestFailedError(
-                    f"a push request of {n} items failed after the client's retries: {err}. Its rows are in the "
-                    f"rejects (stage 'api'); re-running is safe (contacts are upserts, events carry a stable "
-                    f"_event_id).", report)
+                    f"a push request of {n} items failed after the client's retries: {err}. Its rows are {where}; "
+                    f"re-running is safe (contacts are upserts, events carry a stable _event_id).", report)
                 self._stop.__cause__ = err
             return
         result = outcome.result

@@ -8,8 +8,10 @@ Rejects have one row per (source row, field, reason), with columns:
 ``field``       the field at fault (``plan``, ``_event_parameters.amount``...; empty when
                 the problem is the whole item, e.g. a failed request)
 ``reason``      the reason, in words
-``stage``       ``"local"`` (rejected by the loader's validation, never sent) or ``"api"``
-                (sent and rejected by the API, or its request failed)
+``stage``       ``"local"`` (rejected by the loader's validation, never sent), ``"api"``
+                (sent and rejected by the API, or its request certainly not applied) or
+                ``"unknown"`` (not a reject: its request failed in a way that may have
+                stored it; counted in ``unknown``)
 =============  ======================================================================
 
 They go to the report's ``rejects`` DataFrame (the first ``max_rejects_in_memory``), and in
@@ -54,13 +56,17 @@ def _empty_rejects() -> Any:
 class IngestReport:
     """Counts and rejects of one ingest run.
 
-    Every row read ends up in exactly one of ``accepted``, ``rejected`` or ``skipped``:
+    Every row read ends up in exactly one of ``accepted``, ``rejected``, ``unknown`` or ``skipped``:
 
     * ``accepted``: the API accepted it (in a dry run: would accept it). Events for a
       ``_user_id`` the datasource does not know are accepted by the API and silently not
       stored (unless they carry ``_user_data``): they count here.
     * ``rejected``: at least one error, found locally (never sent) or by the API; every error
       is a row of ``rejects``.
+    * ``unknown``: sent in a request that failed after the client's retries in a way that may
+      have stored it (a timeout, a lost connection, a 5xx, a 2xx that could not be read): not
+      a reject, not an acceptance; its entry in ``rejects`` has ``stage="unknown"``. Re-running
+      the same input settles it (contacts are upserts, events carry a stable ``_event_id``).
     * ``skipped``: read but not sent because the run stopped early (``on_invalid="fail"``,
       ``max_rejected_ratio``, a failed request, the automations guard).
 
@@ -77,6 +83,8 @@ class IngestReport:
     accepted: int = 0
     rejected: int = 0
     skipped: int = 0
+    #: rows of failed requests the API may have stored (see the class doc)
+    unknown: int = 0
     requests: int = 0
     retries: int = 0
     elapsed_s: float = 0.0
@@ -118,6 +126,7 @@ class IngestReport:
             "rejected_local": self.rejected_local,
             "rejected_api": self.rejected_api,
             "skipped": self.skipped,
+            "unknown": self.unknown,
             "requests": self.requests,
             "retries": self.retries,
             "elapsed_s": round(self.elapsed_s, 3),
@@ -135,7 +144,9 @@ class IngestReport:
 
     def summary(self) -> str:
         text = (f"{self.kind}: {self.rows} rows, {self.accepted} accepted, {self.rejected} rejected "
-                f"({self.rejected_local} local, {self.rejected_api} api), {self.skipped} skipped, "
+                f"({self.rejected_local} local, {self.rejected_api} api), "
+                + (f"{self.unknown} unknown outcome, " if self.unknown else "")
+                + f"{self.skipped} skipped, "
                 f"{self.requests} requests, {self.retries} retries, {self.elapsed_s:.1f}s "
                 f"({self.rows_per_s:.0f} rows/s)")
         if self.dry_run:
@@ -157,6 +168,7 @@ class IngestReport:
             ("accepted", self.accepted),
             ("rejected", f"{self.rejected:,} ({self.rejected_local:,} local, {self.rejected_api:,} api)"),
             ("skipped", self.skipped),
+            ("unknown outcome (may be stored)", self.unknown),
             ("requests", self.requests),
             ("retries", self.retries),
             ("seconds", round(self.elapsed_s, 1)),
@@ -276,14 +288,14 @@ class RejectsSink:
 # ----------------------------------------------------------------------------------------------
 # sharded runs
 # ----------------------------------------------------------------------------------------------
-_SUMMED = ("rows", "accepted", "rejected", "requests", "retries", "skipped", "duplicates")
+_SUMMED = ("rows", "accepted", "rejected", "requests", "retries", "skipped", "duplicates", "unknown")
 
 
 def aggregate_reports(reports: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
     """Totals of per-shard reports (what each mapped ingest task returned: ``IngestReport.to_dict()``).
 
-    Sums ``rows``, ``accepted``, ``rejected``, ``requests``, ``retries``, ``skipped`` and
-    ``duplicates`` when present; ``task_seconds`` is the sum of the shards' ``elapsed_s``;
+    Sums ``rows``, ``accepted``, ``rejected``, ``requests``, ``retries``, ``skipped``,
+    ``duplicates`` and ``unknown`` when present; ``task_seconds`` is the sum of the shards' ``elapsed_s``;
     ``wall_seconds`` spans the earliest ``started_at`` to the latest ``finished_at`` (epoch
     seconds), and ``rows_per_second`` is ``rows / wall_seconds``. ``by_worker`` counts shards
     and rows per ``worker``. ``None`` entries (a shard that produced no report) are counted

@@ -61,9 +61,10 @@ class FakeClient:
     """Records push calls; accepts every item unless ``reject(item) -> reasons`` says otherwise."""
 
     def __init__(self, reject: Callable[[dict[str, Any]], dict[str, list[str]] | None] | None = None,
-                 fail_on_call: int | None = None) -> None:
+                 fail_on_call: int | None = None, failure: BaseException | None = None) -> None:
         self.reject = reject
         self.fail_on_call = fail_on_call
+        self.failure = failure
         self.calls: list[list[dict[str, Any]]] = []
         self.lock = threading.Lock()
 
@@ -75,7 +76,7 @@ class FakeClient:
             self.calls.append(items)
             call = len(self.calls)
         if self.fail_on_call is not None and call == self.fail_on_call:
-            raise RuntimeError("boom")
+            raise self.failure or RuntimeError("boom")
         accepted, errors = [], []
         for pos, item in enumerate(items):
             reasons = self.reject(item) if self.reject else None

@@ -37,8 +37,10 @@ def test_an_unreadable_push_answer_counts_nothing_as_accepted(status, headers, b
                            max_in_flight=1, progress_interval=0)
     report = info.value.report
     assert report.accepted == 0
-    assert report.rows == report.accepted + report.rejected + report.skipped
-    assert report.rejected >= 100 and set(report.rejects["stage"]) == {"api"}
+    assert report.rows == report.accepted + report.rejected + report.unknown + report.skipped
+    # a 2xx was answered: the rows may be stored, so their outcome is unknown (not rejected)
+    assert report.unknown >= 100 and report.rejected == 0 and set(report.rejects["stage"]) == {"unknown"}
+    assert report.rejects["reason"].str.contains("outcome unknown").all()
     assert report.rejects["reason"].str.contains("not counted as accepted").all()
 
 
@@ -137,3 +139,31 @@ def test_a_trickling_server_is_cut_off_by_the_request_deadline():
         stop.set()
         server.close()
     assert time.monotonic() - started < 10  # 2 attempts of at most 3 s (connect + 2 x read), plus a backoff
+
+
+@pytest.mark.parametrize(("statuses", "unknown"), [
+    ([503, 503], True),   # a gateway's 5xx may come after the API stored the rows
+    ([429, 429], False),  # the API refused both attempts: nothing was stored
+    ([503, 429], True),   # the first attempt may have stored them, whatever the last one says
+    ([400], False),
+])
+def test_rows_of_a_failed_push_are_unknown_only_when_the_api_may_have_stored_them(statuses, unknown):
+    """"rejected (api)" only when every attempt certainly left the API untouched; otherwise the
+    rows count as ``unknown`` (issue 18 case 11), and the counts still add up."""
+    calls = [0]
+
+    def handler(method: str, path: str, payload: bytes):
+        status = statuses[min(calls[0], len(statuses) - 1)]
+        calls[0] += 1
+        return status, {**JSON, "Retry-After": "0"}, json.dumps({"message": "no"}).encode()
+
+    frame = pd.DataFrame({"_user_id": [f"u{i}" for i in range(10)]})
+    with HostileServer(handler) as server, \
+            InstasentClient(token="t0ken", project="demo", base_url=server.base_url, max_retries=len(statuses) - 1,
+                            backoff_base=0.01) as client, pytest.raises(RequestFailedError) as info:
+        write_contacts(client, frame, specs=ProjectSpecs.from_specs(ATTRIBUTES, EVENT_TYPES), progress_interval=0)
+    report = info.value.report
+    assert calls[0] == len(statuses)
+    assert (report.unknown, report.rejected_api) == ((10, 0) if unknown else (0, 10))
+    assert set(report.rejects["stage"]) == {"unknown" if unknown else "api"}
+    assert report.rows == report.accepted + report.rejected + report.unknown + report.skipped

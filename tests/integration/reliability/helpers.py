@@ -57,6 +57,6 @@ def assert_rejects(rejects: Any, expected: dict[int, tuple[str, str]], stage: st
 
 def assert_accounting(report: Any, *, rows: int, rejected: int, skipped: int = 0) -> None:
     assert report.rows == rows
-    assert report.accepted + report.rejected + report.skipped == report.rows
+    assert report.accepted + report.rejected + report.unknown + report.skipped == report.rows
     assert (report.rejected, report.skipped) == (rejected, skipped), report.summary()
     assert report.accepted == rows - rejected - skipped

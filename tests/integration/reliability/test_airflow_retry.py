@@ -101,7 +101,7 @@ def test_task_retry_after_a_mid_run_failure_stores_each_event_once(mode, emu, tm
     assert (tmp_path / "marker").exists()
     first_try = pq.read_table(tmp_path / "rejects-load_events-try1.parquet").to_pandas()
     if mode == "lost_responses":  # the lost request's rows were reported, not silently dropped
-        assert (first_try["stage"] == "api").any()
+        assert (first_try["stage"] == "unknown").any()  # they may have been stored
 
     counts = emulator_state(emu)
     assert counts["contacts"]["dsapi"] == len(ds.valid_user_ids)

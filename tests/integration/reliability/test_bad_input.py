@@ -127,7 +127,7 @@ def test_corpus_case(case, emulator):
             assert report.status == "ok"
 
     assert report.rows == expect["rows"]
-    assert report.accepted + report.rejected + report.skipped == report.rows
+    assert report.accepted + report.rejected + report.unknown + report.skipped == report.rows
     got = rejects_by_row(report.rejects)
     wanted: dict[int, list[dict[str, Any]]] = {}
     for r in expect["rejects"]:

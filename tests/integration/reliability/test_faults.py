@@ -235,9 +235,10 @@ def test_5xx_mid_scroll_export_to_sql_equals_the_audience(emulator, tmp_path, mo
 
 
 @pytest.mark.usefixtures("quiet_retries")
-def test_request_failing_after_all_retries_rejects_its_rows_and_a_rerun_completes(emulator, tmp_path):
+def test_request_failing_after_all_retries_leaves_its_rows_unknown_and_a_rerun_completes(emulator, tmp_path):
     """A burst of 503s outlasts the client's retries: the run stops with RequestFailedError, the
-    failed requests' rows are rejected at stage ``api``, the rest is skipped; re-running the same
+    failed requests' rows are reported as ``unknown`` outcome (a 503 may come after the API
+    stored them; stage ``unknown``), not rejected; the rest is skipped; re-running the same
     input then gives exactly the clean result."""
     ds = dataset.build(1_000, 12_000, seed=9)
     with make_client(emulator.base_url) as client:
@@ -254,14 +255,15 @@ def test_request_failing_after_all_retries_rejects_its_rows_and_a_rerun_complete
                      rejects_path=str(tmp_path / "rejects.parquet"))
     emulator.set_faults(fault_rate=0.0)
     report = info.value.report
-    assert report.accepted + report.rejected + report.skipped == report.rows
-    assert report.rejected_api > 0 and report.skipped > 0
-    api_rows = {row for row, entries in rejects_by_row(report.rejects).items()
-                if any(stage == "api" for _, _, stage in entries)}
-    assert len(api_rows) == report.rejected_api
-    for row in api_rows:
+    assert report.accepted + report.rejected + report.unknown + report.skipped == report.rows
+    assert report.unknown > 0 and report.skipped > 0 and report.rejected_api == 0
+    unknown_rows = {row for row, entries in rejects_by_row(report.rejects).items()
+                    if any(stage == "unknown" for _, _, stage in entries)}
+    assert len(unknown_rows) == report.unknown
+    for row in unknown_rows:
         entries = rejects_by_row(report.rejects)[row]
-        assert any(stage == "api" and "request failed" in reason and "503" in reason for _, reason, stage in entries)
+        assert any(stage == "unknown" and "outcome unknown" in reason and "503" in reason
+                   for _, reason, stage in entries)
     written = pq.read_table(tmp_path / "rejects.parquet").to_pandas()
     assert len(written) == len(report.rejects)
     partial = set(stored_event_ids(emulator))

@@ -156,7 +156,7 @@ def test_token_never_in_exception_messages(secret_emulator):
             write_contacts(client, pd.DataFrame({"_user_id": ["a", "b"]}), specs=specs)
     secret_emulator.set_faults(fault_rate=0.0)
     report = info.value.report
-    assert report.rejected_api == 2
+    assert report.unknown == 2  # a 500: the rows may be stored
     assert not leaks(*exception_texts(info.value), report.to_dict(), report.rejects.to_json(), report.summary())
 
 

@@ -26,7 +26,7 @@ from tests.support.ingest_helpers import ORDER, FakeClient, contacts, orders
 
 
 def balanced(report: IngestReport) -> bool:
-    return report.rows == report.accepted + report.rejected + report.skipped
+    return report.rows == report.accepted + report.rejected + report.unknown + report.skipped
 
 
 def with_bad_rows(n: int, bad: set[int]) -> pd.DataFrame:
@@ -125,13 +125,32 @@ def test_max_rejected_ratio(specs, fake_client, tmp_path):
     assert exc.value.report.rows == 1000 and balanced(exc.value.report)
 
 
-def test_a_failed_request_rejects_its_rows_and_stops(specs):
+def test_a_failed_request_leaves_its_rows_unknown_and_stops(specs):
+    """A request that may have reached the API: its rows may be stored, so they are neither
+    rejected nor accepted but ``unknown``, with a reason of their own."""
     client = FakeClient(fail_on_call=2)
     with pytest.raises(RequestFailedError, match="re-running is safe") as exc:
         write_events(client, orders(1000), event_type=ORDER, specs=specs, max_in_flight=1)
     report = exc.value.report
-    assert balanced(report) and report.rejected == 100
-    assert set(report.rejects.reason) == {"request failed: boom"}
+    assert balanced(report) and (report.unknown, report.rejected) == (100, 0)
+    assert set(report.rejects.stage) == {"unknown"}
+    assert set(report.rejects.reason) == {"outcome unknown: the request failed after the client's retries and "
+                                          "the API may have stored the row (boom)"}
+    assert report.to_dict()["unknown"] == 100 and "100 unknown outcome" in report.summary()
+
+
+def test_a_request_the_api_certainly_never_applied_rejects_its_rows(specs):
+    """A 429 storm or a refused connection after every retry: nothing was stored, the rows are rejected."""
+    from airflow_provider_instasent.client.errors import RateLimitError
+
+    refused = RateLimitError(429, "POST", "push", "slow down", attempts=6)
+    assert refused.may_have_acted is False
+    with pytest.raises(RequestFailedError, match="stage 'api'") as exc:
+        write_events(FakeClient(fail_on_call=1, failure=refused), orders(300), event_type=ORDER, specs=specs,
+                     max_in_flight=1)
+    report = exc.value.report
+    assert balanced(report) and (report.unknown, report.rejected_api) == (0, 100)
+    assert set(report.rejects.stage) == {"api"}
 
 
 def test_automations_guard(specs):

@@ -38,7 +38,7 @@ def test_a_failed_request_reports_failed_and_skipped_rows_get_no_call(specs):
         write_contacts(FakeClient(fail_on_call=1), contacts(300), specs=specs, on_outcome=hook, max_in_flight=1)
     assert sorted(seen["failed"]) == list(range(100))  # the first request's rows
     assert len(seen["accepted"]) + 100 < 300  # the rows after the stop were skipped: no call
-    assert all("request failed" in r for r in seen["failed"].values())
+    assert all("outcome unknown" in r and "boom" in r for r in seen["failed"].values())
 
 
 def test_without_the_hook_nothing_changes(specs):
