@@ -28,7 +28,7 @@ from .errors import (
     RequestFailedError,
     SourceReadError,
 )
-from .idempotency import EventIdDeriver
+from .idempotency import EventIdDeriver, FirstRowWins
 from .report import IngestReport, RejectsSink
 from .sender import Outcome, Sender, SenderClosed
 from .sources import DEFAULT_BATCH_ROWS, ColumnMapper, Source, SpooledSource, open_source
@@ -264,6 +264,10 @@ class IngestRun:
         return report
 
     # -- helpers ------------------------------------------------------------------------------
+    def _first_wins(self) -> FirstRowWins | None:
+        """The ``_event_id`` collision check of one pass (events only; see ``idempotency``)."""
+        return FirstRowWins(EventIdDeriver(self.opts.event_id_fields)) if self.opts.kind == "events" else None
+
     def _notify(self, outcome: str, rows: Sequence[int], reasons: Sequence[str] | None = None) -> None:
         """Tell ``on_outcome`` (if any) what became of ``rows``."""
         if self.opts.on_outcome is not None and len(rows):
@@ -339,9 +343,12 @@ class IngestRun:
         progress = Progress(self.log, f"{opts.kind} preflight", opts.progress_interval, source.total_rows,
                             unit="rows read")
         in_window = 0
+        first_wins = self._first_wins()
         for offset, batch in self._batches(source):
             report.rows += batch.num_rows
             validated = validator(batch)
+            if first_wins is not None:
+                report.event_id_collisions += first_wins(validated, offset)
             bad = self._local_rejects(validated, batch, offset)
             if bad and opts.on_invalid == "fail":
                 raise self._fail_on_local(bad, validated, offset, sent=False)
@@ -375,6 +382,7 @@ class IngestRun:
                         datasource=opts.datasource, ordered=opts.kind == "contacts")
         self.sender = sender
         progress = Progress(self.log, opts.kind, opts.progress_interval, source.total_rows, unit="rows read")
+        first_wins = self._first_wins()  # a fresh index: the preflight's decisions, made again
         cancel = True
         try:
             for offset, batch in self._batches(source):
@@ -382,6 +390,10 @@ class IngestRun:
                 if not counted:
                     report.rows += n
                 validated = validator(batch)
+                if first_wins is not None:
+                    collided = first_wins(validated, offset)
+                    if not counted:
+                        report.event_id_collisions += collided
                 valid = validated.valid
                 n_bad = n - int(np.count_nonzero(valid))
                 if n_bad and not counted:

@@ -30,6 +30,17 @@ parameters are the same event (the second is dropped by the API); correcting a p
 re-sending creates a *new* event (events are immutable) unless ``event_id_fields`` names a
 business key; without ``_event_date`` the date is not part of the id, so identical events on
 different days collapse unless the parameters differ.
+
+**The first row of an id wins** (``FirstRowWins``). The API keeps the first event it stores
+for an ``_event_id``; with requests in flight side by side, "first" would be whichever request
+lands first. So within one input the loader decides: a later row carrying the ``_event_id`` of
+an earlier valid row but a different payload (event type, ``_user_id``, ``_event_date``,
+parameters: what the default recipe hashes) is a *collision*, rejected locally (field
+``_event_id``, naming the row that keeps the id) and never sent. A later row with the same
+payload is a plain duplicate: sent, and dropped by the API. Ids derived by the default recipe
+cannot collide (the id is the payload's hash): only an ``_event_id`` column or
+``event_id_fields`` are checked. The memory is 24 bytes per distinct id (64-bit hashes of id
+and payload, the row number), in sorted runs merged as they grow.
 """
 
 from __future__ import annotations
@@ -37,11 +48,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import IngestSchemaError
-from .specs import EVENT_DATE, EVENT_PARAMETERS, USER_ID
+from .specs import EVENT_DATE, EVENT_ID, EVENT_PARAMETERS, USER_ID
+from .validate import Validated
 
 PREFIX = "d1-"
 _SEP = "\x1f"
@@ -146,3 +159,137 @@ def derive_event_id(event_type: str, user_id: str, parameters: Mapping[str, obje
         top[EVENT_DATE] = pa.array([event_date], pa.string())
     params = {k: pa.array([v]) for k, v in (parameters or {}).items() if v is not None}
     return str(EventIdDeriver().derive(event_type, top, params)[0].as_py())
+
+
+# ---------------------------------------------------------------------------------------------
+# the first row of an _event_id wins
+# ---------------------------------------------------------------------------------------------
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _hashes(values: pa.Array) -> np.ndarray:
+    """64-bit hashes of a column's values (pandas' vectorised SipHash, as the export's
+    completeness check); numbers by their float64 value (``10`` and ``10.0`` are one value)."""
+    from pandas.util import hash_array
+
+    t = values.type
+    if pa.types.is_integer(t) or pa.types.is_floating(t) or pa.types.is_decimal(t):
+        values = values.cast(pa.float64(), safe=False)
+    elif not (pa.types.is_string(t) or pa.types.is_large_string(t)):
+        values = _text(values)  # lists, booleans...: their canonical text
+    return hash_array(values.to_numpy(zero_copy_only=False), categorize=False)
+
+
+def _payload_hashes(top: Mapping[str, pa.Array], params: Mapping[str, pa.Array], n: int) -> np.ndarray:
+    """One 64-bit hash per row of what the default recipe hashes (type aside: one group is one
+    type): ``_user_id``, ``_event_date``, every parameter with a value. Each field's hash is
+    salted with its name and added, and a null adds nothing, so a null parameter and an absent
+    column give the same hash (as in ``EventIdDeriver``)."""
+    from pandas.util import hash_array
+
+    fields = [(USER_ID, top[USER_ID])] + ([(EVENT_DATE, top[EVENT_DATE])] if EVENT_DATE in top else [])
+    fields += [("p." + name, params[name]) for name in sorted(params)]
+    total = np.zeros(n, np.uint64)
+    salts = hash_array(np.array([name for name, _ in fields], dtype=object), categorize=False)
+    with np.errstate(over="ignore"):
+        for (_, arr), salt in zip(fields, salts):
+            mixed = (_hashes(arr) ^ salt) * _MIX
+            if arr.null_count:
+                mixed[arr.is_null().to_numpy(zero_copy_only=False)] = 0
+            total += mixed
+    return total.view(np.int64)
+
+
+class _SortedRuns:
+    """A set of 64-bit keys, each with a payload hash and a row number, as sorted runs (numpy):
+    a batch's new keys become a run, runs of similar size are merged, a lookup is a binary
+    search per run. 24 bytes per key, no Python object per key."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    @property
+    def nbytes(self) -> int:
+        return sum(k.nbytes + p.nbytes + r.nbytes for k, p, r in self.runs)
+
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(found, payload, row)`` for each key (payload and row meaningful where found)."""
+        found = np.zeros(len(keys), bool)
+        payload = np.zeros(len(keys), np.int64)
+        row = np.zeros(len(keys), np.int64)
+        for run_keys, run_payload, run_rows in self.runs:
+            pos = np.minimum(np.searchsorted(run_keys, keys), len(run_keys) - 1)
+            hit = (run_keys[pos] == keys) & ~found
+            found |= hit
+            payload[hit] = run_payload[pos[hit]]
+            row[hit] = run_rows[pos[hit]]
+        return found, payload, row
+
+    def add(self, keys: np.ndarray, payload: np.ndarray, rows: np.ndarray) -> None:
+        """Add keys that are not in the set yet (and distinct)."""
+        if not len(keys):
+            return
+        order = np.argsort(keys)
+        self.runs.append((keys[order], payload[order], rows[order]))
+        while len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
+            (k1, p1, r1), (k2, p2, r2) = self.runs.pop(), self.runs.pop()
+            k, p, r = np.concatenate([k2, k1]), np.concatenate([p2, p1]), np.concatenate([r2, r1])
+            order = np.argsort(k, kind="stable")
+            self.runs.append((k[order], p[order], r[order]))
+
+
+class FirstRowWins:
+    """Finds the event rows whose ``_event_id`` an earlier row of the run already holds with a
+    different payload (see the module doc), and records them as row errors of ``_event_id``.
+
+    Args:
+        deriver: the run's id deriver (for ids derived from ``event_id_fields``).
+    """
+
+    def __init__(self, deriver: EventIdDeriver) -> None:
+        self.deriver = deriver
+        self.index = _SortedRuns()
+
+    def __call__(self, validated: Validated, offset: int) -> int:
+        """Check the valid rows of one batch (its first row is source row ``offset``); the
+        collisions become errors of ``validated``. Returns how many rows collided."""
+        valid = validated.valid
+        rows_parts: list[np.ndarray] = []
+        id_parts: list[np.ndarray] = []
+        payload_parts: list[np.ndarray] = []
+        for group in validated.groups:
+            if EVENT_ID not in group.top and self.deriver.fields is None:
+                continue  # ids are the payload's hash: the same id is the same payload
+            rows = np.arange(group.n) if group.rows is None else group.rows
+            keep = valid[rows]
+            if not keep.any():
+                continue
+            mask = pa.array(keep)
+            top = {k: v.filter(mask) for k, v in group.top.items()}
+            params = {k: v.filter(mask) for k, v in (group.params or {}).items()}
+            etype = group.event_type or ""
+            ids = top[EVENT_ID] if EVENT_ID in top else self.deriver.derive(etype, top, params)
+            rows_parts.append(rows[keep])
+            id_parts.append(_hashes(ids).view(np.int64))
+            payload_parts.append(_payload_hashes(top, params, len(ids)) ^ _hashes(pa.array([etype])).view(np.int64))
+        if not rows_parts:
+            return 0
+        rows = np.concatenate(rows_parts)
+        order = np.argsort(rows, kind="stable")  # source order across event types
+        rows, keys, payload = rows[order], np.concatenate(id_parts)[order], np.concatenate(payload_parts)[order]
+        unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        found, old_payload, old_row = self.index.lookup(unique)
+        seen = found[inverse]
+        ref_payload = np.where(seen, old_payload[inverse], payload[first[inverse]])
+        ref_row = np.where(seen, old_row[inverse], rows[first[inverse]] + offset)
+        is_first = ~seen & (np.arange(len(rows)) == first[inverse])
+        collide = ~is_first & (payload != ref_payload)
+        new = ~found
+        self.index.add(unique[new], payload[first[new]], rows[first[new]] + offset)
+        if not collide.any():
+            return 0
+        kept = ref_row[collide].tolist()
+        validated.errors.add(rows[collide], EVENT_ID, [
+            f"row {k} has this _event_id with a different payload; the first row keeps the id, so this one is "
+            f"not sent (the API would drop it)" for k in kept])
+        return int(np.count_nonzero(collide))

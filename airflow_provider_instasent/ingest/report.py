@@ -85,6 +85,9 @@ class IngestReport:
     skipped: int = 0
     #: rows of failed requests the API may have stored (see the class doc)
     unknown: int = 0
+    #: events rejected locally because an earlier row holds their ``_event_id`` with another
+    #: payload (counted in ``rejected_local`` too; the first row wins, see ``idempotency``)
+    event_id_collisions: int = 0
     requests: int = 0
     retries: int = 0
     elapsed_s: float = 0.0
@@ -127,6 +130,7 @@ class IngestReport:
             "rejected_api": self.rejected_api,
             "skipped": self.skipped,
             "unknown": self.unknown,
+            "event_id_collisions": self.event_id_collisions,
             "requests": self.requests,
             "retries": self.retries,
             "elapsed_s": round(self.elapsed_s, 3),
@@ -146,6 +150,7 @@ class IngestReport:
         text = (f"{self.kind}: {self.rows} rows, {self.accepted} accepted, {self.rejected} rejected "
                 f"({self.rejected_local} local, {self.rejected_api} api), "
                 + (f"{self.unknown} unknown outcome, " if self.unknown else "")
+                + (f"{self.event_id_collisions} _event_id collisions, " if self.event_id_collisions else "")
                 + f"{self.skipped} skipped, "
                 f"{self.requests} requests, {self.retries} retries, {self.elapsed_s:.1f}s "
                 f"({self.rows_per_s:.0f} rows/s)")
@@ -169,6 +174,7 @@ class IngestReport:
             ("rejected", f"{self.rejected:,} ({self.rejected_local:,} local, {self.rejected_api:,} api)"),
             ("skipped", self.skipped),
             ("unknown outcome (may be stored)", self.unknown),
+            ("_event_id collisions (first row kept)", self.event_id_collisions),
             ("requests", self.requests),
             ("retries", self.retries),
             ("seconds", round(self.elapsed_s, 1)),
@@ -288,14 +294,16 @@ class RejectsSink:
 # ----------------------------------------------------------------------------------------------
 # sharded runs
 # ----------------------------------------------------------------------------------------------
-_SUMMED = ("rows", "accepted", "rejected", "requests", "retries", "skipped", "duplicates", "unknown")
+_SUMMED = ("rows", "accepted", "rejected", "requests", "retries", "skipped", "duplicates", "unknown",
+           "event_id_collisions")
 
 
 def aggregate_reports(reports: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:
     """Totals of per-shard reports (what each mapped ingest task returned: ``IngestReport.to_dict()``).
 
     Sums ``rows``, ``accepted``, ``rejected``, ``requests``, ``retries``, ``skipped``,
-    ``duplicates`` and ``unknown`` when present; ``task_seconds`` is the sum of the shards' ``elapsed_s``;
+    ``duplicates``, ``unknown`` and ``event_id_collisions`` when present (each shard checks
+    collisions within its own rows); ``task_seconds`` is the sum of the shards' ``elapsed_s``;
     ``wall_seconds`` spans the earliest ``started_at`` to the latest ``finished_at`` (epoch
     seconds), and ``rows_per_second`` is ``rows / wall_seconds``. ``by_worker`` counts shards
     and rows per ``worker``. ``None`` entries (a shard that produced no report) are counted

@@ -377,8 +377,19 @@ def build() -> None:
     case(id="events_duplicate_event_ids", kind="events", format="json", options={"event_type": ORDER},
          files=[write_json("events_duplicate_event_ids.json", [
              order("de-0", amount=1.0), order("de-0", amount=2.0), order("de-1", amount=3.0)])],
-         why="the same _event_id twice: both rows are accepted, the API keeps the first",
-         expect={"rows": 3, "stored": {"de-0": {"amount": 1.0}, "de-1": {"amount": 3.0}}})
+         why="the same _event_id with another payload: the first row keeps the id, the later one is a "
+             "collision, rejected naming the row that keeps it (the API would drop it)",
+         expect={"rows": 3,
+                 "rejects": [reject(1, "_event_id", "row 0 has this _event_id with a different payload")],
+                 "stored": {"de-0": {"amount": 1.0}, "de-1": {"amount": 3.0}},
+                 "report": {"event_id_collisions": 1}})
+    case(id="events_duplicate_event_ids_same_payload", kind="events", format="json", options={"event_type": ORDER},
+         files=[write_json("events_duplicate_event_ids_same_payload.json", [
+             order("ds-0", amount=1.0), order("ds-1", amount=2.0), order("ds-0", amount=1.0)])],
+         why="the same _event_id with the same payload is a plain duplicate: both rows are accepted, the API "
+             "stores the event once",
+         expect={"rows": 3, "stored": {"ds-0": {"amount": 1.0}, "ds-1": {"amount": 2.0}},
+                 "report": {"event_id_collisions": 0}})
 
     # -- empty inputs ----------------------------------------------------------------------------
     case(id="contacts_empty_csv", kind="contacts", format="csv", read={"dtype": "str"},

@@ -138,6 +138,8 @@ def test_corpus_case(case, emulator):
             assert any(f == r["field"] and r["reason"] in m for f, m, _ in got[row]), (row, r, got[row])
     if not expect.get("error"):
         assert report.rejected == len(wanted) and report.skipped == 0
+    for name, value in expect.get("report", {}).items():
+        assert getattr(report, name) == value, (name, getattr(report, name))
     check_stored(emulator, case)
 
 
@@ -168,3 +170,29 @@ def test_emulator_renders_years_below_1000_with_four_digits(emulator):
         write_contacts(client, pd.DataFrame({"_user_id": ["u1"]}))
         write_events(client, table, event_type="page_view")
         assert [e["_event_date"] for e in client.scroll_events()] == ["0001-01-01T00:00:00.000Z"]
+
+
+def test_event_id_collisions_keep_the_first_row_with_16_requests_in_flight(emulator):
+    """5,000 ids, each given twice with different amounts, the second copy in the next request
+    (in flight beside the first): every id keeps its first row's payload, and each later row is
+    a reported collision naming the row that kept the id (issue 18 case 8)."""
+    n, block = 5_000, 100
+    rows = []
+    for start in range(0, n, block):
+        rows += [order(f"c-{i}", user=f"u{i % 9 + 1}", amount=1.0) for i in range(start, start + block)]
+        rows += [order(f"c-{i}", user=f"u{i % 9 + 1}", amount=2.0) for i in range(start, start + block)]
+    with make_client(emulator.base_url) as client:
+        seed(emulator, client, {"kind": "events"})
+        report = write_events(client, pd.DataFrame(rows), event_type="ecommerce_order_create", on_invalid="skip",
+                              max_in_flight=16)
+    assert (report.accepted, report.rejected, report.event_id_collisions) == (n, n, n)
+    stored = stored_events(emulator)
+    assert len(stored) == n and {e["amount"] for e in stored.values()} == {1.0}
+    got = rejects_by_row(report.rejects)
+    assert got[block] == [("_event_id", "row 0 has this _event_id with a different payload; the first row keeps "
+                                        "the id, so this one is not sent (the API would drop it)", "local")]
+
+
+def order(event_id: str, *, user: str, amount: float) -> dict[str, Any]:
+    return {"_user_id": user, "_event_id": event_id, "_event_date": "2024-03-01T10:00:00Z", "order_id": "O-1",
+            "amount": amount}

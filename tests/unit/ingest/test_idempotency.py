@@ -106,3 +106,42 @@ def test_derivation_is_deterministic_at_scale():
     first = EventIdDeriver().derive("t", top, params).to_pylist()
     assert first == EventIdDeriver().derive("t", top, params).to_pylist()
     assert len(set(first)) == n and all(len(x) == 35 for x in first)
+
+
+def test_first_row_wins_across_batches_and_ignores_plain_duplicates(specs):
+    """A later row with an earlier row's ``_event_id`` and another payload collides (naming the
+    row that keeps the id), in the same batch or a later one; the same payload is a plain
+    duplicate; a null parameter and an absent column are the same payload."""
+    from airflow_provider_instasent.ingest.idempotency import FirstRowWins
+    from airflow_provider_instasent.ingest.validate import Validator
+
+    validator = Validator(specs, "events", event_type=ORDER)
+    check = FirstRowWins(EventIdDeriver())
+
+    def batch(rows):
+        return validator(pa.Table.from_pylist(rows))
+
+    base = {"_user_id": "u1", "order_id": "O-1", "amount": 1.0}
+    first = batch([{**base, "_event_id": "a", "currency": None}, {**base, "_event_id": "b", "currency": None},
+                   {**base, "_event_id": "a", "amount": 2.0, "currency": None}])
+    assert check(first, 0) == 1
+    rows, fields, reasons = first.errors.records()
+    assert rows.tolist() == [2] and fields == ["_event_id"] and reasons[0].startswith("row 0 has this _event_id")
+    second = batch([{**base, "_event_id": "a"}, {**base, "_event_id": "b", "amount": 3.0}])  # no currency column
+    assert check(second, 3) == 1
+    rows, _, reasons = second.errors.records()
+    assert rows.tolist() == [1] and reasons[0].startswith("row 1 has this _event_id")
+
+
+def test_ids_derived_from_the_whole_payload_are_not_checked(specs):
+    from airflow_provider_instasent.ingest.idempotency import FirstRowWins
+    from airflow_provider_instasent.ingest.validate import Validator
+
+    validated = Validator(specs, "events", event_type=ORDER)(pa.Table.from_pylist(
+        [{"_user_id": "u1", "order_id": "O-1", "amount": 1.0}] * 2))
+    check = FirstRowWins(EventIdDeriver())
+    assert check(validated, 0) == 0 and check.index.nbytes == 0
+    by_order = FirstRowWins(EventIdDeriver(["order_id"]))  # a business key: the payload may differ
+    validated = Validator(specs, "events", event_type=ORDER)(pa.Table.from_pylist(
+        [{"_user_id": "u1", "order_id": "O-1", "amount": 1.0}, {"_user_id": "u1", "order_id": "O-1", "amount": 2.0}]))
+    assert by_order(validated, 0) == 1
