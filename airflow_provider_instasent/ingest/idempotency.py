@@ -200,13 +200,13 @@ def _string_hashes(arr: pa.Array) -> np.ndarray:
         first, last = int(offsets[lo]), int(offsets[hi])
         if last == first:
             continue
-        starts = offsets[lo:hi] - first
+        starts: np.ndarray = (offsets[lo:hi] - first).astype(np.int64)
         part = lengths[lo:hi]
         pos = np.arange(last - first, dtype=np.int64) - np.repeat(starts, part)
         weights = _WEIGHTS[pos & 4095] ^ (pos >> 12).astype(np.uint64) * _MIX
         present = part > 0
-        sums[lo:hi][present] = np.add.reduceat((data[first:last].astype(np.uint64) + np.uint64(1)) * weights,
-                                               starts[present])
+        at = np.asarray(starts[present], dtype=np.intp)
+        sums[lo:hi][present] = np.add.reduceat((data[first:last].astype(np.uint64) + np.uint64(1)) * weights, at)
     return _fmix(sums ^ lengths.astype(np.uint64) * _MIX)
 
 
