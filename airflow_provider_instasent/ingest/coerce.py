@@ -243,6 +243,12 @@ def objects_text(arr: pa.Array) -> pa.Array:
     return pc.struct_field(arr, [0])
 
 
+def source_values(arr: pa.Array) -> pa.Array:
+    """A column as plain values, for rejects and keys: an objects column gives its texts."""
+    arr = plain(arr)
+    return objects_text(arr) if is_objects(arr.type) else arr
+
+
 class Coercer:
     """Coerces one column to the API's form for a field spec, recording row errors."""
 

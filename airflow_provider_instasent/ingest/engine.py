@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from ..client.endpoints import MAX_ITEMS_PER_PUSH
 from ..progress import Progress
-from .coerce import CoerceOptions, is_objects, objects_text, plain
+from .coerce import CoerceOptions, source_values
 from .encode import DEFAULT_MAX_REQUEST_BYTES, Chunker, EncodedBatch, Encoder, Request
 from .errors import (
     AutomationsGuardError,
@@ -162,9 +162,7 @@ def _user_id_strings(batch: pa.RecordBatch) -> list[Any]:
     """The raw ``_user_id`` of each row, as text (for rejects), or None."""
     if USER_ID not in batch.schema.names:
         return [None] * batch.num_rows
-    col = plain(batch.column(USER_ID))
-    if is_objects(col.type):
-        col = objects_text(col)
+    col = source_values(batch.column(USER_ID))
     try:
         if pa.types.is_floating(col.type):
             return [None if v is None or v != v else (str(int(v)) if float(v).is_integer() else str(v))

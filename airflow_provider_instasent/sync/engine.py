@@ -34,6 +34,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from ..ingest.coerce import source_values
 from ..ingest.encode import Encoder
 from ..ingest.engine import IngestOptions, ingest
 from ..ingest.errors import IngestError, IngestSchemaError
@@ -276,7 +277,8 @@ class SyncRun:
             if not valid.all():
                 # an invalid row keeps its raw key, and a hash of its raw values: rejected and
                 # unchanged next run, it is held instead of being validated and rejected again
-                with_keys = batch.column(self.key).to_pylist() if self.key in batch.schema.names else None
+                has_key = self.key in batch.schema.names
+                with_keys = source_values(batch.column(self.key)).to_pylist() if has_key else None
                 for i in np.flatnonzero(~valid).tolist():
                     v = with_keys[i] if with_keys is not None else None
                     keys[i] = None if v is None else str(v)[:255]
