@@ -33,6 +33,7 @@ BENCHMARKS = {
     "memory": "bench_memory",
     "export": "bench_export",
     "emulator": "bench_emulator",
+    "emulator_writes": "bench_emulator_writes",
     "sync": "bench_sync",
     "incremental": "bench_incremental",
 }

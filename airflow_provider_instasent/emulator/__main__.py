@@ -16,6 +16,7 @@ from types import FrameType
 from .faults import FAULT_KINDS, SettingsError
 from .fixture import FixtureError
 from .runner import Emulator
+from .store import tune_gc_for_the_store
 
 DEFAULT_PORT = 8787
 
@@ -95,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # shutdown() waits for serve_forever() to return, so it must not run on this thread.
         threading.Thread(target=server.shutdown, daemon=True).start()
 
+    tune_gc_for_the_store()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     print(f"listening on http://{args.host}:{emulator.port}", flush=True)

@@ -121,7 +121,7 @@ class AudienceIndex:
         if existed and self._keys.get(key) == new_keys:
             aid = self.member_of[key]
             old = self.audience.pop(aid)
-            self._build(list(old.keys), now)
+            self._build(old.keys, now)
             return
         self._relink(key, new_keys, now)
 
@@ -143,15 +143,30 @@ class AudienceIndex:
                 bucket.discard(key)
                 if not bucket:
                     del self._index[ik]
+        alone = True  # no other contact shares a key: the component is this contact alone
         if new_keys:
             self._keys[key] = new_keys
+            index = self._index
             for ik in new_keys:
-                bucket = self._index.setdefault(ik, set())
+                bucket = index.get(ik)
+                if bucket is None:
+                    index[ik] = {key}
+                    continue
                 for other in bucket:
-                    other_aid = self.member_of.get(other)
-                    if other_aid is not None:
-                        affected.add(other_aid)
+                    if other != key:
+                        alone = False
+                        other_aid = self.member_of.get(other)
+                        if other_aid is not None:
+                            affected.add(other_aid)
                 bucket.add(key)
+        was = self.audience.get(aid) if aid is not None else None
+        if alone and key in self.contacts and (aid is None or (was is not None and len(was.members) == 1)):
+            # The common case of a load (a new contact, or one that was alone and stays alone):
+            # no graph to walk. Same result as the general path below.
+            if aid is not None:
+                del self.audience[aid]
+            self._build((key,), now)
+            return
         seeds: list[Key] = []
         for a in affected:
             old = self.audience.pop(a, None)
@@ -188,6 +203,8 @@ class AudienceIndex:
             self._build(component, now)
 
     def _build(self, component: Iterable[Key], now: float) -> AudienceContact:
+        if isinstance(component, tuple) and len(component) == 1:
+            return self._build_one(self.contacts[component[0]], now)
         prio = self.priority
         members = sorted((self.contacts[k] for k in component), key=lambda c: (prio(c.key[0]), -c.update_seq))
         oldest = min(members, key=lambda c: c.seq)
@@ -216,6 +233,18 @@ class AudienceIndex:
         self.audience[aid] = contact
         for m in members:
             self.member_of[m.key] = aid
+        return contact
+
+    def _build_one(self, m: DsContact, now: float) -> AudienceContact:
+        """``_build`` of a component of one contact (what most of a load builds)."""
+        attrs = dict(m.data)
+        attrs["_date_updated"] = iso_ms(m.updated_at)
+        if "_full_name" not in attrs and ("_first_name" in attrs or "_last_name" in attrs):
+            attrs["_full_name"] = " ".join(str(attrs[k]) for k in ("_first_name", "_last_name") if k in attrs)
+        aid = m.origin_aid
+        contact = AudienceContact(aid, attrs, (m,), (m.key[0],), (aid,), m.created_at, m.updated_at, now)
+        self.audience[aid] = contact
+        self.member_of[m.key] = aid
         return contact
 
     def find(self, attribute: str, value: Any) -> list[AudienceContact]:

@@ -7,6 +7,7 @@ O(items) per batch. Records are immutable and replaced on change.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import secrets
 import threading
@@ -94,6 +95,14 @@ class PushOutcome:
     skipped: int = 0
 
 
+def _priority_of(datasources: dict[str, DatasourceState]) -> Callable[[str], int]:
+    def priority(ds_uid: str) -> int:
+        ds = datasources.get(ds_uid)
+        return ds.config.priority if ds else 1_000_000
+
+    return priority
+
+
 class ProjectState:
     def __init__(self, config: ProjectConfig, now: float, clock: Clock | None = None) -> None:
         self.config = config
@@ -101,7 +110,10 @@ class ProjectState:
         self.datasources: dict[str, DatasourceState] = {
             d.uid: DatasourceState(d, now) for d in config.datasources
         }
-        self.audience = AudienceIndex(config.merging_attributes, self.priority)
+        # A function over the datasources dict, not the bound method: a bound method would make
+        # ProjectState -> AudienceIndex -> ProjectState a reference cycle, so a reset would leave
+        # the whole old store alive until a full garbage collection (docs/performance.md).
+        self.audience = AudienceIndex(config.merging_attributes, _priority_of(self.datasources))
         self.events: dict[int, Event] = {}
         self.event_index: dict[Key, int] = {}  # (datasource, _event_id) -> seq
         self.events_by_contact: dict[Key, list[int]] = {}
@@ -109,8 +121,7 @@ class ProjectState:
         self.sms: dict[str, dict[str, Any]] = {}
 
     def priority(self, ds_uid: str) -> int:
-        ds = self.datasources.get(ds_uid)
-        return ds.config.priority if ds else 1_000_000
+        return self.audience.priority(ds_uid)
 
     def resolve_datasource(self, uid: str) -> DatasourceState | None:
         ds = self.datasources.get(uid)
@@ -176,6 +187,22 @@ class Snapshots:
         with self._lock:
             self._items.clear()
             self._refs = 0
+
+
+def tune_gc_for_the_store() -> None:
+    """Keep the cyclic garbage collector off the store's records (a process serving one store).
+
+    The store is a long-lived in-memory database of millions of small objects with no reference
+    cycles among them (reset frees them by reference counting). Python's full collections walk
+    every tracked object, so as the store grows they cost a share of every write that grows with
+    it (about half the CPU of an event write at 1M stored events: docs/performance.md). Here the
+    young generations still collect the short-lived cycles a request may make; only the automatic
+    full collection, whose work is the store itself, is pushed out of reach. The CLI calls this;
+    an emulator started in a test process leaves that process' collector alone.
+    """
+    gen0, gen1, _ = gc.get_threshold()
+    gc.set_threshold(gen0, gen1, 1_000_000)
+    gc.freeze()  # what was loaded at start-up (modules, the fixture) is never garbage
 
 
 class Store:

@@ -60,6 +60,18 @@ def iso_ms(ts: float) -> str:
     return f"{dt.year:04d}-{dt:%m-%dT%H:%M:%S}.{dt.microsecond // 1000:03d}Z"
 
 
+def _canonical_utc(value: Any) -> bool:
+    """Whether ``value`` reads ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (``iso_ms``'s form), by its shape."""
+    return (
+        type(value) is str
+        and len(value) == 24
+        and value[23] == "Z"
+        and value[19] == "."
+        and value[10] == "T"
+        and value[20:23].isdigit()
+    )
+
+
 def parse_datetime(value: Any, *, require_tz: bool) -> float | None:
     """Unix timestamp of an ISO 8601 datetime string, or ``None`` if it is not one."""
     if not isinstance(value, str) or len(value) < 10:
@@ -90,6 +102,13 @@ def _check_into(
     multivalue: int,
 ) -> None:
     """``out[key]`` = the checked ``value``, or its reasons under ``errors[name]``."""
+    if multivalue <= 1:  # the hot path of a load (one call per value): a plain string or number
+        vt = type(value)
+        if (vt is str and data_type in _STRINGY and (max_length is None or len(value) <= max_length)) or (
+            data_type == "number" and (vt is int or (vt is float and math.isfinite(value)))
+        ):
+            out[key] = value
+            return
     nv, reasons = check_multi(data_type, value, max_length, multivalue)
     if reasons:
         errors.setdefault(name, []).extend(reasons)
@@ -183,6 +202,9 @@ def check_multi(data_type: str, value: Any, max_length: int | None, multi: int) 
             return None, [f"expected an array of at most {multi} values, got an object"]
         if not isinstance(value, list):
             value = [value]
+        if (data_type in _STRINGY and len(value) <= multi
+                and all(type(v) is str and (max_length is None or len(v) <= max_length) for v in value)):
+            return list(value), []  # the common case: an array of plain strings
         reasons: list[str] = []
         if len(value) > multi:
             reasons.append(f"more than {multi} values ({len(value)})")
@@ -291,9 +313,10 @@ def validate_event(
     errors: Errors = {}
     if not isinstance(item, dict):
         return None, {"item": ["expected an object"]}
-    for key in item:
-        if key not in EVENT_KEYS:
-            _add(errors, key, "unknown event field")
+    if not EVENT_KEYS.issuperset(item):
+        for key in item:
+            if key not in EVENT_KEYS:
+                _add(errors, key, "unknown event field")
     user_id, reason = check_id(item.get("_user_id", _MISSING))
     if reason:
         _add(errors, "_user_id", reason)
@@ -317,7 +340,9 @@ def validate_event(
     if raw_date is None:
         ts = received_at
     else:
-        date_iso = None
+        # Already in the form the API prints (``2024-01-01T10:00:00.000Z``, what the package and
+        # most clients send): keep the string instead of formatting the timestamp back.
+        date_iso = raw_date if _canonical_utc(raw_date) else None
         parsed = parse_datetime(raw_date, require_tz=True)
         if parsed is None:
             _add(errors, "_event_date", "expected an ISO 8601 datetime with a timezone (Z or +HH:MM)")

@@ -206,7 +206,8 @@ class IngestRun:
         stats_before = self._stats()
         source: Source | None = None
         try:
-            specs = opts.specs or ProjectSpecs.load(self.client, datasource=opts.datasource, kind=opts.kind)
+            specs = opts.specs or ProjectSpecs.load(self.client, datasource=opts.datasource, kind=opts.kind,
+                                                       event_type=opts.event_type)
             validator = Validator(
                 specs, opts.kind, event_type=opts.event_type,
                 options=CoerceOptions(assume_timezone=opts.assume_timezone, unknown_columns=opts.unknown_columns),

@@ -1,10 +1,14 @@
 """Concurrent API calls with a bounded number in flight: the one worker pool of the package.
 
-``BoundedPool`` runs calls on ``max_in_flight`` threads and never has more than
-``max_in_flight`` submitted and unanswered: ``BoundedPool.submit`` blocks, handing back
-finished calls while it waits, so memory stays bounded however fast the caller produces
-work. An optional *conflict key* per call (a set of strings) makes a call wait while another
-call sharing a key is in flight.
+``BoundedPool`` runs calls on ``max_in_flight`` threads (so at most ``max_in_flight``
+requests are on the wire) and never has more than ``max_in_flight + backlog`` submitted and
+unanswered: ``BoundedPool.submit`` blocks, handing back finished calls while it waits, so
+memory stays bounded however fast the caller produces work. The backlog (by default one more
+request per thread) is what keeps every thread busy while the caller's thread is away
+preparing the next batch: a thread that finishes takes the next queued call at once instead
+of waiting for the caller to submit one (docs/performance.md, "Ingest at the concurrency
+limit"). An optional *conflict key* per call (a set of strings) makes a call wait while
+another call sharing a key is submitted and unanswered.
 
 ``Sender`` is the push sender of the ingest engine on top of it: the engine's thread
 prepares requests, the pool sends them through the (thread-safe, self-pacing) client. With
@@ -52,15 +56,22 @@ class BoundedPool(Generic[T]):
 
     ``client``: the client the calls use; its connection pool is made at least
     ``max_in_flight`` wide (``reserve_connections``), so no request waits for a connection.
+    ``backlog``: calls queued beyond the ``max_in_flight`` running ones (default
+    ``max_in_flight``). ``halt_on_error``: once a call raises, the queued calls are not made
+    (they finish with ``SenderClosed``), as if the caller had stopped submitting at that moment.
     """
 
-    def __init__(self, max_in_flight: int, *, name: str = "instasent", client: Any = None) -> None:
+    def __init__(self, max_in_flight: int, *, name: str = "instasent", client: Any = None,
+                 backlog: int | None = None, halt_on_error: bool = False) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
         reserve = getattr(client, "reserve_connections", None)
         if callable(reserve):
             reserve(max_in_flight)
         self.max_in_flight = max_in_flight
+        self.backlog = max_in_flight if backlog is None else max(0, backlog)
+        self._limit = max_in_flight + self.backlog
+        self.halt_on_error = halt_on_error
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix=name)
         self._done: queue.SimpleQueue[Done[T]] = queue.SimpleQueue()
         self._in_flight = 0
@@ -75,14 +86,16 @@ class BoundedPool(Generic[T]):
                 raise SenderClosed("the run stopped before this call was made")
             self._done.put(Done(item, result=call(item), seq=seq))
         except BaseException as exc:  # handed to the caller's thread, which decides
+            if self.halt_on_error and not isinstance(exc, SenderClosed):
+                self._closed.set()
             self._done.put(Done(item, error=exc, seq=seq))
 
     def _blocked(self, keys: Collection[str]) -> bool:
-        return self._in_flight >= self.max_in_flight or any(k in self._keys for k in keys)
+        return self._in_flight >= self._limit or any(k in self._keys for k in keys)
 
     def submit(self, call: Callable[[T], Any], item: T, keys: Collection[str] = ()) -> Iterator[Done[T]]:
-        """Run ``call(item)`` once a slot is free (and no call sharing ``keys`` is in flight);
-        yields the calls that finished meanwhile."""
+        """Queue ``call(item)`` once fewer than ``max_in_flight + backlog`` calls are unanswered
+        (and none sharing ``keys``); yields the calls that finished meanwhile."""
         while self._in_flight and self._blocked(keys):
             yield self._take()
         self._in_flight += 1
@@ -149,7 +162,9 @@ class Sender:
         self.dry_run = dry_run
         self.datasource = datasource
         self.ordered = ordered
-        self._pool: BoundedPool[Request] = BoundedPool(max_in_flight, name="instasent-push", client=client)
+        # A failed push stops the run (the engine): the requests queued behind it are not sent.
+        self._pool: BoundedPool[Request] = BoundedPool(max_in_flight, name="instasent-push", client=client,
+                                                       halt_on_error=True)
 
     def _send(self, request: Request) -> PushResult:
         return self.client.push(self.kind, request.body, n_items=request.n_items, dry_run=self.dry_run,

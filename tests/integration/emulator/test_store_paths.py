@@ -1,0 +1,117 @@
+"""The store's fast paths (issue 19) against the rules they shortcut.
+
+The audience index builds a contact that shares no merge key with another without walking
+the graph; these tests drive the store with random writes that merge, re-merge and split
+contacts (by ``_user_id`` across datasources, by email and by phone, transitively) and compare
+every audience contact with connected components computed from scratch. A reset must free the
+old store by reference counting alone (no reference cycle keeps it alive).
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+from typing import Any
+
+from airflow_provider_instasent.emulator import store as store_mod
+from airflow_provider_instasent.emulator.audience import merge_values
+from airflow_provider_instasent.emulator.fixture import load_fixture
+from airflow_provider_instasent.emulator.store import Event, Store
+
+
+def _components(ps: Any) -> set[frozenset[tuple[str, str]]]:
+    """Connected components of the datasource contacts, from scratch (union-find)."""
+    parent: dict[tuple[str, str], tuple[str, str]] = {k: k for k in ps.audience.contacts}
+
+    def find(k: tuple[str, str]) -> tuple[str, str]:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    owner: dict[tuple[str, str], tuple[str, str]] = {}
+    for key, contact in ps.audience.contacts.items():
+        marks = [("_user_id", key[1])]
+        for attr in ps.audience.merging:
+            if attr != "_user_id" and contact.data.get(attr) is not None:
+                marks += [(attr, v) for v in merge_values(attr, contact.data[attr])]
+        for mark in marks:
+            if mark in owner:
+                parent[find(key)] = find(owner[mark])
+            else:
+                owner[mark] = key
+    groups: dict[tuple[str, str], set[tuple[str, str]]] = {}
+    for key in ps.audience.contacts:
+        groups.setdefault(find(key), set()).add(key)
+    return {frozenset(g) for g in groups.values()}
+
+
+def test_random_merges_and_splits_match_connected_components() -> None:
+    rng = random.Random(19)
+    store = Store(load_fixture())
+    ps = store.projects["demo"]
+    datasources = [d for d in ps.datasources if ps.datasources[d].config.type == "api"] or list(ps.datasources)
+    emails = [f"p{i}@Example.com" for i in range(12)]
+    phones = [f"+34 600 000 {i:03d}" for i in range(12)]
+    for step in range(600):
+        ds = ps.datasources[rng.choice(datasources)]
+        item: dict[str, Any] = {"_user_id": f"u{rng.randrange(40)}"}
+        roll = rng.random()
+        if roll < 0.3:
+            item["_email"] = rng.choice(emails).upper() if rng.random() < 0.5 else rng.choice(emails)
+        elif roll < 0.5:
+            item["_phone_mobile"] = rng.choice(phones)
+        elif roll < 0.6:
+            item["_email"] = None  # unsetting a merge key can split a component
+        elif roll < 0.65:
+            store.delete_contact(ps, ds, item["_user_id"], dry_run=False)
+            continue
+        item["plan"] = f"plan-{step}"
+        outcome = store.push_contacts(ps, ds, [item], dry_run=False)
+        assert outcome.accepted == [0], outcome.errors
+        if step % 50 == 49:
+            want = _components(ps)
+            got = {frozenset(m.key for m in c.members) for c in ps.audience.audience.values()}
+            assert got == want
+            for aid, contact in ps.audience.audience.items():
+                assert all(ps.audience.member_of[m.key] == aid for m in contact.members)
+                # the highest-priority datasource's non-null value wins, then the latest update
+                best = sorted(contact.members, key=lambda m: (ps.priority(m.key[0]), -m.update_seq))
+                assert contact.attrs["plan"] == next(m.data["plan"] for m in best if "plan" in m.data)
+
+
+def test_a_reset_frees_the_old_store_without_a_garbage_collection() -> None:
+    store = Store(load_fixture())
+    ps = store.projects["demo"]
+    ds = ps.datasources["dsapi"]
+    store.push_contacts(ps, ds, [{"_user_id": f"r{i}", "_email": f"r{i}@x.io"} for i in range(50)], dry_run=False)
+    events = [{"_user_id": f"r{i % 50}", "_event_id": f"e{i}", "_event_type": "ecommerce_order_create",
+               "_event_date": "2025-03-01T10:00:00.000Z",
+               "_event_parameters": {"order_id": f"o{i}", "amount": 1.5, "currency": "EUR", "items": ["a"]}}
+              for i in range(100)]
+    assert store.push_events(ps, ds, events, dry_run=False).stored == 100
+    del ps, ds, events  # only the store holds the old state now
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        store.reset()
+        alive = sum(1 for o in gc.get_objects() if isinstance(o, Event))
+        states = sum(1 for o in gc.get_objects() if isinstance(o, store_mod.ProjectState))
+    finally:
+        if enabled:
+            gc.enable()
+    assert alive == 0  # the seeded fixture has no events; every old one was freed at once
+    assert states == len(store.projects)
+
+
+def test_an_event_date_keeps_its_milliseconds_as_sent() -> None:
+    store = Store(load_fixture())
+    ps = store.projects["demo"]
+    ds = ps.datasources["dsapi"]
+    store.push_contacts(ps, ds, [{"_user_id": "d"}], dry_run=False)
+    dates = ["2025-03-01T10:00:00.123Z", "2025-03-01T10:00:00.999Z", "2025-03-01T12:00:00+02:00"]
+    items = [{"_user_id": "d", "_event_id": f"d{i}", "_event_type": "ecommerce_order_create", "_event_date": d,
+              "_event_parameters": {"order_id": "o", "amount": 1, "currency": "EUR"}} for i, d in enumerate(dates)]
+    assert store.push_events(ps, ds, items, dry_run=False).stored == 3
+    got = sorted(e.date_iso for e in ps.events.values() if e.user_id == "d")
+    assert got == ["2025-03-01T10:00:00.000Z", "2025-03-01T10:00:00.123Z", "2025-03-01T10:00:00.999Z"]
