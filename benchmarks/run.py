@@ -30,6 +30,7 @@ from common import Config, Row, Section, close_shared, load_average, machine_inf
 BENCHMARKS = {
     "validate": "bench_validate",
     "ingest_e2e": "bench_ingest_e2e",
+    "ingest_limit": "bench_ingest_limit",
     "memory": "bench_memory",
     "export": "bench_export",
     "emulator": "bench_emulator",

@@ -37,7 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config", metavar="FILE", help="fixture file (JSON or YAML); default: the built-in fixture"
     )
-    p.add_argument("--latency-ms", type=float, default=0.0, help="added delay per /v1 request, in ms")
+    p.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="each /v1 answer leaves MS after its request at the earliest (pushes write once it has passed)",
+    )
     p.add_argument(
         "--rate-limit",
         type=float,

@@ -10,7 +10,7 @@ import itertools
 import math
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
@@ -23,6 +23,11 @@ from .store import Store
 from .validation import parse_datetime
 
 API_PREFIX = "/v1"
+
+
+def _no_wait() -> None:
+    pass
+
 ADMIN_PREFIX = "/_emulator"
 
 
@@ -43,10 +48,16 @@ class App:
         self._request_ids = itertools.count(1)
 
     # -- entry points ---------------------------------------------------------------------------
-    def handle(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> Response:
+    def handle(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes, wait: Callable[[], None] = _no_wait
+    ) -> Response:
+        """Answer one request. ``wait`` sleeps out the emulated latency of an API request: called
+        before the request is handled, or, by a route that ``waits_itself`` (the pushes), after
+        its validation and before its write, so that the CPU work overlaps the latency the way
+        it does on a real server while the write still lands once the latency has passed."""
         path, _, qs = target.partition("?")
         if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
-            return self.api(method, path[len(API_PREFIX) :] or "/", qs, headers, body)
+            return self.api(method, path[len(API_PREFIX) :] or "/", qs, headers, body, wait)
         if path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
             return self.admin(method, path[len(ADMIN_PREFIX) :] or "/", qs, body)
         return error_response(
@@ -65,8 +76,18 @@ class App:
         token = bearer_token(headers.get("authorization")) or "-"
         return self.limiter.take(token, self.endpoint_class(method, target), consume=False)[1]
 
-    def api(self, method: str, path: str, qs: str, headers: Mapping[str, str], body: bytes) -> Response:
+    def api(
+        self,
+        method: str,
+        path: str,
+        qs: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        wait: Callable[[], None] = _no_wait,
+    ) -> Response:
         route, params, path_known = self.router.match(method, path)
+        if route is None or not route.waits_itself:
+            wait()
         token_str = bearer_token(headers.get("authorization"))
         allowed, rl_headers = self.limiter.take(
             token_str or "-", route.endpoint_class if route else "default"
@@ -74,7 +95,7 @@ class App:
         if not allowed:
             response = error_response(429, "You exceeded the rate limit")
         else:
-            request = Request(method, path, parse_qs(qs, keep_blank_values=True), headers, body)
+            request = Request(method, path, parse_qs(qs, keep_blank_values=True), headers, body, wait)
             try:
                 response = self._dispatch(route, params, path_known, token_str, request)
             except ApiError as exc:

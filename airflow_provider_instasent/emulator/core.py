@@ -38,6 +38,8 @@ class Request:
     query: Mapping[str, list[str]]
     headers: Mapping[str, str]  # lower-cased names
     body: bytes = b""
+    #: Sleeps out what is left of the emulated latency (the server's; a no-op without one).
+    wait: Callable[[], None] = field(default=lambda: None, repr=False)
     _json: Any = field(default=None, init=False, repr=False)
     _parsed: bool = field(default=False, init=False, repr=False)
 
@@ -133,6 +135,9 @@ class Route:
     endpoint_class: str
     stream: bool  # usable by a datasource token on its own datasource
     any_project_token: bool = False  # no scope needed beyond access to the project
+    # The handler validates during the emulated latency and calls ``Request.wait`` before it
+    # writes (the push endpoints); other routes are handled once the latency has passed.
+    waits_itself: bool = False
 
 
 def compile_template(template: str) -> re.Pattern[str]:
@@ -153,6 +158,7 @@ class Router:
         endpoint_class: str = "default",
         stream: bool = False,
         any_project_token: bool = False,
+        waits_itself: bool = False,
     ) -> Callable[[Handler], Handler]:
         def deco(fn: Handler) -> Handler:
             self.routes.append(
@@ -165,6 +171,7 @@ class Router:
                     endpoint_class,
                     stream,
                     any_project_token,
+                    waits_itself,
                 )
             )
             return fn

@@ -233,22 +233,38 @@ def _outcome_response(ctx: Ctx, items: list[Any], outcome: PushOutcome, dry_run:
 
 
 @router.add(
-    "POST", _DS + "/stream/contacts", "PROJECT_DATASOURCE_WRITE", endpoint_class="ingest", stream=True
+    "POST",
+    _DS + "/stream/contacts",
+    "PROJECT_DATASOURCE_WRITE",
+    endpoint_class="ingest",
+    stream=True,
+    waits_itself=True,
 )
 def push_contacts(ctx: Ctx) -> Response:
     items = _batch(ctx)
     dry_run = ctx.req.flag("_dryRun")
     queued = ctx.store.queued(ctx.req.flag("_sync"), dry_run)
-    outcome = ctx.store.push_contacts(ctx.ps, ctx.datasource, items, dry_run=dry_run, queued=queued)
+    outcome = ctx.store.push_contacts(
+        ctx.ps, ctx.datasource, items, dry_run=dry_run, queued=queued, before_write=ctx.req.wait
+    )
     return _outcome_response(ctx, items, outcome, dry_run)
 
 
-@router.add("POST", _DS + "/stream/events", "PROJECT_DATASOURCE_WRITE", endpoint_class="ingest", stream=True)
+@router.add(
+    "POST",
+    _DS + "/stream/events",
+    "PROJECT_DATASOURCE_WRITE",
+    endpoint_class="ingest",
+    stream=True,
+    waits_itself=True,
+)
 def push_events(ctx: Ctx) -> Response:
     items = _batch(ctx)
     dry_run = ctx.req.flag("_dryRun")
     queued = ctx.store.queued(ctx.req.flag("_sync"), dry_run)
-    outcome = ctx.store.push_events(ctx.ps, ctx.datasource, items, dry_run=dry_run, queued=queued)
+    outcome = ctx.store.push_events(
+        ctx.ps, ctx.datasource, items, dry_run=dry_run, queued=queued, before_write=ctx.req.wait
+    )
     return _outcome_response(ctx, items, outcome, dry_run)
 
 

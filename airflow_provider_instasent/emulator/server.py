@@ -10,7 +10,10 @@ what the alternatives cost: ``docs/adr/0006-emulator-http-layer.md``.
 Speed matters (the emulator must never be the bottleneck of a benchmark): every response
 (status line, headers and body) goes out in a single ``send`` with Nagle disabled, so
 keep-alive clients never wait on delayed ACKs. Latency and faults apply to ``/v1`` requests
-only; admin endpoints are never delayed, faulted or rate limited.
+only; admin endpoints are never delayed, faulted or rate limited. The latency is the time an
+answer takes, at the least: a push is validated while it runs (not after it, where the
+requests that arrived together would queue for the GIL one behind the other) and written
+once it has passed, so a write still lands ``latency`` after its request.
 """
 
 from __future__ import annotations
@@ -122,6 +125,24 @@ class _Collector:
         )
 
 
+def _no_wait() -> None:
+    pass
+
+
+class _Deadline:
+    """The end of one request's emulated latency: ``wait`` sleeps until then (once past, at once)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+
+    def wait(self) -> None:
+        left = self.at - time.perf_counter()
+        if left > 0:
+            time.sleep(left)
+
+
 class EmulatorHandler(socketserver.StreamRequestHandler):
     """One connection: parse requests with httptools and answer them in order."""
 
@@ -180,21 +201,27 @@ class EmulatorHandler(socketserver.StreamRequestHandler):
         started = time.perf_counter()
         fault = None
         response: Response | None = None
+        wait = _no_wait
         if target == API_PREFIX or target.startswith((API_PREFIX + "/", API_PREFIX + "?")):
             latency = app.settings.latency_ms
             if latency > 0:
-                time.sleep(latency / 1000.0)
+                wait = _Deadline(started + latency / 1000.0).wait
             fault = app.faults.roll()
             if fault == "drop_before":
+                wait()
                 self._drop(method, target, "drop_before", started)
                 return False
             if fault in ("500", "502", "503"):
+                wait()
                 status = int(fault)
                 response = error_response(status, f"Emulated fault: {status} {reason(status)}")
                 response.headers.extend(app.rate_headers(method, target, headers))
                 response.headers.append(("X-Emulator-Fault", fault))
         if response is None:
-            response = app.handle(method, target, headers, body)
+            # A push validates during the latency and writes after it (App.handle); every
+            # answer leaves once the latency has passed, however early it was ready.
+            response = app.handle(method, target, headers, body, wait)
+            wait()
         if fault == "drop_after":
             self._drop(method, target, "drop_after", started)
             return False

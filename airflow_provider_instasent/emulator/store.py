@@ -345,13 +345,18 @@ class Store:
         *,
         dry_run: bool,
         queued: bool = False,
+        before_write: Callable[[], None] | None = None,
     ) -> PushOutcome:
+        """Validate ``items`` (no lock needed), call ``before_write`` (the server's latency), store."""
+
         def store(contact: ContactItem, now: float, outcome: PushOutcome) -> None:
             self._upsert(ps, ds, contact, now)
             ds.received_contacts += 1
             outcome.stored += 1
 
         checked = [validate_contact(item, ps.config) for item in items]
+        if before_write is not None:
+            before_write()
         return self._push(ds, checked, dry_run, store, count_errors=True, queued=queued)
 
     def push_events(
@@ -363,7 +368,12 @@ class Store:
         dry_run: bool,
         received_at: float | None = None,
         queued: bool = False,
+        before_write: Callable[[], None] | None = None,
     ) -> PushOutcome:
+        """Validate ``items`` (no lock needed), call ``before_write`` (the server's latency), store.
+
+        ``received_at`` (default: the clock's now, as the request arrived) is the events' reception time.
+        """
         received = self.clock.now() if received_at is None else received_at
         received_iso = iso_ms(received)
 
@@ -371,6 +381,8 @@ class Store:
             self._store_event(ps, ds, event, received, received_iso, now, outcome)
 
         checked = [validate_event(item, ps.config, received, received_iso) for item in items]
+        if before_write is not None:
+            before_write()
         return self._push(ds, checked, dry_run, store, queued=queued)
 
     def _store_event(

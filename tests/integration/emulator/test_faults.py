@@ -107,3 +107,29 @@ def test_faults_endpoint_validates_and_reports(api: Api) -> None:
         "seed": 3,
     }
     assert requests.get(api.base_url + "/_emulator/faults", timeout=10).json() == settings
+
+
+def test_a_push_is_validated_during_the_latency_and_written_after_it(make_emulator) -> None:
+    """The latency is the least time an answer takes: a push is validated while it runs (so
+    requests that arrive together do not queue for the emulator's GIL after it) and written once
+    it has passed; nothing is stored before then (issue 19)."""
+    import threading
+
+    emu = make_emulator(latency_ms=400)
+    api = Api(emu.base_url)
+    before = api.state()["contacts"].get("dsapi", 0)
+    answers: list[tuple[int, float]] = []
+
+    def push() -> None:
+        t0 = time.perf_counter()
+        r = api.push_contacts([{"_user_id": f"late-{i}"} for i in range(99)] + [{"_user_id": ""}])
+        answers.append((r.status_code, time.perf_counter() - t0))
+
+    thread = threading.Thread(target=push)
+    thread.start()
+    time.sleep(0.15)
+    assert api.state()["contacts"].get("dsapi", 0) == before  # not written yet (admin reads are not delayed)
+    thread.join(10)
+    (status, took), = answers
+    assert status == 202 and took >= 0.39
+    assert api.state()["contacts"]["dsapi"] == before + 99
