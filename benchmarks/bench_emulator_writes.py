@@ -17,7 +17,6 @@ before issue 19), extracted with ``git archive`` into a temporary directory.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gc
 import os
 import shutil
@@ -28,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, Config, Section, child_output, fmt_rate, fmt_ratio, median, run_child
+from common import ROOT, Config, Section, child_output, current_rss, fmt_rate, fmt_ratio, median, run_child
 
 NAME = "emulator_writes"
 TITLE = "Emulator write cost (CPU per stored item, in-process, by store size)"
@@ -112,23 +111,15 @@ def child_main(argv: list[str]) -> None:
                 done += step
             out["grown_to"] = app.store.state()["events"]
             out["us_grown"] = _feed(app, EVENTS, _event_bodies(done, args.n)) / args.n * 1e6
-            out["rss_grown"] = _rss()
+            out["rss_grown"] = current_rss()
             gc.disable()  # what survives the reset by reference counting alone, before any collection
             app.reset()
             out["events_alive_after_reset"] = sum(1 for o in gc.get_objects() if type(o).__name__ == "Event")
-            out["rss_after_reset"] = _rss()
+            out["rss_after_reset"] = current_rss()
             gc.enable()
             seed()
             out["us_after_reset"] = _feed(app, EVENTS, _event_bodies(0, args.n)) / args.n * 1e6
     child_output(out)
-
-
-def _rss() -> int:
-    with contextlib.suppress(OSError, ValueError):
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 # -- the harness --------------------------------------------------------------------------------
