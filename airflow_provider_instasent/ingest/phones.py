@@ -6,8 +6,8 @@ as ``"ES"``); a number that does not parse, is not a valid number of its country
 receive an SMS (a fixed line, a toll-free or premium number) is refused with the reason.
 ``time_zones`` gives the IANA zones of a number's country/area for quiet hours (docs/sms.md).
 
-Used by the ingest validation (``phones="e164"``) and the SMS engine; nothing here imports the
-rest of the package.
+Used by the ingest validation (``phones="e164"``, through ``coerce.Coercer.contact_point``) and
+the SMS engine.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from functools import lru_cache
 from typing import Any
 
 import phonenumbers
+import pyarrow as pa
 from phonenumbers import PhoneNumberType
 from phonenumbers import timezone as pn_timezone
+
+from .rowerrors import RowErrors
 
 #: number types that can receive an SMS (the US/Canada plan does not tell mobile from fixed)
 MOBILE_CAPABLE = frozenset({PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE})
@@ -83,6 +86,16 @@ def normalize(values: Sequence[Any], default_region: str | None = None, *, mobil
     return out, reasons
 
 
+def e164_column(arr: pa.Array, default_region: str | None, name: str, errors: RowErrors) -> pa.Array:
+    """A text column of phone numbers in E.164 (the ingest's ``phones="e164"``): a number that
+    cannot be made E.164, or cannot receive an SMS, becomes a row error with its reason."""
+    numbers, reasons = normalize(arr.to_pylist(), default_region)
+    bad = [i for i, r in enumerate(reasons) if r is not None]
+    if bad:
+        errors.add(bad, name, [str(reasons[i]) for i in bad])
+    return pa.array(numbers, pa.string())
+
+
 @lru_cache(maxsize=65536)
 def time_zones(e164: str) -> tuple[str, ...]:
     """The IANA time zones of a number's country or area (empty when unknown)."""
@@ -94,4 +107,4 @@ def time_zones(e164: str) -> tuple[str, ...]:
     return tuple(z for z in zones if z != "Etc/Unknown")
 
 
-__all__ = ["MOBILE_CAPABLE", "check_region", "normalize", "time_zones", "to_e164"]
+__all__ = ["MOBILE_CAPABLE", "check_region", "e164_column", "normalize", "time_zones", "to_e164"]
