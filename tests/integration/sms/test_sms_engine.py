@@ -176,3 +176,27 @@ def test_quiet_hours_from_the_phones_country(client, recipients, tmp_path):
     report = send_sms(client, orders(("u1",)), clock=at_0830_canaries, **kw)
     assert report.held == 1 and report.next_window_at == "2026-11-28T09:00:00Z"
     assert "Atlantic/Canary" in report.outcomes[0].reason
+
+
+def test_the_ledger_in_postgresql(client, recipients, postgres_url):
+    """Any common-sql database holds the ledger: here a psycopg2 connection to a real PostgreSQL."""
+    import psycopg2
+
+    name = f"pg-{dt.datetime.now(dt.UTC).timestamp()}"
+    df = orders(("u1", "u2")).assign(order_id=lambda d: name + d["order_id"])  # keys of this test only
+    conn = psycopg2.connect(postgres_url)
+    try:
+        first = send_sms(client, df, ledger=conn, text=TEMPLATE, default_region="ES",
+                         key_column="order_id", scope=name, ledger_name=name)
+        again = send_sms(client, df, ledger=conn, text=TEMPLATE, default_region="ES",
+                         key_column="order_id", scope=name, ledger_name=name)
+        assert (first.sent, again.skipped) == (2, 2)
+        with conn.cursor() as cur:
+            cur.execute("SELECT outcome, COUNT(*) FROM instasent_sms_outcomes WHERE run_id IN (%s, %s) "
+                        "GROUP BY outcome ORDER BY outcome", (first.run_id, again.run_id))
+            assert cur.fetchall() == [("sent", 2), ("skipped", 2)]
+            cur.execute("DELETE FROM instasent_sms_ledger WHERE idempotency_key LIKE %s", (name + "%",))
+        conn.commit()
+    finally:
+        conn.close()
+    assert len(sms_to(client, recipients["u1"])) == 1
