@@ -35,7 +35,8 @@ class InstasentSendSmsOperator(InstasentBaseOperator):
 
     The contact is named by ``audience_id`` or by ``user_id`` (resolved through the unified
     audience). Needs the ``PROJECT_DIRECT_WRITE`` scope (and ``PROJECT_AUDIENCE_READ`` to
-    resolve a user id, ``PROJECT_DIRECT_READ`` for the duplicate check).
+    resolve a user id, ``PROJECT_DIRECT_READ`` for the duplicate check and the lookups).
+    ``instasent_conn_id``, ``project``: see ``InstasentBaseOperator``.
 
     An SMS is not idempotent. The client never retries a send after an ambiguous failure,
     and with ``skip_if_sent=True`` (default) a retried task first looks at the contact's
@@ -45,7 +46,7 @@ class InstasentSendSmsOperator(InstasentBaseOperator):
         text: message body (templated).
         audience_id: the recipient's audience id (templated); or
         user_id: the recipient's ``_user_id``, resolved through the audience (templated).
-            Exactly one of ``audience_id`` and ``user_id`` is required.
+            Exactly one of ``audience_id``, ``user_id`` and ``phone`` is required.
         sender: sender id, or ``"default"`` for the project's default sender.
         utm_term: optional campaign term (at most 40 characters).
         allow_unicode: allow Unicode (more segments per message).
@@ -54,14 +55,13 @@ class InstasentSendSmsOperator(InstasentBaseOperator):
         phone: the recipient's mobile number instead (templated; E.164, or local with
             ``default_region``): the API resolves it to its audience contact.
         default_region: the region of a phone number written without its international prefix.
-        ledger_conn_id / ledger_path: the send ledger (a common-sql connection, or a DuckDB
-            file): with one, the message is sent exactly once per ``idempotency_key``, through
-            task retries and crashes (docs/sms.md).
+        ledger_conn_id: the send ledger in a common-sql connection: with a ledger, the message
+            is sent exactly once per ``idempotency_key``, through task retries and crashes
+            (docs/sms.md).
+        ledger_path: the send ledger in a DuckDB file, instead.
         idempotency_key: the message's key (templated, e.g. ``"order-{{ params.order_id }}-shipped"``);
             without one, derived from the recipient, the text and ``scope``.
         scope: what makes a derived key unique (templated, e.g. ``"{{ ds }}"``).
-        instasent_conn_id: the Instasent connection (see ``InstasentBaseOperator``).
-        project: overrides the connection's project.
     """
 
     template_fields: Sequence[str] = ("text", "audience_id", "user_id", "phone", "utm_term", "sender",

@@ -85,13 +85,7 @@ class Ledger:
         connection), its tables created, locked for this run (one sender per ledger ``name``)."""
         with Store.open(state, LOCK_PREFIX + name, run_id) as store:
             store.ensure_tables()  # the lock table is the sync's
-            for attempt in range(3):
-                try:
-                    store.tx(list(_DDL))
-                    break
-                except Exception:  # two first runs creating the tables at once (PostgreSQL catalog race)
-                    if attempt == 2:
-                        raise
+            store.ensure_tables(_DDL)
             store.acquire_lock()
             try:
                 yield cls(store)

@@ -178,6 +178,7 @@ def test_quiet_hours_from_the_phones_country(client, recipients, tmp_path):
     assert "Atlantic/Canary" in report.outcomes[0].reason
 
 
+@pytest.mark.postgres
 def test_the_ledger_in_postgresql(client, recipients, postgres_url):
     """Any common-sql database holds the ledger: here a psycopg2 connection to a real PostgreSQL."""
     import psycopg2

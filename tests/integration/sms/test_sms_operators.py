@@ -90,7 +90,10 @@ class SteppingClock:
 
 
 def test_quiet_hours_defer_on_a_date_time_trigger_then_send(instasent_conn, client, recipients, warehouse, tmp_path):
-    from airflow.sdk.exceptions import TaskDeferred
+    try:
+        from airflow.sdk.exceptions import TaskDeferred
+    except ImportError:  # Airflow 3.0
+        from airflow.exceptions import TaskDeferred  # type: ignore[no-redef]
 
     from airflow_provider_instasent.operators.sms import InstasentSendBulkSmsOperator
 
