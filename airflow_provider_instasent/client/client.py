@@ -15,7 +15,7 @@ from typing import Any, Literal, overload
 import orjson
 
 from . import endpoints as ep
-from .endpoints import Endpoint, ScrollKind
+from .endpoints import Endpoint, ScrollKind, SmsListKind
 from .errors import InstasentConfigError, InstasentHTTPError, error_for_status
 from .models import PushResult, RawScrollPage, ScrollPage
 from .paging import CursorPaginator, OffsetPaginator, RawCursorPaginator, paginate
@@ -451,15 +451,75 @@ class InstasentClient(Transport):
     def get_sms(self, sms_id: str | int) -> dict[str, Any]:
         return dict((self._get(ep.SMS, id=sms_id) or {}).get(ep.ENTITY) or {})
 
+    def list_sms(
+        self,
+        kind: SmsListKind,
+        *,
+        filters: Mapping[str, Any] | None = None,
+        query: Mapping[str, Any] | None = None,
+        page_size: int = 100,
+        **path: Any,
+    ) -> Iterator[dict[str, Any]]:
+        """Every SMS of one listing (``endpoints.SMS_LISTS``), lazily, page by page.
+
+        Args:
+            kind: ``"audience"`` (``audience_id=``: an audience id or a phone number with its
+                international code), ``"send"`` (``send_id=``), ``"campaign"``
+                (``campaign_id=``, ``option_idx=``, 0-based), ``"automation"``
+                (``automation_id=``, ``message_idx=``, 0-based), ``"direct"`` or
+                ``"direct_utm"`` (``utm_term=``).
+            filters: Query Filter parameters (``{"status_in": "sent,delivered"}``).
+            query: a Query Filter as JSON, sent as ``_q`` (``{"filter": [...], "sort": [...]}``);
+                the client pages with ``_start``/``_limit``, so a ``paging`` key is refused.
+            page_size: SMS per page.
+        """
+        entry = ep.SMS_LISTS.get(kind)
+        if entry is None:
+            raise InstasentConfigError(f"kind must be one of {', '.join(ep.SMS_LISTS)}; got {kind!r}")
+        endpoint, params = entry
+        missing = [name for name in params if path.get(name) in (None, "")]
+        extra = sorted(set(path) - set(params))
+        if missing or extra:
+            raise InstasentConfigError(
+                f"list_sms({kind!r}) takes {', '.join(params) or 'no path argument'}"
+                + (f"; missing {', '.join(missing)}" if missing else "")
+                + (f"; unexpected {', '.join(extra)}" if extra else ""))
+        merged = dict(filters or {})
+        if query is not None:
+            if "paging" in query:
+                raise InstasentConfigError("query must not carry 'paging': the client pages with _start/_limit")
+            merged[ep.Q_QUERY] = orjson.dumps(dict(query)).decode()
+        return self._index(endpoint, merged, page_size, **path)
+
     def list_sms_for_audience(self, audience_id: str, filters: Mapping[str, Any] | None = None,
-                              *, page_size: int = 100) -> Iterator[dict[str, Any]]:
-        return self._index(ep.SMS_BY_AUDIENCE, filters, page_size, audience_id=audience_id)
+                              *, query: Mapping[str, Any] | None = None, page_size: int = 100
+                              ) -> Iterator[dict[str, Any]]:
+        """The SMS of one contact: ``audience_id`` is an audience id or a phone number in E.164."""
+        return self.list_sms("audience", filters=filters, query=query, page_size=page_size, audience_id=audience_id)
+
+    def list_sms_for_send(self, send_id: str | int, filters: Mapping[str, Any] | None = None,
+                          *, query: Mapping[str, Any] | None = None, page_size: int = 100
+                          ) -> Iterator[dict[str, Any]]:
+        return self.list_sms("send", filters=filters, query=query, page_size=page_size, send_id=send_id)
+
+    def list_sms_for_campaign(self, campaign_id: str | int, option_idx: int = 0,
+                              filters: Mapping[str, Any] | None = None, *, query: Mapping[str, Any] | None = None,
+                              page_size: int = 100) -> Iterator[dict[str, Any]]:
+        return self.list_sms("campaign", filters=filters, query=query, page_size=page_size,
+                             campaign_id=campaign_id, option_idx=option_idx)
+
+    def list_sms_for_automation(self, automation_id: str | int, message_idx: int = 0,
+                                filters: Mapping[str, Any] | None = None, *, query: Mapping[str, Any] | None = None,
+                                page_size: int = 100) -> Iterator[dict[str, Any]]:
+        return self.list_sms("automation", filters=filters, query=query, page_size=page_size,
+                             automation_id=automation_id, message_idx=message_idx)
 
     def list_direct_sms(self, utm_term: str | None = None, filters: Mapping[str, Any] | None = None,
-                        *, page_size: int = 100) -> Iterator[dict[str, Any]]:
+                        *, query: Mapping[str, Any] | None = None, page_size: int = 100
+                        ) -> Iterator[dict[str, Any]]:
         if utm_term:
-            return self._index(ep.SMS_DIRECT_LIST_UTM, filters, page_size, utm_term=utm_term)
-        return self._index(ep.SMS_DIRECT_LIST, filters, page_size)
+            return self.list_sms("direct_utm", filters=filters, query=query, page_size=page_size, utm_term=utm_term)
+        return self.list_sms("direct", filters=filters, query=query, page_size=page_size)
 
     def send_direct_sms(
         self,
@@ -470,13 +530,17 @@ class InstasentClient(Transport):
         utm_term: str | None = None,
         allow_unicode: bool = False,
     ) -> dict[str, Any]:
-        """Send one direct SMS to an audience contact (needs PROJECT_DIRECT_WRITE).
+        """Send one direct SMS (needs PROJECT_DIRECT_WRITE).
+
+        ``audience_id`` is an audience id, or a phone number with its international code
+        (E.164, ``+34600000001``), which the API resolves to its contact (n8n: "Audience ID or
+        Phone … normalized automatically").
 
         Not idempotent: it is retried only when the API certainly did not act (429, or no
         connection), never after a 5xx or a lost response, so a message is never sent twice.
         """
-        if utm_term is not None and len(utm_term) > 40:
-            raise InstasentConfigError("utm_term must be at most 40 characters")
+        if utm_term is not None and len(utm_term) > ep.MAX_UTM_TERM:
+            raise InstasentConfigError(f"utm_term must be at most {ep.MAX_UTM_TERM} characters")
         endpoint = ep.SMS_SEND_UTM if utm_term else ep.SMS_SEND
         body = {"text": text, "allowUnicode": allow_unicode}
         data = self._post(endpoint, body, sender=sender, audience_id=audience_id, utm_term=utm_term)

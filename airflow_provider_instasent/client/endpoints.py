@@ -69,6 +69,7 @@ Q_SYNC = "_sync"
 Q_START = "_start"
 Q_LIMIT = "_limit"
 Q_PARAMETER = "parameter"  # a parameterised dynamic segment's value(s)
+Q_QUERY = "_q"  # an index endpoint's Query Filter as JSON ({"filter": [...], "sort": [...]})
 
 # --- request body keys -------------------------------------------------------------------
 ROOT = "root"  # a query filter's root node
@@ -184,13 +185,29 @@ AUTOMATION = Endpoint("automation", "GET", _P + "/automation/{id}", "PROJECT_AUT
 # SMS
 SMS_SENDERS = Endpoint("sms_senders", "GET", _P + "/channel/sms/sender", "PROJECT_DIRECT_READ")
 SMS = Endpoint("sms", "GET", _P + "/channel/sms/sms/{id}", "PROJECT_DIRECT_READ")
-SMS_BY_AUDIENCE = Endpoint(
-    "sms_by_audience", "GET", _P + "/channel/sms/sms/audience/{audience_id}", "PROJECT_DIRECT_READ"
-)
-SMS_DIRECT_LIST = Endpoint("sms_direct_list", "GET", _P + "/channel/sms/sms/direct", "PROJECT_DIRECT_READ")
-SMS_DIRECT_LIST_UTM = Endpoint(
-    "sms_direct_list_utm", "GET", _P + "/channel/sms/sms/direct/{utm_term}", "PROJECT_DIRECT_READ"
-)
+
+#: The SMS listings (index endpoints: ``_start``/``_limit``/``_q``), by what they list, with the
+#: path parameters each one needs (n8n ``InstasentProduct.node.ts``; api-facts.md). ``audience``
+#: takes an audience id or a phone number with its international code (n8n: "Audience ID or
+#: Phone … normalized automatically"); the indices of ``campaign`` and ``automation`` are 0-based.
+SmsListKind = Literal["audience", "send", "campaign", "automation", "direct", "direct_utm"]
+SMS_LISTS: dict[str, tuple[Endpoint, tuple[str, ...]]] = {
+    kind: (Endpoint(f"sms_by_{kind}", "GET", _P + "/channel/sms/sms" + suffix, "PROJECT_DIRECT_READ"),
+           tuple(part[1:-1] for part in suffix.split("/") if part.startswith("{")))
+    for kind, suffix in (
+        ("audience", "/audience/{audience_id}"),
+        ("send", "/send/{send_id}"),
+        ("campaign", "/campaign/{campaign_id}/{option_idx}"),
+        ("automation", "/automation/{automation_id}/{message_idx}"),
+        ("direct", "/direct"),
+        ("direct_utm", "/direct/{utm_term}"),
+    )
+}
+SMS_BY_AUDIENCE = SMS_LISTS["audience"][0]
+SMS_DIRECT_LIST = SMS_LISTS["direct"][0]
+SMS_DIRECT_LIST_UTM = SMS_LISTS["direct_utm"][0]
+#: the longest ``utmTerm`` the API takes
+MAX_UTM_TERM = 40
 SMS_SEND = Endpoint(
     "sms_send",
     "POST",

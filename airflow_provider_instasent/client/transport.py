@@ -251,7 +251,8 @@ class Transport:
         ``decode=False`` a returned response's ``data`` is the body's bytes, not decoded
         (error responses are decoded as usual, for the exception).
         """
-        path = ep.API_PREFIX + self._path(endpoint, {k: v for k, v in (path_params or {}).items() if v})
+        given = {k: v for k, v in (path_params or {}).items() if v is not None and v != ""}  # 0 is an index
+        path = ep.API_PREFIX + self._path(endpoint, given)
         if path.endswith("/") and len(path) > len(ep.API_PREFIX) + 1:
             path = path.rstrip("/")
         url = self.base_url + path + _encode_query(query)

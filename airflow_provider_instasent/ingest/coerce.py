@@ -57,6 +57,9 @@ class CoerceOptions:
 
     assume_timezone: str | None = None
     unknown_columns: str = "error"
+    #: ``"e164"``: phone fields normalised to E.164 by ``phones.e164_column`` (``default_region``)
+    phones: str = "check"
+    default_region: str | None = None
     now_ms: Callable[[], int] = field(default=lambda: int(time.time() * 1000))
 
 
@@ -385,6 +388,10 @@ class Coercer:
             digits = pc.replace_substring_regex(digits, r"^00", "+")
             ok = pc.match_substring_regex(digits, _PHONE)
             what = "not a phone number (6 to 15 digits, optional leading +)"
+            if self.options.phones == "e164":
+                from .phones import e164_column
+
+                return e164_column(out, self.options.default_region, name, errors)
         errors.add_mask(pc.invert(ok), name, lambda idx: [f"{what}: {_show(v)}" for v in _values_at(out, idx)])
         return out
 

@@ -18,7 +18,7 @@ are rejected) and a null ``_event_date`` is always omitted (the API then uses "n
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -29,6 +29,7 @@ import orjson
 import pyarrow as pa
 
 from ..client.endpoints import MAX_ITEMS_PER_PUSH
+from .consent import kept_nulls
 from .idempotency import EventIdDeriver
 from .specs import EVENT_DATE, EVENT_ID, EVENT_PARAMETERS, EVENT_TYPE, USER_DATA, USER_ID
 from .validate import Group, Validated
@@ -77,6 +78,19 @@ def rows_to_dicts(names: Sequence[str], arrays: Sequence[pa.Array], nulls: NullP
     if keep_nulls:
         return [dict(zip(names, row)) for row in zip(*values)]
     return [{k: v for k, v in zip(names, row) if v is not None} for row in zip(*values)]
+
+
+def rows_to_dicts_per_field(names: Sequence[str], arrays: Sequence[pa.Array], kept: frozenset[str]
+                            ) -> list[dict[str, Any]]:
+    """``rows_to_dicts`` with a null policy per field: the nulls of ``kept`` are sent, others omitted."""
+    if not kept:
+        return rows_to_dicts(names, arrays, "omit")
+    if all(n in kept or not a.null_count for n, a in zip(names, arrays)):
+        return rows_to_dicts(names, arrays, "null")
+    values = [pylist(a) for a in arrays]
+    keeps = tuple(n in kept for n in names)
+    names = tuple(names)
+    return [{k: v for k, v, keep in zip(names, row, keeps) if keep or v is not None} for row in zip(*values)]
 
 
 @lru_cache(maxsize=256)
@@ -129,14 +143,18 @@ class Encoder:
         kind: ``"contacts"`` or ``"events"``.
         nulls: the null policy (see the module doc).
         deriver: derives ``_event_id`` for events without an ``_event_id`` column.
+        null_policy: contacts: ``"leave"`` or ``"clear"`` per field (``consent.kept_nulls``:
+            consent fields default to ``"leave"``).
     """
 
-    def __init__(self, kind: str, *, nulls: NullPolicy = "omit", deriver: EventIdDeriver | None = None) -> None:
+    def __init__(self, kind: str, *, nulls: NullPolicy = "omit", deriver: EventIdDeriver | None = None,
+                 null_policy: Mapping[str, str] | None = None) -> None:
         if nulls not in ("omit", "null"):
             raise ValueError(f"nulls must be 'omit' or 'null', got {nulls!r}")
         self.kind = kind
         self.nulls: NullPolicy = nulls
         self.deriver = deriver or EventIdDeriver()
+        self.null_policy = dict(null_policy or {})
 
     def __call__(self, validated: Validated, valid: np.ndarray | None = None) -> EncodedBatch:
         if valid is None:
@@ -173,7 +191,8 @@ class Encoder:
         user_ids: list[str] = top[USER_ID].to_pylist()
         if self.kind == "contacts":
             names = list(top)
-            items = rows_to_dicts(names, [top[k] for k in names], self.nulls)
+            kept = kept_nulls(names, self.nulls, self.null_policy)
+            items = rows_to_dicts_per_field(names, [top[k] for k in names], kept)
             return EncodedBatch(out_rows, items, user_ids, None)
 
         # events

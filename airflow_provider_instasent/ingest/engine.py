@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from ..client.endpoints import MAX_ITEMS_PER_PUSH
 from ..progress import Progress
+from . import consent
 from .coerce import CoerceOptions, source_values
 from .encode import DEFAULT_MAX_REQUEST_BYTES, Chunker, EncodedBatch, Encoder, Request
 from .errors import (
@@ -29,6 +30,7 @@ from .errors import (
     SourceReadError,
 )
 from .idempotency import EventIdDeriver, FirstRowWins
+from .phones import check_region
 from .report import IngestReport, RejectsSink
 from .sender import Outcome, Sender, SenderClosed
 from .sources import DEFAULT_BATCH_ROWS, ColumnMapper, Source, SpooledSource, open_source
@@ -69,6 +71,13 @@ class IngestOptions:
     dry_run: bool = False
     automations: Automations = "allow"
     nulls: Literal["omit", "null"] = "omit"
+    #: per field: ``"leave"`` (a null keeps the stored value) or ``"clear"``; consent fields default to leave
+    null_policy: Mapping[str, Literal["leave", "clear"]] | None = None
+    #: the ``_accepts_marketing_*`` / ``_is_subscribed_*`` fields this run may write (others are refused)
+    consent_fields: Sequence[str] | None = None
+    #: ``"e164"``: phone fields normalised to E.164 (``default_region`` for numbers without a prefix)
+    phones: Literal["check", "e164"] = "check"
+    default_region: str | None = None
     assume_timezone: str | None = None
     event_id_fields: Sequence[str] | None = None
     unknown_columns: Literal["error", "ignore", "send"] = "error"
@@ -122,6 +131,13 @@ class IngestOptions:
             raise bad("automations='refuse' checks the whole input before sending anything: it needs preflight")
         if self.nulls not in ("omit", "null"):
             raise bad(f"nulls must be 'omit' or 'null', got {self.nulls!r}")
+        consent.check_options(self.consent_fields, self.null_policy)
+        if self.phones not in ("check", "e164"):
+            raise bad(f"phones must be 'check' or 'e164', got {self.phones!r}")
+        try:
+            check_region(self.default_region)
+        except ValueError as exc:
+            raise bad(str(exc)) from None
         if self.unknown_columns not in ("error", "ignore", "send"):
             raise bad(f"unknown_columns must be 'error', 'ignore' or 'send', got {self.unknown_columns!r}")
         if not 1 <= self.max_items <= MAX_ITEMS_PER_PUSH:
@@ -152,6 +168,19 @@ class IngestOptions:
     @classmethod
     def names(cls) -> set[str]:
         return {f.name for f in fields(cls)}
+
+    def coerce_options(self) -> CoerceOptions:
+        return CoerceOptions(assume_timezone=self.assume_timezone, unknown_columns=self.unknown_columns,
+                             phones=self.phones, default_region=self.default_region)
+
+    def encoder(self) -> Encoder:
+        return Encoder(self.kind, nulls=self.nulls, deriver=EventIdDeriver(self.event_id_fields),
+                       null_policy=self.null_policy)
+
+    def check_columns(self, names: Sequence[str]) -> None:
+        """Refuse columns this run must not write (consent fields not in ``consent_fields``)."""
+        if self.kind == "contacts":
+            consent.check_columns(names, self.consent_fields)
 
 
 #: Every option's default: the operators take theirs from here, so a DAG and a notebook agree.
@@ -208,11 +237,8 @@ class IngestRun:
         try:
             specs = opts.specs or ProjectSpecs.load(self.client, datasource=opts.datasource, kind=opts.kind,
                                                        event_type=opts.event_type)
-            validator = Validator(
-                specs, opts.kind, event_type=opts.event_type,
-                options=CoerceOptions(assume_timezone=opts.assume_timezone, unknown_columns=opts.unknown_columns),
-            )
-            encoder = Encoder(opts.kind, nulls=opts.nulls, deriver=EventIdDeriver(opts.event_id_fields))
+            validator = Validator(specs, opts.kind, event_type=opts.event_type, options=opts.coerce_options())
+            encoder = opts.encoder()
             source = open_source(self.data, batch_rows=opts.batch_rows, drop=self.mapper.drop)
             report.total_rows = source.total_rows
             self.log.info("instasent %s ingest from %s%s%s", opts.kind, source.name,
@@ -291,6 +317,7 @@ class IngestRun:
                     f"cannot read {source.name} after {offset} rows: {type(exc).__name__}: {exc}", self.report
                 ) from exc
             batch = self.mapper(raw)
+            self.opts.check_columns(batch.schema.names)
             yield offset, batch
             offset += batch.num_rows
 
@@ -634,15 +661,14 @@ def prepare(specs: ProjectSpecs, kind: Kind, data: Any, **options: Any) -> Itera
     Invalid rows are left out (no report). For benchmarks, previews and tests.
     """
     opts = IngestOptions(kind=kind, specs=specs, **options)
-    validator = Validator(specs, kind, event_type=opts.event_type,
-                          options=CoerceOptions(assume_timezone=opts.assume_timezone,
-                                                unknown_columns=opts.unknown_columns))
-    encoder = Encoder(kind, nulls=opts.nulls, deriver=EventIdDeriver(opts.event_id_fields))
+    validator = Validator(specs, kind, event_type=opts.event_type, options=opts.coerce_options())
+    encoder = opts.encoder()
     chunker = Chunker(max_items=opts.max_items, max_bytes=opts.max_request_bytes, distinct_users=kind == "contacts")
     mapper = ColumnMapper(opts.columns)
     offset = 0
     for raw in open_source(data, batch_rows=opts.batch_rows, drop=mapper.drop).batches():
         batch = mapper(raw)
+        opts.check_columns(batch.schema.names)
         encoded = encoder(validator(batch))
         yield from chunker.add(encoded.items, (encoded.rows + offset).tolist(), encoded.user_ids)
         offset += batch.num_rows

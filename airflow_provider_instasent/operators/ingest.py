@@ -26,7 +26,7 @@ _KINDS = ("contacts", "events")
 _FORWARDED = (
     "event_type", "columns", "on_invalid", "max_rejected_ratio", "automations", "nulls", "assume_timezone",
     "event_id_fields", "unknown_columns", "rejects_table", "max_in_flight", "batch_rows", "max_request_bytes",
-    "preflight", "progress_interval",
+    "preflight", "progress_interval", "consent_fields", "null_policy", "phones", "default_region",
 )
 
 
@@ -47,7 +47,8 @@ class InstasentIngestOperator(RowSource, InstasentBaseOperator):
     ``on_invalid``, ``max_rejected_ratio``, ``dry_run``, ``automations``, ``nulls``,
     ``assume_timezone``, ``event_id_fields``, ``unknown_columns``, ``rejects_path``,
     ``rejects_table`` / ``rejects_conn_id``, ``max_in_flight``, ``batch_rows``,
-    ``max_request_bytes``, ``preflight``, ``progress_interval``.
+    ``max_request_bytes``, ``preflight``, ``progress_interval``, ``consent_fields``,
+    ``null_policy``, ``phones``, ``default_region``.
 
     ``dry_run`` (templated, stored as ``ingest_dry_run``: ``dry_run`` is a BaseOperator method).
     Defaults are the engine's (``DEFAULTS``).
@@ -96,6 +97,10 @@ class InstasentIngestOperator(RowSource, InstasentBaseOperator):
         max_request_bytes: int = DEFAULTS["max_request_bytes"],
         preflight: bool | None = DEFAULTS["preflight"],
         progress_interval: float = DEFAULTS["progress_interval"],
+        consent_fields: Sequence[str] | None = DEFAULTS["consent_fields"],
+        null_policy: Mapping[str, str] | None = DEFAULTS["null_policy"],
+        phones: str = DEFAULTS["phones"],
+        default_region: str | None = DEFAULTS["default_region"],
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -125,6 +130,10 @@ class InstasentIngestOperator(RowSource, InstasentBaseOperator):
         self.max_request_bytes = max_request_bytes
         self.preflight = preflight
         self.progress_interval = progress_interval
+        self.consent_fields = list(consent_fields) if consent_fields else None
+        self.null_policy = dict(null_policy) if null_policy else None
+        self.phones = phones
+        self.default_region = default_region
         # fail at parse time on option values that templating cannot change
         self._options(parse=True)
 

@@ -35,14 +35,12 @@ import orjson
 import pyarrow as pa
 
 from ..ingest.coerce import source_values
-from ..ingest.encode import Encoder
 from ..ingest.engine import IngestOptions, ingest
 from ..ingest.errors import IngestError, IngestSchemaError
-from ..ingest.idempotency import EventIdDeriver
 from ..ingest.report import IngestReport
 from ..ingest.sources import ColumnMapper, SpooledSource, open_source
 from ..ingest.specs import EVENT_ID, USER_ID, Kind, ProjectSpecs
-from ..ingest.validate import CoerceOptions, Validator
+from ..ingest.validate import Validator
 from .errors import SyncError, SyncGuardrailError
 from .store import CHANGELOG_TABLE, RUNS_TABLE, STATE_TABLE, Store, now_iso
 
@@ -256,16 +254,15 @@ class SyncRun:
     def _stage(self, store: Store, source: Any, specs: ProjectSpecs) -> None:
         opts = self.opts
         mapper = ColumnMapper(opts.columns)
-        validator = Validator(specs, self.kind, event_type=opts.event_type,
-                              options=CoerceOptions(assume_timezone=opts.assume_timezone,
-                                                    unknown_columns=opts.unknown_columns))
-        encoder = Encoder(self.kind, nulls=opts.nulls, deriver=EventIdDeriver(opts.event_id_fields))
+        validator = Validator(specs, self.kind, event_type=opts.event_type, options=opts.coerce_options())
+        encoder = opts.encoder()
         schema = pa.schema([("source_row", pa.int64()), ("row_key", pa.string()), ("row_hash", pa.string()),
                             ("item", pa.string()), ("valid", pa.int32()), ("in_window", pa.int32())])
         offset = 0
         sort_keys = orjson.OPT_SORT_KEYS
         for raw in source.batches():
             batch = mapper(raw)
+            opts.check_columns(batch.schema.names)  # before anything is staged or sent
             n = batch.num_rows
             validated = validator(batch)
             valid = validated.valid

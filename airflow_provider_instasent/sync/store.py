@@ -176,10 +176,11 @@ class Store(Session):
             loader.finish()
 
     # -- schema ------------------------------------------------------------------------------
-    def ensure_tables(self) -> None:
+    def ensure_tables(self, ddl: Sequence[str] = _DDL) -> None:
+        """Create the sync's tables (or ``ddl``'s: the SMS ledger's) if missing."""
         for attempt in range(3):
             try:
-                self.tx(list(_DDL))
+                self.tx(list(ddl))
                 return
             except Exception:  # two first runs creating the tables at once (PostgreSQL catalog race)
                 if attempt == 2:

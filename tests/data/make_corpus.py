@@ -103,6 +103,7 @@ def build() -> None:
 
     # -- wrong types, per value ----------------------------------------------------------------
     case(id="contacts_wrong_types", kind="contacts", format="csv", read={"dtype": "str"},
+         options={"consent_fields": ["_accepts_marketing_sms"]},  # a consent column is written on purpose only
          files=[write_csv("contacts_wrong_types.csv",
                           "_user_id,loyalty_points,birthday,_accepts_marketing_sms,_email\n"
                           "wt-0, 12.5 ,1990-01-31,yes,a@example.com\n"

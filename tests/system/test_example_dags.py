@@ -19,6 +19,7 @@ EXPECTED = {
     "instasent_backfill_events",
     "instasent_sms_notification",
     "instasent_sharded_backfill",
+    "instasent_sms_order_shipped",
 }
 
 

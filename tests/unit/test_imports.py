@@ -22,6 +22,7 @@ AIRFLOW_FREE = (
     "airflow_provider_instasent.io",
     "airflow_provider_instasent.io.sql",
     "airflow_provider_instasent.sync",
+    "airflow_provider_instasent.sms",
     "airflow_provider_instasent.emulator",
     "airflow_provider_instasent.get_provider_info",
 )

@@ -25,12 +25,13 @@ ALLOWED: dict[str, set[str]] = {
     "ingest": {"client", "io", "datatypes", "progress", "_html"},
     "export": {"client", "io", "datatypes", "progress", "_html"},
     "sync": {"client", "io", "ingest", "export", "datatypes", "progress", "_html"},
+    "sms": {"client", "io", "ingest", "sync", "datatypes", "progress"},
     "hooks": {"client", "export", "datatypes", "_airflow_compat"},
-    "operators": {"client", "io", "ingest", "export", "sync", "hooks", "datatypes", "_airflow_compat"},
+    "operators": {"client", "io", "ingest", "export", "sync", "sms", "hooks", "datatypes", "_airflow_compat"},
     "emulator": set(),
 }
 #: layers that must run without Airflow installed (the analyst's install)
-AIRFLOW_FREE = {"client", "datatypes", "progress", "_html", "io", "ingest", "export", "sync", "emulator"}
+AIRFLOW_FREE = {"client", "datatypes", "progress", "_html", "io", "ingest", "export", "sync", "sms", "emulator"}
 
 
 def _layer(path: Path) -> str:

@@ -240,3 +240,32 @@ def test_rate_limit_429_is_retried_and_paced(emu):
             for _ in range(20):
                 c.get_project()
         assert exc.value.retry_after is not None and exc.value.retry_after >= 1
+
+
+def test_sms_listings_of_every_kind(client):
+    """Each SMS listing of ``endpoints.SMS_LISTS`` answers over HTTP as n8n calls it (issue 14 item 3)."""
+    seed_contacts(client)
+    aid = client.get_audience_contact_by_user("u1")["id"]
+    by_phone = client.send_direct_sms("+34600000001", "Sent to a phone number")  # a phone where an id goes
+    by_id = client.send_direct_sms(aid, "Sent to an audience id", utm_term="promo")
+    assert by_phone["audienceContact"]["id"] == aid
+    # the listing by audience takes the phone number too, and _q filters it
+    assert {s["id"] for s in client.list_sms_for_audience("+34600000001")} == {by_phone["id"], by_id["id"]}
+    only = client.list_sms_for_audience(aid, query={"filter": [{"field": "text", "operator": "eq",
+                                                                 "value": "Sent to a phone number"}]})
+    assert [s["id"] for s in only] == [by_phone["id"]]
+    assert [s["id"] for s in client.list_direct_sms("promo")] == [by_id["id"]]
+    # paging with _start/_limit reads every page
+    assert len(list(client.list_sms_for_audience(aid, page_size=1))) == 2
+    # campaign, automation and send listings: no direct SMS belongs to them
+    campaign = next(iter(client.list_campaigns()))["id"]
+    automation = next(iter(client.list_automations()))["id"]
+    assert list(client.list_sms_for_campaign(campaign, 0)) == []
+    assert list(client.list_sms_for_automation(automation, 1)) == []
+    assert list(client.list_sms_for_send("no-such-send")) == []
+    with pytest.raises(NotFoundError):
+        list(client.list_sms_for_campaign("999999", 0))
+    with pytest.raises(InstasentConfigError, match="missing option_idx"):
+        list(client.list_sms("campaign", campaign_id=campaign))
+    with pytest.raises(InstasentConfigError, match="paging"):
+        list(client.list_sms("direct", query={"paging": {"start": 0, "limit": 5}}))

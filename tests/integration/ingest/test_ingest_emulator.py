@@ -50,7 +50,8 @@ def test_contacts_are_upserted_with_coercions(emu, client):
         "_client_tags": [["vip", "new"], None],
         "ignored": [1, 2],
     })
-    report = write_contacts(client, df, columns={"id": "_user_id", "ignored": None})
+    report = write_contacts(client, df, columns={"id": "_user_id", "ignored": None},
+                            consent_fields=["_accepts_marketing_sms"])
     assert (report.accepted, report.rejected) == (2, 0)
     assert emulator_state(emu)["contacts"]["dsapi"] == 2
     c1 = data(client, "c1")
