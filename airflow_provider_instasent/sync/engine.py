@@ -308,9 +308,10 @@ class SyncRun:
                     f"CASE WHEN s.last_outcome = 'failed' AND s.attempts >= {int(self.max_attempts)} "
                     f"AND s.last_hash = t.row_hash THEN 1 ELSE 0 END")
         changed = "'conflict'" if events else "'changed'"
-        store.tx([f"CREATE INDEX {store.stage}_k ON {store.stage} (row_key)"])
+        store.index(store.stage, "row_key")
         store.tx([(f"""CREATE TABLE {store.plan} AS
-SELECT t.source_row, t.row_key, t.row_hash, t.item, t.valid, t.in_window,
+SELECT t.source_row, t.row_key, t.row_hash,
+  CASE WHEN s.accepted_hash = t.row_hash THEN NULL ELSE t.item END AS item, t.valid, t.in_window,
   CASE WHEN s.row_key IS NULL THEN 0 ELSE 1 END AS known,
   CASE WHEN s.accepted_hash IS NULL THEN 'added'
        WHEN s.accepted_hash = t.row_hash THEN 'unchanged'
@@ -321,7 +322,7 @@ FROM {store.stage} t
 LEFT JOIN {STATE_TABLE} s ON s.sync_id = ? AND s.row_key = t.row_key
 WHERE t.row_key IS NULL OR t.source_row IN (
   SELECT MAX(source_row) FROM {store.stage} WHERE row_key IS NOT NULL GROUP BY row_key)""", (self.sync_id,))])
-        store.tx([f"CREATE INDEX {store.plan}_r ON {store.plan} (source_row)"])
+        store.index(store.plan, "source_row")
         for op, is_held, is_poisoned, count, in_window in store.query(
                 f"SELECT op, held, poisoned, COUNT(*), SUM(in_window) FROM {store.plan} GROUP BY op, held, poisoned"):
             count = int(count)
@@ -431,7 +432,7 @@ WHERE t.row_key IS NULL OR t.source_row IN (
                                f"row_key IN (SELECT row_key FROM {store.plan})", (self.sync_id,)))
         store.tx(statements)
         send = "op IN ('added', 'changed') AND held = 0 AND poisoned = 0"
-        self._send_rows = store.int_column(f"SELECT source_row FROM {store.plan} WHERE {send} ORDER BY source_row")
+        self._send_rows = store.int_column(store.plan, "source_row", send)
         if not len(self._send_rows):
             return
         options = dict(self.options)
@@ -599,9 +600,9 @@ WHERE t.row_key IS NULL OR t.source_row IN (
             return
         from ..ingest.delete import delete_contacts
 
-        keys = [str(k[0]) for k in store.query(f"SELECT s.row_key {gone} ORDER BY s.row_key", (self.sync_id,))]
-        for start in range(0, len(keys), DELETE_CHUNK):
-            chunk = keys[start:start + DELETE_CHUNK]
+        chunks = (page[start:start + DELETE_CHUNK] for page in self._lifecycle_keys(store, "removed")
+                  for start in range(0, len(page), DELETE_CHUNK))
+        for chunk in chunks:  # a page of keys at a time: memory does not grow with the removals
             failures: dict[str, str] = {}
             try:
                 dreport = delete_contacts(self.client, chunk, max_in_flight=self.opts.max_in_flight,

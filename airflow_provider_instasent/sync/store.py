@@ -39,9 +39,11 @@ LOCKS_TABLE = "instasent_sync_locks"
 #: how long a run waits for a DuckDB state file another process has open before refusing
 DUCKDB_LOCK_WAIT_S = 2.0
 
-#: the buffer pool of a DuckDB state file the sync opens itself (a path): memory stays flat
-#: as the model grows, DuckDB spills to a temporary directory next to the file beyond it
-DUCKDB_MEMORY_LIMIT = "256MB"
+#: the settings of a DuckDB state file the sync opens itself (a path). A bounded buffer pool
+#: (DuckDB spills to ``<file>.tmp`` beyond it) and one thread (each thread adds its own
+#: buffers outside the pool): the peak RSS stays flat as the model grows (docs/performance.md)
+DUCKDB_MEMORY_LIMIT = "64MB"
+DUCKDB_THREADS = 1
 
 #: the four permanent tables, by role
 TABLES = {"state": STATE_TABLE, "runs": RUNS_TABLE, "changelog": CHANGELOG_TABLE, "locks": LOCKS_TABLE}
@@ -59,8 +61,7 @@ _DDL = (
   last_outcome VARCHAR(16),
   last_reason TEXT,
   last_run_id VARCHAR(64),
-  attempts INTEGER NOT NULL,
-  PRIMARY KEY (sync_id, row_key)
+  attempts INTEGER NOT NULL{{state_key}}
 )""",
     f"""CREATE TABLE IF NOT EXISTS {RUNS_TABLE} (
   run_id VARCHAR(64) NOT NULL PRIMARY KEY,
@@ -103,6 +104,10 @@ _DDL = (
 )
 
 
+#: the state table's primary key, except on DuckDB (see `Store.keyed`)
+_STATE_KEY = ",\n  PRIMARY KEY (sync_id, row_key)"
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -120,13 +125,17 @@ def open_state(state: Any) -> tuple[Database, Any | None]:
     notebooks and the demo. Anything else goes to `airflow_provider_instasent.io.sql.database`.
     """
     try:
-        return open_database(state, memory_limit=DUCKDB_MEMORY_LIMIT, lock_wait_s=DUCKDB_LOCK_WAIT_S)
+        db, own = open_database(state, memory_limit=DUCKDB_MEMORY_LIMIT, lock_wait_s=DUCKDB_LOCK_WAIT_S)
     except DatabaseLockedError as exc:
         raise SyncLockedError(
             f"the sync state file {state} is open in another process (a run of a sync using this file is "
             f"in progress): this run refused to start and sent nothing. A DuckDB state file serves one "
             f"run at a time: wait for it, or "
             f"keep concurrent syncs in separate files or in PostgreSQL. ({exc})") from None
+    if own is not None:  # our own embedded file: one thread (see DUCKDB_THREADS)
+        with contextlib.suppress(Exception):
+            own.execute(f"SET threads = {int(DUCKDB_THREADS)}")
+    return db, own
 
 
 class Store(Session):
@@ -150,16 +159,25 @@ class Store(Session):
             yield store
 
     # -- SQL helpers (the rest are Session's) ---------------------------------------------
-    def int_column(self, text: str, params: Sequence[Any] = ()) -> np.ndarray:
-        """The first column of a query as an ``int64`` array, fetched 100,000 rows at a time."""
+    def int_column(self, table: str, column: str, where: str, params: Sequence[Any] = (),
+                   page: int = 100_000) -> np.ndarray:
+        """``column`` of the rows of ``table`` matching ``where``, ascending, as an ``int64`` array.
+
+        Read in keyset pages of ``page`` rows (``column > last ORDER BY column LIMIT page``): a
+        driver that buffers a whole result set client-side (psycopg2, sqlite3) never holds more
+        than one page, so only the array grows with the model (8 bytes a row).
+        """
         parts: list[np.ndarray] = []
-        with self.transaction() as cur:
-            cur.execute(self.sql(text), list(params)) if params else cur.execute(self.sql(text))
-            while True:
-                chunk = cur.fetchmany(100_000)
-                if not chunk:
-                    break
-                parts.append(np.fromiter((int(r[0]) for r in chunk), dtype=np.int64, count=len(chunk)))
+        last = -1
+        sql = f"SELECT {column} FROM {table} WHERE ({where}) AND {column} > ? ORDER BY {column} LIMIT {int(page)}"
+        while True:
+            rows = self.query(sql, (*params, last))
+            if not rows:
+                break
+            parts.append(np.fromiter((int(r[0]) for r in rows), dtype=np.int64, count=len(rows)))
+            last = int(parts[-1][-1])
+            if len(rows) < page:
+                break
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
     def load(self, table: str, batch: pa.RecordBatch) -> None:
@@ -176,11 +194,28 @@ class Store(Session):
             loader.finish()
 
     # -- schema ------------------------------------------------------------------------------
+    @property
+    def keyed(self) -> bool:
+        """Whether the state table has a primary key and the work tables get indexes.
+
+        Not on DuckDB: its indexes (ART) stay whole in memory, outside its buffer pool, and
+        grow with the model (about 110 bytes a key), while its hash joins need no index. There
+        the engine keeps ``(sync_id, row_key)`` unique itself: one plan row per key, inserted
+        only when the key is not in the state, one run per sync at a time (the lock).
+        """
+        return self.d.name != "duckdb"
+
+    def index(self, table: str, column: str) -> None:
+        """Index a work table's column where indexes help the joins (not on DuckDB: `keyed`)."""
+        if self.keyed:
+            self.tx([f"CREATE INDEX {table}_{column[0]} ON {table} ({column})"])
+
     def ensure_tables(self, ddl: Sequence[str] = _DDL) -> None:
         """Create the sync's tables (or ``ddl``'s: the SMS ledger's) if missing."""
+        statements = [st.replace("{state_key}", _STATE_KEY if self.keyed else "") for st in ddl]
         for attempt in range(3):
             try:
-                self.tx(list(ddl))
+                self.tx(statements)
                 return
             except Exception:  # two first runs creating the tables at once (PostgreSQL catalog race)
                 if attempt == 2:
