@@ -182,8 +182,7 @@ def test_state_in_a_sqlite_connection(client, writes, tmp_path):
     assert writes.pushes == 2
 
 
-def test_contacts_entering_and_leaving_the_model_become_events(client, writes, emu, tmp_path):
-    state = str(tmp_path / "state.duckdb")
+def test_contacts_entering_and_leaving_the_model_become_events(client, writes, emu, state):
     lifecycle = {"on_added_event": "page_view", "on_removed_event": "page_view",
                  "event_parameters": {"url": "https://example.com/audience/vip"}}
     first = sync_contacts(client, model(5), sync_id="vip", state=state, **lifecycle)
@@ -205,3 +204,77 @@ def test_contacts_entering_and_leaving_the_model_become_events(client, writes, e
                     max_attempts=None, retention_days=None, sample_size=1, flush_rows=1, options={"run_id": run})
     assert probe.lifecycle_event_id("page_view", "u5") == probe.lifecycle_event_id("page_view", "u5")
     assert probe.lifecycle_event_id("page_view", "u5").startswith("s1-")
+
+
+def test_a_custom_key_diffs_by_that_column(client, writes, state):
+    df = model(6)
+    df["_email"] = [f"u{i}@example.com" for i in range(6)]
+    first = sync_contacts(client, df, sync_id="by_email", state=state, key="_email")
+    assert (first.added, first.accepted) == (6, 6)
+    keys = [r[0] for r in rows(state, f"SELECT row_key FROM {STATE_TABLE} WHERE sync_id = ? ORDER BY row_key",
+                               ("by_email",))]
+    assert keys == [f"u{i}@example.com" for i in range(6)]
+    writes.reset()
+    df.loc[2, "plan"] = "pro"
+    again = sync_contacts(client, df, sync_id="by_email", state=state, key="_email")
+    assert (again.changed, again.unchanged, writes.pushes) == (1, 5, 1)
+
+
+def test_a_key_twice_in_the_model_counts_once_its_last_row_wins(client, writes, state):
+    """One state row per key on every database (DuckDB's state table has no primary key: the engine keeps it)."""
+    df = pd.concat([model(5), model(2, plan={0: "gold", 1: "gold"})], ignore_index=True)  # u0, u1 twice
+    first = sync_contacts(client, df, sync_id="crm", state=state)
+    assert (first.rows, first.added, first.accepted) == (7, 5, 5)
+    assert contact(client, "u0")["plan"] == "gold"
+    for _ in range(2):  # re-runs (and a changed duplicate) never add a second state row for a key
+        report = sync_contacts(client, pd.concat([df, model(1, plan={0: "pro"})], ignore_index=True),
+                               sync_id="crm", state=state)
+    assert (report.changed, report.unchanged) == (0, 5)
+    dupes = rows(state, f"SELECT row_key, COUNT(*) FROM {STATE_TABLE} GROUP BY sync_id, row_key HAVING COUNT(*) > 1")
+    assert dupes == [] and rows(state, f"SELECT COUNT(*) FROM {STATE_TABLE}")[0][0] == 5
+
+
+def test_a_row_failing_max_attempts_runs_in_a_row_is_poisoned(client, writes, state, emu):
+    from airflow_provider_instasent.ingest import ProjectSpecs
+
+    specs = ProjectSpecs.load(client, kind="contacts")
+    requests.post(f"{emu}/_emulator/faults", json={"fault_rate": 1.0, "fault_kinds": ["503"]},
+                  timeout=10).raise_for_status()
+    try:
+        for attempt in (1, 2):
+            with pytest.raises(RequestFailedError) as info:
+                sync_contacts(client, model(4), sync_id="crm", state=state, specs=specs, max_attempts=2)
+            assert (info.value.sync_report.failed, info.value.sync_report.poisoned) == (4, 0)  # type: ignore[attr-defined]
+            assert rows(state, f"SELECT MIN(attempts), MAX(attempts) FROM {STATE_TABLE}")[0] in ((attempt, attempt),
+                                                                                             [attempt, attempt])
+        writes.reset()
+        held = sync_contacts(client, model(4), sync_id="crm", state=state, specs=specs, max_attempts=2)
+        assert (held.poisoned, held.to_send, held.requests, writes.total) == (4, 0, 0, 0)
+        assert "4 poisoned" in held.summary()
+    finally:
+        requests.post(f"{emu}/_emulator/faults", json={"fault_rate": 0.0}, timeout=10).raise_for_status()
+    # a poisoned row that changes is sent again; without max_attempts it is retried as before
+    fixed = sync_contacts(client, model(4, plan={0: "pro"}), sync_id="crm", state=state, max_attempts=2)
+    assert (fixed.to_send, fixed.accepted, fixed.poisoned) == (1, 1, 3)
+    retried = sync_contacts(client, model(4, plan={0: "pro"}), sync_id="crm", state=state)
+    assert (retried.added, retried.accepted, retried.poisoned) == (3, 3, 0)
+
+
+def test_retention_deletes_only_this_syncs_old_runs_and_changelog(client, state):
+    sync_contacts(client, model(3), sync_id="crm", state=state)
+    from airflow_provider_instasent.sync.store import Store
+
+    old = "2020-01-01T00:00:00.000Z"
+    with Store.open(state, "crm", "seed") as store:
+        for sync_id in ("crm", "other"):
+            store.tx([
+                (f"INSERT INTO {RUNS_TABLE} (run_id, sync_id, kind, started_at, status, dry_run) "
+                 f"VALUES (?, ?, 'contacts', ?, 'ok', 0)", (f"old-{sync_id}", sync_id, old)),
+                (f"INSERT INTO {CHANGELOG_TABLE} (run_id, sync_id, row_key, operation, outcome, logged_at) "
+                 f"VALUES (?, ?, 'u0', 'added', 'accepted', ?)", (f"old-{sync_id}", sync_id, old)),
+            ])
+    report = sync_contacts(client, model(4), sync_id="crm", state=state, retention_days=30)
+    runs = {r[0] for r in rows(state, f"SELECT run_id FROM {RUNS_TABLE}")}
+    assert "old-crm" not in runs and "old-other" in runs and report.run_id in runs and len(runs) == 3
+    log = {(r[0], r[1]) for r in rows(state, f"SELECT run_id, row_key FROM {CHANGELOG_TABLE}")}
+    assert ("old-crm", "u0") not in log and ("old-other", "u0") in log and (report.run_id, "u3") in log

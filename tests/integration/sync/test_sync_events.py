@@ -41,11 +41,11 @@ def test_same_event_id_with_other_content_is_a_conflict_not_resent(client, write
     assert [tuple(r) for r in log] == [(df.loc[3, "order_id"], "conflict", "skipped")]
 
 
-def test_dry_run_counts_events_in_the_automation_window(client, writes, tmp_path):
+def test_dry_run_counts_events_in_the_automation_window(client, writes, state):
     import pandas as pd
 
     df = orders(5)
-    df["_event_date"] = pd.Timestamp.now(tz="UTC")
-    dry = sync_events(client, df, sync_id="orders", state=str(tmp_path / "s.duckdb"), event_type=ORDER,
-                      dry_run=True)
-    assert (dry.added, dry.would_fire_automations, writes.total) == (5, 5, 0)
+    df["_event_date"] = [pd.Timestamp.now(tz="UTC")] * 3 + [pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=2)] * 2
+    dry = sync_events(client, df, sync_id="orders", state=state, event_type=ORDER, dry_run=True)
+    assert (dry.added, dry.would_fire_automations, writes.total) == (5, 3, 0)
+    assert rows(state, "SELECT COUNT(*) FROM instasent_sync_state")[0][0] == 0  # no state advanced

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -107,3 +108,45 @@ def test_a_lock_left_by_a_killed_run_on_this_host_is_taken_over(client, state):
                    ("crm", "killed-run", socket.gethostname(), dead.pid, "2026-01-01T00:00:00.000Z"))])
     assert sync_contacts(client, model(3), sync_id="crm", state=state).unchanged == 3
     assert rows(state, f"SELECT COUNT(*) FROM {LOCKS_TABLE}")[0][0] == 0
+
+
+def test_a_run_killed_mid_send_loses_nothing_and_the_next_resends_at_most_what_was_in_flight(client, emu, state):
+    """SIGKILL while rows are being sent: the next run takes the lock over, re-sends only the rows
+    without a recorded acceptance (at most the unflushed outcomes plus the requests in flight),
+    and a third run makes no write call."""
+    from tests.conftest import emulator_state
+
+    flush_rows, request = 200, 100  # the child flushes every 200 outcomes; one request of 100 rows at a time
+    child_code = _CHILD.replace("max_in_flight=1, max_items=100)", f"max_in_flight=1, max_items=100, "
+                                f"flush_rows={flush_rows})")
+    assert child_code != _CHILD
+    requests.post(f"{emu}/_emulator/faults", json={"latency_ms": 300}, timeout=10).raise_for_status()
+    path = state if isinstance(state, str) else ""
+    child = subprocess.Popen(
+        [sys.executable, "-c", child_code, emu, path, json.dumps(_target(state)), ADMIN_TOKEN, PROJECT],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 60
+        while emulator_state(emu)["contacts"]["dsapi"] < 500:  # a few flushes done, more rows to go
+            assert child.poll() is None, child.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    requests.post(f"{emu}/_emulator/faults", json={"latency_ms": 0}, timeout=10).raise_for_status()
+    stored = emulator_state(emu)["contacts"]["dsapi"]
+    recorded = rows(state, f"SELECT COUNT(*) FROM {STATE_TABLE} WHERE accepted_hash IS NOT NULL")[0][0]
+    assert 0 < recorded <= stored < 1500
+    # accepted but not recorded (re-sent next run): the unflushed outcomes (< flush_rows), at most one
+    # answered request waiting for the run's thread, and the one in flight
+    assert stored - recorded < flush_rows + 2 * request
+    after = sync_contacts(client, model(1500), sync_id="crm", state=state)  # takes over the dead run's lock
+    assert (after.to_send, after.accepted, after.failed) == (1500 - recorded, 1500 - recorded, 0)
+    assert after.unchanged == recorded
+    assert emulator_state(emu)["contacts"]["dsapi"] == 1500
+    final = sync_contacts(client, model(1500), sync_id="crm", state=state)
+    assert (final.unchanged, final.requests) == (1500, 0)
