@@ -187,7 +187,7 @@ def run(cfg: Config) -> Section:
                 f"stateless: {stateless['requests']:,} calls in {stateless['seconds']:.1f} s, peak "
                 f"{fmt_mb(stateless['peak_rss'])}", f"{stateless['seconds'] / max(r3['seconds'], 1e-9):.2f}x faster",
                 "report", "INFO", "1", value=saved)
-        details.append(f"* {lat}: run 1 {r1['seconds']:.1f} s ({r1['requests']:,} calls), run 2 {r2['seconds']:.1f} s "
+        details.append(f"{lat}: run 1 {r1['seconds']:.1f} s ({r1['requests']:,} calls), run 2 {r2['seconds']:.1f} s "
                        f"(0 calls expected: {r2['requests']}), run 3 {r3['seconds']:.1f} s (added {r3['added']:,}, "
                        f"changed {r3['changed']:,}, removed {r3['removed']:,}, {r3['requests']:,} calls), stateless "
                        f"{stateless['seconds']:.1f} s ({stateless['requests']:,} calls).")
@@ -236,7 +236,7 @@ def _flatness(sec: Section, cfg: Config, n: int, series: dict[tuple[str, int], d
                 value=growth)
         for size in sizes:
             runs = series[(kind, size)]
-            lines.append(f"* {kind}, {size:,} contacts: " + ", ".join(
+            lines.append(f"{kind}, {size:,} contacts: " + ", ".join(
                 f"run {i} {runs[f'run{i}']['seconds']:.1f} s / {fmt_mb(peaks[size][f'run{i}'])}"
                 f" ({runs[f'run{i}']['requests']:,} calls)" for i in (1, 2, 3))
                 + f"; stateless write_contacts {fmt_mb(base[size])}.")
