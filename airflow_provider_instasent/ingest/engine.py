@@ -17,6 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..client.endpoints import MAX_ITEMS_PER_PUSH
+from ..client.errors import InstasentError
 from ..progress import Progress
 from . import consent
 from .coerce import CoerceOptions, source_values
@@ -29,18 +30,24 @@ from .errors import (
     RequestFailedError,
     SourceReadError,
 )
+from .existence import VERIFY_WAIT_S, ContactCheck, ContactsFrom, read_back
 from .idempotency import EventIdDeriver, FirstRowWins
 from .phones import check_region
 from .report import IngestReport, RejectsSink
+from .rowerrors import RowErrors
 from .sender import Outcome, Sender, SenderClosed
 from .sources import DEFAULT_BATCH_ROWS, ColumnMapper, Source, SpooledSource, open_source
-from .specs import USER_ID, Kind, ProjectSpecs
+from .specs import EVENT_ID, EVENT_PARAMETERS, USER_DATA, USER_ID, Kind, ProjectSpecs
 from .validate import Validated, Validator
 
 log = logging.getLogger("airflow_provider_instasent.ingest")
 
 OnInvalid = Literal["fail", "skip", "dead_letter"]
 Automations = Literal["allow", "warn", "refuse"]
+#: ``reject_row``: a row with an invalid value is rejected whole; ``drop_value``: the invalid
+#: value of an optional field is left out of the item (still a reject entry, stage
+#: ``"dropped"``) and the row is sent.
+InvalidValues = Literal["reject_row", "drop_value"]
 
 #: What `IngestOptions.on_outcome` receives: ``(outcome, source_rows, reasons)`` with
 #: ``outcome`` one of `OUTCOMES`, the 0-based ``source_row`` numbers (the rejects' numbering)
@@ -99,6 +106,19 @@ class IngestOptions:
     #: called in the run's thread with each decided row's outcome (see `OutcomeCallback`);
     #: how the stateful sync learns which rows the API accepted (docs/sync.md)
     on_outcome: OutcomeCallback | None = field(default=None, compare=False)
+    #: push with ``?_sync``: each write is applied before its response (set it on contacts whose
+    #: events follow; docs/ingest.md "No event lost in silence")
+    sync: bool = False
+    #: events: check that each event's contact exists before sending it (docs/ingest.md)
+    check_contacts: bool = True
+    #: events: what earlier contacts runs of this run or chain wrote and rejected
+    #: (``existence.ContactsFrom.read``: an IngestReport, rejects or their ``rejects_path``)
+    contacts_from: Any = field(default=None, compare=False)
+    invalid_values: InvalidValues = "reject_row"
+    #: read back through public endpoints, after the run, whether what was accepted is stored
+    verify: bool = False
+    #: how long the read-back asks again for what it has not found yet (queued writes), seconds
+    verify_wait_s: float = VERIFY_WAIT_S
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> IngestSchemaError:
@@ -148,6 +168,16 @@ class IngestOptions:
             raise bad("max_in_flight must be at least 1")
         if self.batch_rows < 1:
             raise bad("batch_rows must be at least 1")
+        if self.invalid_values not in ("reject_row", "drop_value"):
+            raise bad(f"invalid_values must be 'reject_row' or 'drop_value', got {self.invalid_values!r}")
+        if self.contacts_from is not None and self.kind != "events":
+            raise bad("contacts_from applies to events only")
+        if self.contacts_from is not None and not self.check_contacts:
+            raise bad("contacts_from needs check_contacts=True (it is what the check uses)")
+        if self.verify_wait_s < 0:
+            raise bad("verify_wait_s must be at least 0")
+        if self.verify and self.dry_run:
+            raise bad("verify=True reads back what a run stored: a dry run stores nothing")
         if self.event_id_fields is not None and self.kind != "events":
             raise bad("event_id_fields applies to events only")
         if self.assume_timezone:
@@ -205,6 +235,26 @@ def _counts(report: IngestReport) -> str:
     return f"{report.accepted} accepted, {report.rejected} rejected, {report.requests} requests"
 
 
+def _take(encoded: EncodedBatch, keep: Sequence[int]) -> EncodedBatch:
+    """The items of ``encoded`` at positions ``keep``."""
+    idx = np.asarray(keep, dtype=np.int64)
+    return EncodedBatch(encoded.rows[idx], [encoded.items[i] for i in keep], [encoded.user_ids[i] for i in keep],
+                        None if encoded.in_window is None else encoded.in_window[idx])
+
+
+def _omit_values(encoded: EncodedBatch, dropped: Mapping[int, list[str]]) -> None:
+    """Leave the dropped values out of their items (``invalid_values="drop_value"``)."""
+    for row, item in zip(encoded.rows.tolist(), encoded.items):
+        for name in dropped.get(row, ()):
+            head, _, rest = name.partition(".")
+            if rest and head in (EVENT_PARAMETERS, USER_DATA) and isinstance(item.get(head), dict):
+                item[head].pop(rest, None)
+                if head == USER_DATA and not item[head]:
+                    del item[head]
+            else:
+                item.pop(name, None)
+
+
 class IngestRun:
     """One run of the engine. Use ``ingest``, ``write_contacts`` or ``write_events``."""
 
@@ -226,6 +276,16 @@ class IngestRun:
         self._stop: IngestError | None = None
         self._warned_window = False
         self.sender: Sender | None = None
+        self.check: ContactCheck | None = None
+        if options.kind == "events" and not options.check_contacts:
+            self.report.unverified = 0
+        if options.kind == "contacts" and options.sync and not options.dry_run:
+            self.report.written_user_ids = set()
+        #: rows carrying ``_user_data`` (their event creates the contact), kept with the check off
+        self._vouched_rows: set[int] = set()
+        #: verify=True: source row -> (user id, event id) of what was sent, then of what was accepted
+        self._sent_ids: dict[int, tuple[str, str | None]] = {}
+        self._accepted_ids: dict[int, tuple[str, str | None]] = {}
 
     # -- public -------------------------------------------------------------------------------
     def run(self) -> IngestReport:
@@ -248,7 +308,12 @@ class IngestRun:
                 if not source.reopenable:
                     source = SpooledSource(source, directory=opts.spool_dir)
                 self._preflight(source, validator)
+            if opts.kind == "events" and opts.check_contacts:
+                self.check = ContactCheck(self.client, opts.datasource, max_in_flight=min(opts.max_in_flight, 8),
+                                          contacts_from=ContactsFrom.read(opts.contacts_from))
             self._send_pass(source, validator, encoder, counted=opts.run_preflight)
+            if opts.verify:
+                self._verify()
             report.status = "ok"
         except IngestError as exc:
             report.status = "failed"
@@ -263,6 +328,8 @@ class IngestRun:
             if report.status != "ok":
                 # everything read and not decided (accepted, rejected, unknown) was not sent
                 report.skipped = max(0, report.rows - report.accepted - report.rejected - report.unknown)
+            if self.check is not None:
+                report.contact_check_calls = self.check.calls
             report.elapsed_s = time.monotonic() - started
             report.finished_at = time.time()
             stats_after = self._stats()
@@ -362,6 +429,100 @@ class IngestRun:
             self.report,
         )
 
+    # -- values dropped, contacts checked, reads back (docs/ingest.md "No event lost in silence") --
+    def _drop_values(self, validator: Validator, validated: Validated, batch: pa.RecordBatch, offset: int, *,
+                     record: bool) -> dict[int, list[str]]:
+        """With ``invalid_values="drop_value"``: take the droppable errors out of ``validated``
+        (a row that has other errors keeps them all and is rejected whole), record them as
+        rejects of stage ``"dropped"``; returns ``{batch row: [fields to leave out]}``."""
+        if self.opts.invalid_values != "drop_value" or not len(validated.errors):
+            return {}
+        taken = validated.errors.split(validator.droppable)
+        if not len(taken):
+            return {}
+        fatal = validated.errors.bad_mask()
+        kept = RowErrors(taken.n)
+        for idx, name, reason in taken.parts:
+            back = fatal[idx]
+            reasons = reason if isinstance(reason, list) else [reason] * len(idx)
+            if back.any():
+                validated.errors.add(idx[back], name, [r for r, b in zip(reasons, back) if b])
+            if (~back).any():
+                kept.add(idx[~back], name, [r for r, b in zip(reasons, back) if not b])
+        rows, fields_, reasons = kept.records()
+        if not len(rows):
+            return {}
+        if record:
+            users = _user_id_strings(batch)
+            self.rejects.add((rows + offset).tolist(), [users[i] for i in rows], fields_,
+                             [f"value dropped (invalid_values='drop_value'): {r}" for r in reasons], "dropped")
+            self.report.values_dropped += len(rows)
+        out: dict[int, list[str]] = {}
+        for r, f in zip(rows.tolist(), fields_):
+            out.setdefault(r, []).append(f)
+        return out
+
+    def _check_contacts(self, encoded: EncodedBatch, offset: int) -> EncodedBatch:
+        """Events whose contact the run cannot vouch for become rejects (see ``existence``)."""
+        opts, report = self.opts, self.report
+        if opts.kind != "events" or not len(encoded):
+            return encoded
+        if self.check is None:  # check_contacts=False: count what nobody vouched for
+            self._vouched_rows.update(int(r) + offset for r, item in zip(encoded.rows, encoded.items)
+                                      if USER_DATA in item)
+            return encoded
+        need = [i for i, item in enumerate(encoded.items) if USER_DATA not in item]
+        try:
+            missing = self.check.missing(encoded.user_ids[i] for i in need)
+        except InstasentError as exc:  # cannot vouch for them: not sent (skipped), and the run stops
+            report.skipped += len(encoded)
+            self._stop = RequestFailedError(
+                f"the contact check failed after the client's retries: {exc}. Nothing of this batch was sent "
+                f"(its rows are skipped); re-running is safe.", report)
+            self._stop.__cause__ = exc
+            return _take(encoded, [])
+        if not missing:
+            return encoded
+        drop = [i for i in need if encoded.user_ids[i] in missing]
+        rows = [int(encoded.rows[i]) + offset for i in drop]
+        users = [encoded.user_ids[i] for i in drop]
+        reasons = [missing[u] for u in users]
+        self.rejects.add(rows, users, [USER_ID] * len(drop), reasons, "local")
+        self._notify("rejected", rows, reasons)
+        report.rejected += len(drop)
+        report.rejected_local += len(drop)
+        report.missing_contacts += len(drop)
+        if opts.on_invalid == "fail":
+            report.skipped += len(encoded) - len(drop)
+            first = "; ".join(f"row {r}: {m}" for r, m in list(zip(rows, reasons))[:5])
+            self._stop = RejectedRowsError(
+                f"{len(drop)} event(s) whose contact the run cannot vouch for, with on_invalid='fail' (nothing of "
+                f"this batch was sent): {first}" + (" ..." if len(drop) > 5 else "") + ". Load their contacts "
+                "first (with sync=True), send _user_data, or pass on_invalid='skip' / 'dead_letter'.", report)
+            return _take(encoded, [])
+        gone = set(drop)
+        return _take(encoded, [i for i in range(len(encoded)) if i not in gone])
+
+    def _remember_sent(self, encoded: EncodedBatch, offset: int) -> None:
+        for r, uid, item in zip(encoded.rows.tolist(), encoded.user_ids, encoded.items):
+            self._sent_ids[r + offset] = (uid, item.get(EVENT_ID))
+
+    def _verify(self) -> None:
+        """``verify=True``: read back what was accepted; what is not found is reported."""
+        opts, report = self.opts, self.report
+        back = read_back(self.client, opts.kind, self._accepted_ids, datasource=opts.datasource,
+                         max_in_flight=min(opts.max_in_flight, 8), wait_s=opts.verify_wait_s)
+        report.verified = back.found
+        report.not_stored = len(back.missing)
+        report.verify_calls = back.calls
+        if back.missing:
+            users = [self._accepted_ids[r][0] for r in back.missing]
+            reason = (f"accepted by the API but not found when read back (verify=True, asked again for "
+                      f"{opts.verify_wait_s:g}s)")
+            self.rejects.add(back.missing, users, [""] * len(users), [reason] * len(users), "verify")
+            self.log.warning("instasent %s: %d accepted row(s) not found when read back; see the rejects (stage "
+                             "'verify')", opts.kind, len(back.missing))
+
     # -- preflight ----------------------------------------------------------------------------
     def _preflight(self, source: Source, validator: Validator) -> None:
         """Validate everything and count the automation window before sending anything."""
@@ -373,6 +534,7 @@ class IngestRun:
         for offset, batch in self._batches(source):
             report.rows += batch.num_rows
             validated = validator(batch)
+            self._drop_values(validator, validated, batch, offset, record=True)
             if first_wins is not None:
                 report.event_id_collisions += first_wins(validated, offset)
             bad = self._local_rejects(validated, batch, offset)
@@ -405,7 +567,7 @@ class IngestRun:
         chunker = Chunker(max_items=opts.max_items, max_bytes=opts.max_request_bytes,
                           distinct_users=opts.kind == "contacts")
         sender = Sender(self.client, opts.kind, max_in_flight=opts.max_in_flight, dry_run=opts.dry_run,
-                        datasource=opts.datasource, ordered=opts.kind == "contacts")
+                        datasource=opts.datasource, ordered=opts.kind == "contacts", sync=opts.sync)
         self.sender = sender
         progress = Progress(self.log, opts.kind, opts.progress_interval, source.total_rows, unit="rows read")
         first_wins = self._first_wins()  # a fresh index: the preflight's decisions, made again
@@ -416,6 +578,7 @@ class IngestRun:
                 if not counted:
                     report.rows += n
                 validated = validator(batch)
+                dropped = self._drop_values(validator, validated, batch, offset, record=not counted)
                 if first_wins is not None:
                     collided = first_wins(validated, offset)
                     if not counted:
@@ -429,8 +592,15 @@ class IngestRun:
                         self._stop = self._fail_on_local(n_bad, validated, offset)
                         break
                 encoded = encoder(validated, valid)
+                if dropped:
+                    _omit_values(encoded, dropped)
+                encoded = self._check_contacts(encoded, offset)
+                if self._stop is not None:
+                    break
                 if not self._window_ok(encoded):
                     break
+                if opts.verify:
+                    self._remember_sent(encoded, offset)
                 windows = encoded.in_window.tolist() if encoded.in_window is not None else None
                 self._submit_all(sender, chunker, chunker.add(encoded.items, (encoded.rows + offset).tolist(),
                                                               encoded.user_ids, windows))
@@ -577,6 +747,14 @@ class IngestRun:
                 self._stop = RejectedRowsError(
                     f"the API rejected {len(errors)} row(s) with on_invalid='fail': {first}", report)
         report.accepted += len(accepted)
+        if report.written_user_ids is not None:
+            report.written_user_ids.update(request.user_ids[p] for p in accepted)
+        if report.unverified is not None:
+            report.unverified += sum(1 for p in accepted if request.rows[p] not in self._vouched_rows)
+        if self.opts.verify:
+            for p in accepted:
+                row = request.rows[p]
+                self._accepted_ids[row] = self._sent_ids.pop(row, (request.user_ids[p], None))
         if self.opts.on_outcome is not None:
             self._notify("accepted", [request.rows[p] for p in sorted(accepted)])
         if report.would_fire_automations is not None and request.in_window:

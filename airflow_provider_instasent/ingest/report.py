@@ -8,10 +8,12 @@ Rejects have one row per (source row, field, reason), with columns:
 ``field``       the field at fault (``plan``, ``_event_parameters.amount``...; empty when
                 the problem is the whole item, e.g. a failed request)
 ``reason``      the reason, in words
-``stage``       ``"local"`` (rejected by the loader's validation, never sent), ``"api"``
-                (sent and rejected by the API, or its request certainly not applied) or
-                ``"unknown"`` (not a reject: its request failed in a way that may have
-                stored it; counted in ``unknown``)
+``stage``       ``"local"`` (rejected by the loader's validation or its contact check, never
+                sent), ``"api"`` (sent and rejected by the API, or its request certainly not
+                applied), ``"unknown"`` (not a reject: its request failed in a way that may
+                have stored it; counted in ``unknown``), ``"dropped"`` (an invalid value left
+                out, the row sent: ``invalid_values="drop_value"``) or ``"verify"`` (accepted,
+                not found when read back: ``verify=True``)
 =============  ======================================================================
 
 They go to the report's ``rejects`` DataFrame (the first ``max_rejects_in_memory``), and in
@@ -58,9 +60,10 @@ class IngestReport:
 
     Every row read ends up in exactly one of ``accepted``, ``rejected``, ``unknown`` or ``skipped``:
 
-    * ``accepted``: the API accepted it (in a dry run: would accept it). Events for a
-      ``_user_id`` the datasource does not know are accepted by the API and silently not
-      stored (unless they carry ``_user_data``): they count here.
+    * ``accepted``: the API accepted it (in a dry run: would accept it). An event is sent only
+      when the run can vouch for its contact (``check_contacts``, docs/ingest.md "No event
+      lost in silence"); with the check off, ``unverified`` counts the accepted events nobody
+      vouched for (the API accepts an event for an unknown contact and never stores it).
     * ``rejected``: at least one error, found locally (never sent) or by the API; every error
       is a row of ``rejects``.
     * ``unknown``: sent in a request that failed after the client's retries in a way that may
@@ -75,6 +78,16 @@ class IngestReport:
     window (accepted ones; in a dry run, the ones that would be accepted). ``started_at`` and
     ``finished_at`` are epoch seconds, ``worker`` the ``host:pid`` that ran it: what
     ``aggregate_reports`` needs for a sharded run's wall time and rows/s.
+
+    No event lost in silence: ``missing_contacts`` counts the events rejected (within
+    ``rejected_local``) because their contact does not exist or was rejected earlier in the
+    run or chain; ``contact_check_calls`` the API calls that check made; ``unverified`` (None
+    while the check is on) the accepted events whose contact was not checked;
+    ``values_dropped`` the invalid values left out with ``invalid_values="drop_value"`` (their
+    rows are counted as usual). With ``verify=True``: ``verified`` accepted rows read back and
+    found, ``not_stored`` accepted rows not found, ``verify_calls`` the reads. A contacts run
+    with ``sync=True`` keeps ``written_user_ids`` (for ``contacts_from=``; not in
+    ``to_dict``).
     """
 
     kind: str
@@ -107,6 +120,14 @@ class IngestReport:
     started_at: float | None = None
     finished_at: float | None = None
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    missing_contacts: int = 0
+    contact_check_calls: int = 0
+    unverified: int | None = None
+    values_dropped: int = 0
+    verified: int | None = None
+    not_stored: int | None = None
+    verify_calls: int = 0
+    written_user_ids: set[str] | None = field(default=None, repr=False)
 
     @property
     def rows_per_s(self) -> float:
@@ -144,6 +165,13 @@ class IngestReport:
             "started_at": None if self.started_at is None else round(self.started_at, 3),
             "finished_at": None if self.finished_at is None else round(self.finished_at, 3),
             "worker": self.worker,
+            "missing_contacts": self.missing_contacts,
+            "contact_check_calls": self.contact_check_calls,
+            "unverified": self.unverified,
+            "values_dropped": self.values_dropped,
+            "verified": self.verified,
+            "not_stored": self.not_stored,
+            "verify_calls": self.verify_calls,
         }
 
     def summary(self) -> str:
@@ -158,6 +186,14 @@ class IngestReport:
             text = "DRY RUN " + text
         if self.would_fire_automations is not None:
             text += f", {self.would_fire_automations} events inside the ±1h automation window"
+        if self.missing_contacts:
+            text += f", {self.missing_contacts} events rejected for their contact"
+        if self.unverified is not None:
+            text += f", {self.unverified} accepted events unverified (check_contacts=False)"
+        if self.values_dropped:
+            text += f", {self.values_dropped} invalid values dropped"
+        if self.verified is not None:
+            text += f", read back: {self.verified} stored, {self.not_stored} not found"
         return text
 
     def __str__(self) -> str:
@@ -180,6 +216,11 @@ class IngestReport:
             ("seconds", round(self.elapsed_s, 1)),
             ("rows/s", round(self.rows_per_s, 1)),
             ("events inside the ±1h automation window", self.would_fire_automations),
+            ("events rejected for their contact", self.missing_contacts or None),
+            ("accepted events unverified", self.unverified),
+            ("invalid values dropped", self.values_dropped or None),
+            ("read back: stored / not found", None if self.verified is None else
+             f"{self.verified:,} / {self.not_stored:,}"),
             ("rejects written to", self.rejects_path or self.rejects_table),
             ("error", self.error),
         ]
@@ -295,7 +336,7 @@ class RejectsSink:
 # sharded runs
 # ----------------------------------------------------------------------------------------------
 _SUMMED = ("rows", "accepted", "rejected", "requests", "retries", "skipped", "duplicates", "unknown",
-           "event_id_collisions")
+           "event_id_collisions", "missing_contacts", "unverified", "values_dropped", "not_stored")
 
 
 def aggregate_reports(reports: Iterable[Mapping[str, Any] | None]) -> dict[str, Any]:

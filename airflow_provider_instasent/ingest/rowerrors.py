@@ -43,6 +43,13 @@ class RowErrors:
         for idx, name, reason in other.parts:
             self.parts.append((rows[idx], name, reason))
 
+    def split(self, take: Callable[[str], bool]) -> RowErrors:
+        """Move the errors whose field ``take`` accepts into a new ``RowErrors`` (returned)."""
+        out = RowErrors(self.n)
+        out.parts = [part for part in self.parts if take(part[1])]
+        self.parts = [part for part in self.parts if not take(part[1])]
+        return out
+
     def __len__(self) -> int:
         return sum(len(idx) for idx, _, _ in self.parts)
 

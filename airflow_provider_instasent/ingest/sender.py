@@ -156,10 +156,11 @@ class Sender:
     """Push requests of one ingest run through a ``BoundedPool`` (see the module doc)."""
 
     def __init__(self, client: InstasentClient, kind: str, *, max_in_flight: int = 16, dry_run: bool = False,
-                 datasource: str | None = None, ordered: bool = False) -> None:
+                 datasource: str | None = None, ordered: bool = False, sync: bool = False) -> None:
         self.client = client
         self.kind = kind
         self.dry_run = dry_run
+        self.sync = sync
         self.datasource = datasource
         self.ordered = ordered
         # A failed push stops the run (the engine): the requests queued behind it are not sent.
@@ -167,6 +168,9 @@ class Sender:
                                                        halt_on_error=True)
 
     def _send(self, request: Request) -> PushResult:
+        if self.sync:  # only when asked: a client without the flag still works
+            return self.client.push(self.kind, request.body, n_items=request.n_items, dry_run=self.dry_run,
+                                    datasource=self.datasource, sync=True)
         return self.client.push(self.kind, request.body, n_items=request.n_items, dry_run=self.dry_run,
                                 datasource=self.datasource)
 

@@ -149,6 +149,21 @@ class Validator:
         if kind == "events" and event_type is not None:
             specs.event_type(event_type)  # unknown type: a clear error before reading anything
 
+    def droppable(self, field_name: str) -> bool:
+        """Whether an invalid value of ``field_name`` may be left out of its item and the row
+        kept (``invalid_values="drop_value"``): any attribute, ``_user_data`` attribute or
+        optional parameter; never an id, the type, the date, a required parameter, nor a
+        problem of the whole item (no field)."""
+        if not field_name or field_name in (USER_ID, EVENT_ID, EVENT_TYPE, EVENT_DATE, USER_DATA + "." + USER_ID):
+            return False
+        prefix = EVENT_PARAMETERS + "."
+        if field_name.startswith(prefix):
+            name = field_name[len(prefix):]
+            types = [self.specs.event_type(self.event_type)] if self.event_type else \
+                [s for s in self.specs.event_types.values() if s is not None]
+            return not any(name in t.parameters and t.parameters[name].required for t in types)
+        return True
+
     def __call__(self, batch: pa.RecordBatch | pa.Table) -> Validated:
         cols = _columns(batch)
         n = batch.num_rows

@@ -11,6 +11,7 @@ import numpy as np
 import orjson
 import pandas as pd
 
+from airflow_provider_instasent.client.errors import NotFoundError
 from airflow_provider_instasent.client.models import ItemError, PushResult
 
 ATTRIBUTES: list[dict[str, Any]] = [
@@ -58,13 +59,22 @@ def contacts(n: int, *, prefix: str = "user-") -> pd.DataFrame:
 
 
 class FakeClient:
-    """Records push calls; accepts every item unless ``reject(item) -> reasons`` says otherwise."""
+    """Records push calls; accepts every item unless ``reject(item) -> reasons`` says otherwise.
+
+    The contact check of events runs finds every contact, unless ``contacts`` names the ones
+    that exist (``lookups`` counts the check's calls).
+    """
+
+    datasource = "dsapi"
 
     def __init__(self, reject: Callable[[dict[str, Any]], dict[str, list[str]] | None] | None = None,
-                 fail_on_call: int | None = None, failure: BaseException | None = None) -> None:
+                 fail_on_call: int | None = None, failure: BaseException | None = None,
+                 contacts: set[str] | None = None) -> None:
         self.reject = reject
         self.fail_on_call = fail_on_call
         self.failure = failure
+        self.contacts = contacts
+        self.lookups = 0
         self.calls: list[list[dict[str, Any]]] = []
         self.lock = threading.Lock()
 
@@ -86,6 +96,22 @@ class FakeClient:
             else:
                 accepted.append(pos)
         return PushResult(422 if errors and not accepted else 202, accepted, errors, dry_run)
+
+    def _exists(self, user_id: str) -> bool:
+        return self.contacts is None or user_id in self.contacts
+
+    def search_audience(self, root: dict[str, Any], *, limit: int = 50) -> list[dict[str, Any]]:
+        with self.lock:
+            self.lookups += 1
+        return [{"attributesData": {"_user_id": uid, "_datasources": [self.datasource]}}
+                for uid in root["values"] if self._exists(uid)][:limit]
+
+    def get_contact(self, user_id: str, datasource: str | None = None) -> dict[str, Any]:
+        with self.lock:
+            self.lookups += 1
+        if not self._exists(user_id):
+            raise NotFoundError(404, "GET", "/stream/contacts/{userId}", "not found")
+        return {"contactData": {"_user_id": user_id}, "deleted": False}
 
     @property
     def items(self) -> list[dict[str, Any]]:

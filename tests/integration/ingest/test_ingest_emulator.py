@@ -158,12 +158,21 @@ def test_automations_guard_over_http(emu, client):
     assert report.would_fire_automations == 3 == len(automations(emu))
 
 
-def test_events_for_unknown_contacts_are_skipped_by_the_api(emu, client):
-    report = write_events(client, orders(20), event_type=ORDER)
-    assert report.accepted == 20 and events_count(emu) == 0  # accepted, silently not stored
+def test_events_for_unknown_contacts_are_rejects_not_silent_accepts(emu, client):
+    """The API accepts events of unknown contacts and never stores them: the contact check
+    makes them rejects, row by row; with the check off they count as unverified."""
+    report = write_events(client, orders(20), event_type=ORDER, on_invalid="skip")
+    assert (report.accepted, report.rejected, report.missing_contacts, events_count(emu)) == (0, 20, 20, 0)
+    assert sorted(report.rejects["source_row"]) == list(range(20))
+    assert set(report.rejects["field"]) == {"_user_id"} and set(report.rejects["stage"]) == {"local"}
+    assert report.rejects["reason"].str.contains("does not exist in datasource 'dsapi'").all()
+    with pytest.raises(RejectedRowsError, match="cannot vouch for"):  # on_invalid="fail" stops, nothing sent
+        write_events(client, orders(3), event_type=ORDER)
+    unchecked = write_events(client, orders(20), event_type=ORDER, check_contacts=False)
+    assert (unchecked.accepted, unchecked.unverified, events_count(emu)) == (20, 20, 0)  # accepted, not stored
     with_user_data = orders(5).assign(_user_data=[{"plan": "pro"}] * 5)
-    report = write_events(client, with_user_data, event_type=ORDER)
-    assert report.accepted == 5 and events_count(emu) == 5
+    report = write_events(client, with_user_data, event_type=ORDER)  # _user_data creates the contact: no check
+    assert report.accepted == 5 and report.contact_check_calls == 0 and events_count(emu) == 5
     assert data(client, "user-0")["plan"] == "pro"
 
 

@@ -7,8 +7,10 @@ kinds, plus what must happen to every row:
 * every invalid row is in ``bad_contacts`` / ``bad_events`` as ``row -> (field, reason)``
   (the reason is a substring of the loader's message);
 * every valid contact must be stored exactly once, with the values of ``contact_values``;
-* every valid event is accepted; it is *stored* only when its ``_user_id`` is a stored
-  contact (the API skips events of unknown contacts): ``stored_event_ids``.
+* every valid event whose ``_user_id`` is a stored contact is accepted and stored
+  (``stored_event_ids``); a valid event of any other user is rejected by the contact check
+  ("contact … does not exist in datasource …", docs/ingest.md): ``event_rejects`` holds both
+  kinds of event rejects, ``accepted_event_rows`` the rest.
 
 Events mix two types in one frame (``_event_type`` column) and carry an ``_event_id``
 column; ``page_views`` builds events without one (ids derived from the content).
@@ -59,6 +61,19 @@ class Dataset:
     @property
     def valid_user_ids(self) -> set[str]:
         return set(self.contact_values)
+
+    @property
+    def event_rejects(self) -> dict[int, tuple[str, str]]:
+        """Every event row the loader rejects: invalid rows, and valid rows whose contact is not stored."""
+        users = self.events.column("_user_id").to_pylist()
+        orphans = {row: ("_user_id", "does not exist in datasource") for row in self.valid_event_rows
+                   if users[row] not in self.contact_values}
+        return dict(sorted({**self.bad_events, **orphans}.items()))
+
+    @property
+    def accepted_event_rows(self) -> list[int]:
+        rejected = self.event_rejects
+        return [row for row in range(self.events.num_rows) if row not in rejected]
 
 
 def _phone(i: int, style: int) -> str:

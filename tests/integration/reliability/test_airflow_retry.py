@@ -107,8 +107,8 @@ def test_task_retry_after_a_mid_run_failure_stores_each_event_once(mode, emu, tm
     assert counts["contacts"]["dsapi"] == len(ds.valid_user_ids)
     assert counts["events"] == len(ds.stored_event_ids)  # the same as one clean run
     result = tis["load_events"].xcom_pull(task_ids="load_events")
-    assert result["rows"] == 10_000 and result["accepted"] == len(ds.valid_event_rows)
-    assert result["rejected"] == len(ds.bad_events) and result["status"] == "ok"
+    assert result["rows"] == 10_000 and result["accepted"] == len(ds.accepted_event_rows)
+    assert result["rejected"] == len(ds.event_rejects) and result["status"] == "ok"
 
     # nothing Airflow stored for this run carries the token
     with create_session() as session:

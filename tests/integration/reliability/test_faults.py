@@ -63,13 +63,13 @@ def test_100k_events_and_20k_contacts_under_mixed_faults_then_export(emulator, t
         # the faults really happened, and every one of them was absorbed by a retry
         assert contacts.retries > 0 and events.retries > 0
         assert_accounting(contacts, rows=20_000, rejected=len(ds.bad_contacts))
-        assert_accounting(events, rows=100_000, rejected=len(ds.bad_events))
+        assert_accounting(events, rows=100_000, rejected=len(ds.event_rejects))
         assert contacts.rejected_api == events.rejected_api == 0
         # every invalid row is in the rejects (report and file) with its field and reason
         assert_rejects(contacts.rejects, ds.bad_contacts)
-        assert_rejects(events.rejects, ds.bad_events)
+        assert_rejects(events.rejects, ds.event_rejects)
         assert_rejects(pq.read_table(tmp_path / "contacts_rejects.parquet").to_pandas(), ds.bad_contacts)
-        assert_rejects(pq.read_table(tmp_path / "events_rejects.parquet").to_pandas(), ds.bad_events)
+        assert_rejects(pq.read_table(tmp_path / "events_rejects.parquet").to_pandas(), ds.event_rejects)
         # the emulator holds every valid row exactly once
         counts = state(emulator.base_url)
         assert counts["contacts"]["dsapi"] == len(ds.valid_user_ids)
@@ -135,7 +135,7 @@ def test_rate_limit_storm_is_absorbed(make_emulator):
     assert sum(neighbour_429) > 0
     assert contacts.http_statuses.get(429, 0) + events.http_statuses.get(429, 0) > 0
     assert_accounting(contacts, rows=5_000, rejected=len(ds.bad_contacts))
-    assert_accounting(events, rows=20_000, rejected=len(ds.bad_events))
+    assert_accounting(events, rows=20_000, rejected=len(ds.event_rejects))
     stored = stored_contacts(emulator)
     stored.pop("noisy-neighbour", None)
     assert set(stored) == ds.valid_user_ids
@@ -194,7 +194,7 @@ def test_connections_dropped_before_and_after_applying(emulator):
     emulator.set_faults(fault_rate=0.0)
     assert c_report.retries > 0 and e_report.retries > 0
     assert_accounting(c_report, rows=8_000, rejected=2 * len(ds.bad_contacts))
-    assert_accounting(e_report, rows=20_000, rejected=len(ds.bad_events))
+    assert_accounting(e_report, rows=20_000, rejected=len(ds.event_rejects))
     stored = stored_contacts(emulator)
     assert set(stored) == ds.valid_user_ids
     assert {data["plan"] for data in stored.values()} == {"final"}
@@ -271,7 +271,7 @@ def test_request_failing_after_all_retries_leaves_its_rows_unknown_and_a_rerun_c
 
     with make_client(emulator.base_url) as client:
         rerun = write_events(client, ds.events, on_invalid="skip")
-    assert_accounting(rerun, rows=12_000, rejected=len(ds.bad_events))
+    assert_accounting(rerun, rows=12_000, rejected=len(ds.event_rejects))
     assert_events_stored(emulator, ds)
 
 

@@ -129,6 +129,6 @@ def test_sigkill_part_way_then_rerun_equals_one_clean_run(phase, source, clean_r
     assert contacts == clean_contacts  # no lost contact, every attribute as in the clean run
     assert events == clean_events  # no duplicate and no lost event
     reports = json.loads((out / "reports.json").read_text())
-    assert reports["events"]["accepted"] == len(ds.valid_event_rows)
+    assert reports["events"]["accepted"] == len(ds.accepted_event_rows)
     assert_rejects(pq.read_table(out / "contacts_rejects.parquet").to_pandas(), ds.bad_contacts)
-    assert_rejects(pq.read_table(out / "events_rejects.parquet").to_pandas(), ds.bad_events)
+    assert_rejects(pq.read_table(out / "events_rejects.parquet").to_pandas(), ds.event_rejects)

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 
 def test_only_new_events_are_sent_and_an_unchanged_rerun_makes_zero_calls(client, writes, state, emu):
-    write_contacts(client, contacts(50))  # events of unknown users are accepted but not stored
+    write_contacts(client, contacts(50))  # events of unknown users would be rejects (the contact check)
     writes.reset()
     first = sync_events(client, orders(150), sync_id="orders", state=state, event_type=ORDER)
     assert (first.added, first.accepted, first.requests) == (150, 150, 2)
@@ -29,6 +29,7 @@ def test_only_new_events_are_sent_and_an_unchanged_rerun_makes_zero_calls(client
 
 
 def test_same_event_id_with_other_content_is_a_conflict_not_resent(client, writes, state):
+    write_contacts(client, contacts(50))
     df = orders(20)
     df["_event_id"] = df["order_id"]
     sync_events(client, df, sync_id="orders", state=state, event_type=ORDER)
