@@ -1,10 +1,14 @@
 """Daily Parquet feed from the shop: contacts first, then orders and page views.
 
-The shop drops one folder of Parquet files per day. Contacts go first because the API
-silently skips events of a ``_user_id`` the datasource does not know yet. Invalid rows never
-stop the feed: they go to a rejects Parquet file per day (``on_invalid="dead_letter"``), and
-the task fails only when more than 5% of a file is rejected. Events carry their own
-``_event_id``, so a retried task never duplicates an event.
+The shop drops one folder of Parquet files per day. Contacts go first, written with
+``sync=True`` (each write applied before its response, not queued), because the API silently
+skips events of a ``_user_id`` the datasource does not hold yet. The event tasks read the
+contacts task's rejects (``contacts_from``): an order of a customer whose contact row was
+rejected is a reject with that reason, and every other event's contact is checked before it
+is sent, so no event is counted as accepted and then lost. Invalid rows never stop the feed:
+they go to a rejects Parquet file per day (``on_invalid="dead_letter"``), and the task fails
+only when more than 5% of a file is rejected. Events carry their own ``_event_id``, so a
+retried task never duplicates an event.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ COMMON = {
 
 # Default root of the example files; every path is also a DAG Param (the demo sets the variable).
 DATA_DIR = os.environ.get("INSTASENT_EXAMPLES_DIR", "/tmp/instasent-examples")
+#: The contacts task's rejects: the event tasks read them (``contacts_from``).
+CONTACT_REJECTS = "{{ params.rejects_dir }}/shop_contacts-{{ ds }}.parquet"
 
 
 @dag(
@@ -48,7 +54,8 @@ def instasent_daily_events() -> None:
         task_id="ingest_shop_contacts",
         kind="contacts",
         path="{{ params.contacts_path }}",
-        rejects_path="{{ params.rejects_dir }}/shop_contacts-{{ ds }}.parquet",
+        rejects_path=CONTACT_REJECTS,
+        sync=True,  # events follow: apply each contact write before its response
         **COMMON,
     )
     orders = InstasentIngestOperator(
@@ -57,6 +64,7 @@ def instasent_daily_events() -> None:
         event_type="ecommerce_order_create",
         path="{{ params.orders_path }}",
         rejects_path="{{ params.rejects_dir }}/orders-{{ ds }}.parquet",
+        contacts_from=CONTACT_REJECTS,
         **COMMON,
     )
     page_views = InstasentIngestOperator(
@@ -65,6 +73,7 @@ def instasent_daily_events() -> None:
         event_type="page_view",
         path="{{ params.page_views_path }}",
         rejects_path="{{ params.rejects_dir }}/page_views-{{ ds }}.parquet",
+        contacts_from=CONTACT_REJECTS,
         **COMMON,
     )
     contacts >> [orders, page_views]

@@ -78,6 +78,7 @@ def emu(emulator_url: str) -> str:
 
     requests.post(f"{emulator_url}/_emulator/faults",
                   json={"latency_ms": 0, "rate_limit": None, "fault_rate": 0.0}, timeout=10).raise_for_status()
+    requests.post(f"{emulator_url}/_emulator/queue", json={"delay_ms": 0}, timeout=10).raise_for_status()
     requests.post(f"{emulator_url}/_emulator/reset", timeout=10).raise_for_status()
     return emulator_url
 

@@ -27,6 +27,7 @@ _FORWARDED = (
     "event_type", "columns", "on_invalid", "max_rejected_ratio", "automations", "nulls", "assume_timezone",
     "event_id_fields", "unknown_columns", "rejects_table", "max_in_flight", "batch_rows", "max_request_bytes",
     "preflight", "progress_interval", "consent_fields", "null_policy", "phones", "default_region",
+    "sync", "check_contacts", "invalid_values", "verify", "verify_wait_s",
 )
 
 
@@ -48,7 +49,10 @@ class InstasentIngestOperator(RowSource, InstasentBaseOperator):
     ``assume_timezone``, ``event_id_fields``, ``unknown_columns``, ``rejects_path``,
     ``rejects_table`` / ``rejects_conn_id``, ``max_in_flight``, ``batch_rows``,
     ``max_request_bytes``, ``preflight``, ``progress_interval``, ``consent_fields``,
-    ``null_policy``, ``phones``, ``default_region``.
+    ``null_policy``, ``phones``, ``default_region``; and, so that no event is lost in
+    silence, ``sync``, ``check_contacts``, ``contacts_from`` (templated: the ``rejects_path`` of
+    the contacts task upstream in the chain, read through ``path_conn_id``), ``invalid_values``,
+    ``verify``, ``verify_wait_s``.
 
     ``dry_run`` (templated, stored as ``ingest_dry_run``: ``dry_run`` is a BaseOperator method).
     Defaults are the engine's (``DEFAULTS``).
@@ -60,7 +64,7 @@ class InstasentIngestOperator(RowSource, InstasentBaseOperator):
 
     template_fields: Sequence[str] = (
         "path", "sql", "sql_parameters", "event_type", "columns", "rejects_path", "rejects_table", "project",
-        "datasource", "op_args", "op_kwargs", "ingest_dry_run",
+        "datasource", "op_args", "op_kwargs", "ingest_dry_run", "contacts_from",
     )
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"sql": "sql", "columns": "json", "sql_parameters": "json", "op_kwargs": "json"}
@@ -101,6 +105,12 @@ class InstasentIngestOperator(RowSource, InstasentBaseOperator):
         null_policy: Mapping[str, str] | None = DEFAULTS["null_policy"],
         phones: str = DEFAULTS["phones"],
         default_region: str | None = DEFAULTS["default_region"],
+        sync: bool = DEFAULTS["sync"],
+        check_contacts: bool = DEFAULTS["check_contacts"],
+        contacts_from: Any = None,
+        invalid_values: str = DEFAULTS["invalid_values"],
+        verify: bool = DEFAULTS["verify"],
+        verify_wait_s: float = DEFAULTS["verify_wait_s"],
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -134,6 +144,12 @@ class InstasentIngestOperator(RowSource, InstasentBaseOperator):
         self.null_policy = dict(null_policy) if null_policy else None
         self.phones = phones
         self.default_region = default_region
+        self.sync = sync
+        self.check_contacts = check_contacts
+        self.contacts_from = contacts_from
+        self.invalid_values = invalid_values
+        self.verify = verify
+        self.verify_wait_s = verify_wait_s
         # fail at parse time on option values that templating cannot change
         self._options(parse=True)
 
@@ -142,7 +158,7 @@ class InstasentIngestOperator(RowSource, InstasentBaseOperator):
         options: dict[str, Any] = {name: getattr(self, name) for name in _FORWARDED}
         options.update(event_type=self.event_type or None, rejects_table=self.rejects_table or None,
                        datasource=self.datasource or None, dry_run=as_bool(self.ingest_dry_run),
-                       rejects_path=self.rejects_path or None,
+                       rejects_path=self.rejects_path or None, contacts_from=self.contacts_from or None,
                        rejects_conn=self.rejects_conn_id if self.rejects_table else None)
         if parse:  # templated values are checked when the task runs
             options.update(dry_run=False, event_type=None)
@@ -150,6 +166,8 @@ class InstasentIngestOperator(RowSource, InstasentBaseOperator):
         if not parse:  # the connection ids become objects here, and only here
             if self.rejects_path:
                 options["rejects_path"] = object_path(self.rejects_path, self.path_conn_id)
+            if self.contacts_from:
+                options["contacts_from"] = object_path(self.contacts_from, self.path_conn_id)
             if self.rejects_table:
                 options["rejects_conn"] = sql_hook(str(self.rejects_conn_id))
         return options

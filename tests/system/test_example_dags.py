@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import ROOT, emulator_state
+from tests.conftest import emulator_state as stored_state
 
 DAGS_DIR = ROOT / "dags_examples"
 EXPECTED = {
@@ -97,8 +98,18 @@ def _run(dagbag, dag_id: str, conf: dict):
 @pytest.mark.integration
 @pytest.mark.airflow
 @pytest.mark.usefixtures("airflow_db")
-def test_examples_run_end_to_end(dagbag, example_env, emu):
+@pytest.mark.parametrize("queue_delay_ms", [0, 500], ids=["applied-at-once", "queued-500ms"])
+def test_examples_run_end_to_end(dagbag, example_env, emu, queue_delay_ms):
+    """Every example DAG, against the emulator as it was (writes applied at once) and with writes
+    made without ``_sync`` queued for 500 ms, as the real API queues them (issue 14)."""
     import duckdb
+    import requests
+
+    requests.post(f"{emu}/_emulator/queue", json={"delay_ms": queue_delay_ms}, timeout=10).raise_for_status()
+
+    def emulator_state(url: str) -> dict:  # what is stored once the queue has applied every write
+        requests.post(f"{url}/_emulator/queue/flush", timeout=10).raise_for_status()
+        return stored_state(url)
 
     data = example_env["data"]
     rejects = data / "rejects"

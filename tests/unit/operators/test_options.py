@@ -40,15 +40,16 @@ def test_every_ingest_option_reaches_the_engine():
         "event_type": "order", "columns": {"a": "_user_id"}, "on_invalid": "skip", "max_rejected_ratio": 0.5,
         "automations": "warn", "nulls": "null", "assume_timezone": "Europe/Madrid", "event_id_fields": ["a"],
         "unknown_columns": "ignore", "max_in_flight": 3, "batch_rows": 77, "max_request_bytes": 4096,
-        "preflight": True, "progress_interval": 1.5,
+        "preflight": True, "progress_interval": 1.5, "sync": True, "check_contacts": True,
+        "invalid_values": "drop_value", "verify": True, "verify_wait_s": 2.0, "contacts_from": "c.parquet",
     }
-    op = InstasentIngestOperator(task_id="t", kind="events", path="x.parquet", datasource="ds2", dry_run=True,
+    op = InstasentIngestOperator(task_id="t", kind="events", path="x.parquet", datasource="ds2", dry_run=False,
                                  **given)
     options = op._options()
     IngestOptions(kind="events", **{**options, **given})  # a valid set
     for name, value in given.items():
         assert options[name] == value, name
-    assert options["datasource"] == "ds2" and options["dry_run"] is True
+    assert options["datasource"] == "ds2" and options["dry_run"] is False
     assert set(options) <= IngestOptions.names()
     not_forwarded = set(_defaults(InstasentIngestOperator)) & IngestOptions.names() - set(options)
     assert not_forwarded == set(), f"operator arguments never passed to the engine: {not_forwarded}"
