@@ -10,7 +10,9 @@
 4. prints a summary and stops everything it started.
 
 Options: ``--contacts N`` (CRM contacts; shop contacts are 3/4 of it), ``--events N``
-(orders + page views), ``--keep`` (leave the emulator running at the end, printing its URL).
+(orders + page views), ``--keep`` (leave the emulator running at the end, printing its URL),
+``--queue-delay-ms MS`` (the emulator queues writes made without ``?_sync`` and applies them MS
+later, as the real API queues them; default ``$INSTASENT_DEMO_QUEUE_DELAY_MS`` or 0).
 """
 
 from __future__ import annotations
@@ -62,9 +64,10 @@ def log(message: str) -> None:
     print(f"[demo {time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def start_emulator() -> tuple[subprocess.Popen[str], str]:
+def start_emulator(queue_delay_ms: float = 0.0) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "airflow_provider_instasent.emulator", "--port", "0", "--seed", "7"],
+        [sys.executable, "-m", "airflow_provider_instasent.emulator", "--port", "0", "--seed", "7",
+         "--queue-delay-ms", str(queue_delay_ms)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     assert proc.stdout is not None
@@ -251,6 +254,13 @@ def sync_section() -> None:
                                                       [list(w) for w in why], left=4)))
 
 
+def settle(emulator_url: str, timeout: float = 60.0) -> None:
+    """Wait until the emulator's queue has applied every write (the summary reads what is stored)."""
+    deadline = time.time() + timeout
+    while get_json(f"{emulator_url}/_emulator/queue").get("pending") and time.time() < deadline:
+        time.sleep(0.2)
+
+
 def summary(emulator_url: str, counts: dict[str, int], wall: float, step_times: dict[str, float]) -> None:
     import duckdb
 
@@ -265,6 +275,8 @@ def summary(emulator_url: str, counts: dict[str, int], wall: float, step_times: 
         if "accepted" in value:
             note = (f"dry run: {value.get('would_fire_automations')} would fire automations"
                     if value.get("dry_run") else "")
+            if value.get("missing_contacts"):
+                note = (note + "; " if note else "") + f"{value['missing_contacts']} events rejected for their contact"
             ingests.append([name, value["rows"], value["accepted"], value["rejected"], value["skipped"],
                             value["rows_per_s"], note])
         elif "target" in value:
@@ -337,6 +349,9 @@ def main() -> int:
     parser.add_argument("--contacts", type=int, default=20_000)
     parser.add_argument("--events", type=int, default=250_000)
     parser.add_argument("--keep", action="store_true", help="leave the emulator running at the end")
+    parser.add_argument("--queue-delay-ms", type=float,
+                        default=float(os.environ.get("INSTASENT_DEMO_QUEUE_DELAY_MS") or 0),
+                        help="queue the emulator's writes made without _sync for MS milliseconds (as the real API)")
     args = parser.parse_args()
 
     started = time.time()
@@ -346,8 +361,9 @@ def main() -> int:
     log(f"generating sample data in {DATA.relative_to(ROOT)} ...")
     counts = make_data(args.contacts, args.events)
     log(f"sample: {counts}")
-    emulator, url = start_emulator()
-    log(f"emulator listening on {url}")
+    emulator, url = start_emulator(args.queue_delay_ms)
+    log(f"emulator listening on {url}" + (f" (writes without _sync queued {args.queue_delay_ms:g} ms)"
+                                         if args.queue_delay_ms else ""))
     step_times: dict[str, float] = {}
     try:
         env = airflow_env(url)
@@ -365,6 +381,7 @@ def main() -> int:
         log(f"airflow dags test {SYNC_DAG}  (run 2: only what changed is sent)")
         airflow(env, "dags", "test", SYNC_DAG, log_name="sync-2")
         step_times[SYNC_DAG + " (2 runs)"] = time.time() - t0
+        settle(url)
         summary(url, counts, time.time() - started, step_times)
     finally:
         if args.keep:
