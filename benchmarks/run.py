@@ -37,6 +37,7 @@ BENCHMARKS = {
     "emulator_writes": "bench_emulator_writes",
     "sync": "bench_sync",
     "incremental": "bench_incremental",
+    "no_event_lost": "bench_no_event_lost",
 }
 
 DOCS = BENCH_DIR.parent / "docs" / "performance.md"
