@@ -98,7 +98,7 @@ def run(cfg: Config) -> Section:
             value=m("events_checked_known") / m("events_unchecked"))
     sec.row("contact check calls (API / contacts_from)", f"{fmt_int(results[0]['calls_api'])} / "
             f"{fmt_int(results[0]['calls_known'])}", f"{fmt_int(results[0]['requests'])} push requests", "",
-            f"<= users/50 + missing users", "INFO", f"{USERS:,} users", value=float(results[0]["calls_api"]))
+            "<= users/50 + missing users", "INFO", f"{USERS:,} users", value=float(results[0]["calls_api"]))
     sec.notes += [
         f"Emulator: `--latency-ms {LATENCY_MS}`, writes without `_sync` queued {QUEUE_MS} ms. {USERS:,} users, "
         f"{rows:,} `{EVENT_TYPE}` events (0.4% invalid on purpose). Engine defaults otherwise.",
