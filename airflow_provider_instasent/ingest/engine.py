@@ -807,6 +807,12 @@ def write_contacts(client: Any, data: Any, **options: Any) -> IngestReport:
             ``run_id``: written to the rejects table. ``logger``: where the lines go.
             ``on_outcome``: called with ``(outcome, source_rows, reasons)`` for every decided row
             (``"accepted"``, ``"rejected"`` or ``"failed"``); the stateful sync's hook.
+            No event lost in silence (docs/ingest.md): ``sync``: push with ``?_sync`` (set it on
+            contacts whose events follow). ``check_contacts`` (events, default on): an event whose
+            contact the run cannot vouch for is a reject. ``contacts_from`` (events): the report,
+            rejects or ``rejects_path`` of the contacts run(s) of this run or chain.
+            ``invalid_values``: ``"reject_row"`` or ``"drop_value"``. ``verify`` and
+            ``verify_wait_s``: read back what was accepted, through public endpoints.
 
     Returns:
         The ``IngestReport``: counts, rejects and throughput.
