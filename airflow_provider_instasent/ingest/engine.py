@@ -115,6 +115,9 @@ class IngestOptions:
     #: (``existence.ContactsFrom.read``: an IngestReport, rejects or their ``rejects_path``)
     contacts_from: Any = field(default=None, compare=False)
     invalid_values: InvalidValues = "reject_row"
+    #: events: an event whose contact does not exist carries ``_user_data: {"_user_id": ...}``
+    #: and so creates it, instead of being a reject (contacts rejected in the chain stay rejects)
+    create_missing_contacts: bool = False
     #: read back through public endpoints, after the run, whether what was accepted is stored
     verify: bool = False
     #: how long the read-back asks again for what it has not found yet (queued writes), seconds
@@ -172,6 +175,8 @@ class IngestOptions:
             raise bad(f"invalid_values must be 'reject_row' or 'drop_value', got {self.invalid_values!r}")
         if self.contacts_from is not None and self.kind != "events":
             raise bad("contacts_from applies to events only")
+        if self.create_missing_contacts and (self.kind != "events" or not self.check_contacts):
+            raise bad("create_missing_contacts applies to events, with check_contacts=True")
         if self.contacts_from is not None and not self.check_contacts:
             raise bad("contacts_from needs check_contacts=True (it is what the check uses)")
         if self.verify_wait_s < 0:
@@ -283,6 +288,8 @@ class IngestRun:
             self.report.written_user_ids = set()
         #: rows carrying ``_user_data`` (their event creates the contact), kept with the check off
         self._vouched_rows: set[int] = set()
+        #: contacts this run creates through ``_user_data`` (``create_missing_contacts``)
+        self._created: set[str] = set()
         #: verify=True: source row -> (user id, event id) of what was sent, then of what was accepted
         self._sent_ids: dict[int, tuple[str, str | None]] = {}
         self._accepted_ids: dict[int, tuple[str, str | None]] = {}
@@ -481,6 +488,8 @@ class IngestRun:
                 f"(its rows are skipped); re-running is safe.", report)
             self._stop.__cause__ = exc
             return _take(encoded, [])
+        if opts.create_missing_contacts:
+            missing = self._create_missing(encoded, need, missing)
         if not missing:
             return encoded
         drop = [i for i in need if encoded.user_ids[i] in missing]
@@ -502,6 +511,23 @@ class IngestRun:
             return _take(encoded, [])
         gone = set(drop)
         return _take(encoded, [i for i in range(len(encoded)) if i not in gone])
+
+    def _create_missing(self, encoded: EncodedBatch, need: Sequence[int], missing: dict[str, str]) -> dict[str, str]:
+        """``create_missing_contacts``: every event of a contact that does not exist carries
+        ``_user_data`` with its ``_user_id`` (so whichever is applied first creates it); returns
+        what is still missing (the contacts rejected earlier in the chain)."""
+        assert self.check is not None
+        create = {uid for uid in missing if not self.check.rejected_in_chain(uid)}
+        if not create:
+            return missing
+        fresh = create - self._created
+        self._created.update(fresh)
+        self.report.contacts_created += len(fresh)
+        for i in need:
+            uid = encoded.user_ids[i]
+            if uid in create:
+                encoded.items[i][USER_DATA] = {USER_ID: uid}
+        return {uid: reason for uid, reason in missing.items() if uid not in create}
 
     def _remember_sent(self, encoded: EncodedBatch, offset: int) -> None:
         for r, uid, item in zip(encoded.rows.tolist(), encoded.user_ids, encoded.items):

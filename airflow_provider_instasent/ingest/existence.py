@@ -155,6 +155,10 @@ class ContactCheck:
                 out[uid] = f"contact {uid!r} does not exist in datasource {self.datasource!r}"
         return out
 
+    def rejected_in_chain(self, uid: str) -> bool:
+        """Whether an earlier run of this run or chain rejected ``uid``'s contact row."""
+        return uid in self.chain.rejected
+
     def _remember(self, found: Mapping[str, bool]) -> None:
         if len(self._exists) + len(found) > CACHE_SIZE:
             self._exists.clear()

@@ -83,11 +83,12 @@ class IngestReport:
     ``rejected_local``) because their contact does not exist or was rejected earlier in the
     run or chain; ``contact_check_calls`` the API calls that check made; ``unverified`` (None
     while the check is on) the accepted events whose contact was not checked;
-    ``values_dropped`` the invalid values left out with ``invalid_values="drop_value"`` (their
-    rows are counted as usual). With ``verify=True``: ``verified`` accepted rows read back and
-    found, ``not_stored`` accepted rows not found, ``verify_calls`` the reads. A contacts run
-    with ``sync=True`` keeps ``written_user_ids`` (for ``contacts_from=``; not in
-    ``to_dict``).
+    ``contacts_created`` the contacts created through ``_user_data`` with
+    ``create_missing_contacts=True``; ``values_dropped`` the invalid values left out with
+    ``invalid_values="drop_value"`` (their rows are counted as usual). With ``verify=True``:
+    ``verified`` accepted rows read back and found, ``not_stored`` accepted rows not found,
+    ``verify_calls`` the reads. A contacts run with ``sync=True`` keeps ``written_user_ids``
+    (for ``contacts_from=``; not in ``to_dict``).
     """
 
     kind: str
@@ -124,6 +125,7 @@ class IngestReport:
     contact_check_calls: int = 0
     unverified: int | None = None
     values_dropped: int = 0
+    contacts_created: int = 0
     verified: int | None = None
     not_stored: int | None = None
     verify_calls: int = 0
@@ -169,6 +171,7 @@ class IngestReport:
             "contact_check_calls": self.contact_check_calls,
             "unverified": self.unverified,
             "values_dropped": self.values_dropped,
+            "contacts_created": self.contacts_created,
             "verified": self.verified,
             "not_stored": self.not_stored,
             "verify_calls": self.verify_calls,
@@ -188,6 +191,8 @@ class IngestReport:
             text += f", {self.would_fire_automations} events inside the ±1h automation window"
         if self.missing_contacts:
             text += f", {self.missing_contacts} events rejected for their contact"
+        if self.contacts_created:
+            text += f", {self.contacts_created} contacts created with their events"
         if self.unverified is not None:
             text += f", {self.unverified} accepted events unverified (check_contacts=False)"
         if self.values_dropped:

@@ -28,6 +28,7 @@ _FORWARDED = (
     "event_id_fields", "unknown_columns", "rejects_table", "max_in_flight", "batch_rows", "max_request_bytes",
     "preflight", "progress_interval", "consent_fields", "null_policy", "phones", "default_region",
     "sync", "check_contacts", "invalid_values", "verify", "verify_wait_s",
+    "create_missing_contacts",
 )
 
 
@@ -52,7 +53,7 @@ class InstasentIngestOperator(RowSource, InstasentBaseOperator):
     ``null_policy``, ``phones``, ``default_region``; and, so that no event is lost in
     silence, ``sync``, ``check_contacts``, ``contacts_from`` (templated: the ``rejects_path`` of
     the contacts task upstream in the chain, read through ``path_conn_id``), ``invalid_values``,
-    ``verify``, ``verify_wait_s``.
+    ``verify``, ``verify_wait_s``, ``create_missing_contacts``.
 
     ``dry_run`` (templated, stored as ``ingest_dry_run``: ``dry_run`` is a BaseOperator method).
     Defaults are the engine's (``DEFAULTS``).
@@ -111,6 +112,7 @@ class InstasentIngestOperator(RowSource, InstasentBaseOperator):
         invalid_values: str = DEFAULTS["invalid_values"],
         verify: bool = DEFAULTS["verify"],
         verify_wait_s: float = DEFAULTS["verify_wait_s"],
+        create_missing_contacts: bool = DEFAULTS["create_missing_contacts"],
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -150,6 +152,7 @@ class InstasentIngestOperator(RowSource, InstasentBaseOperator):
         self.invalid_values = invalid_values
         self.verify = verify
         self.verify_wait_s = verify_wait_s
+        self.create_missing_contacts = create_missing_contacts
         # fail at parse time on option values that templating cannot change
         self._options(parse=True)
 

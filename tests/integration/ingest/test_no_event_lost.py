@@ -128,3 +128,14 @@ def test_a_chain_passes_the_contact_rejects_as_a_parquet_file(queued, client, tm
     of_bad = [i for i, u in enumerate(orders["_user_id"]) if u in bad]
     assert all("was rejected earlier in this run or chain" in reasons[i] for i in of_bad)
     assert stored(queued)["events"] == events.accepted
+
+
+def test_create_missing_contacts_sends_user_data_for_contacts_that_do_not_exist(queued, client):
+    customers, orders, bad = shop(10)
+    contacts = write_contacts(client, customers, sync=True, on_invalid="skip")
+    events = write_events(client, orders, event_type=ORDER, on_invalid="skip", contacts_from=contacts,
+                          create_missing_contacts=True)
+    of_bad = [i for i, u in enumerate(orders["_user_id"]) if u in bad]
+    assert (events.contacts_created, events.rejected) == (2, len(of_bad))  # the guests; cust-3 stays a reject
+    assert stored(queued)["events"] == events.accepted == len(orders) - len(of_bad)
+    assert client.get_contact("guest-1")["contactData"]["_user_id"] == "guest-1"

@@ -42,6 +42,7 @@ def test_every_ingest_option_reaches_the_engine():
         "unknown_columns": "ignore", "max_in_flight": 3, "batch_rows": 77, "max_request_bytes": 4096,
         "preflight": True, "progress_interval": 1.5, "sync": True, "check_contacts": True,
         "invalid_values": "drop_value", "verify": True, "verify_wait_s": 2.0, "contacts_from": "c.parquet",
+        "create_missing_contacts": True,
     }
     op = InstasentIngestOperator(task_id="t", kind="events", path="x.parquet", datasource="ds2", dry_run=False,
                                  **given)
