@@ -175,6 +175,7 @@ class ContactCheck:
         found: dict[str, bool] = {}
         if self._search:
             batches = [list(user_ids[i:i + SEARCH_BATCH]) for i in range(0, len(user_ids), SEARCH_BATCH)]
+            self.calls += len(batches)  # counted here, not in the pool's threads
             for _batch, result in self._parallel(self._search_batch, batches):
                 if isinstance(result, PermissionDeniedError):  # no audience scope: exact lookups only
                     self._search = False
@@ -183,6 +184,7 @@ class ContactCheck:
                     raise result
                 found.update(result)
         rest = [uid for uid in user_ids if uid not in found]
+        self.calls += len(rest)
         for uid, result in self._parallel(self._get_one, rest):
             if isinstance(result, BaseException):
                 raise result
@@ -214,7 +216,6 @@ class ContactCheck:
         """Ids found in an audience contact built from this datasource only (exact); the others
         are left to ``_get_one``."""
         root = {"type": "attribute_condition", "key": USER_ID, "operator": "in", "values": batch}
-        self.calls += 1
         entities = self.client.search_audience(root, limit=SEARCH_BATCH)
         wanted = set(batch)
         out: dict[str, bool] = {}
@@ -227,7 +228,6 @@ class ContactCheck:
         return out
 
     def _get_one(self, uid: str) -> bool:
-        self.calls += 1
         try:
             contact = self.client.get_contact(uid, datasource=self.datasource)
         except NotFoundError:
