@@ -4,7 +4,7 @@ The API accepts an event-only item whose ``_user_id`` the datasource does not ho
 stores it (ingest guide, "How events flow"); with queued writes (no ``?_sync``) a contact
 written a moment ago may not be applied yet either. So an events run checks, before sending,
 that it can vouch for each event's contact (docs/ingest.md, "No event lost in silence";
-ADR 0011):
+ADR 0013):
 
 * contacts an earlier run of the same process or DAG chain **wrote** (applied with
   ``?_sync``) are known, and contacts it **rejected** make their events rejects with that
