@@ -43,15 +43,15 @@ def test_numeric_strings_for_a_number(emu, client, text):
 @pytest.mark.parametrize(("text", "value"), [("1", True), ("0", False), ("true", True), ("false", False),
                                              ("TRUE", True), ("False", False)])
 def test_boolean_strings(emu, client, text, value):
-    assert both_ways(client, "_is_subscribed_sms", text) == (value, value)
+    assert both_ways(client, "_email_verified", text) == (value, value)
 
 
 def test_boolean_null_clears_in_both(emu, client):
-    client.push_contacts([{"_user_id": "raw", "_is_subscribed_sms": "1"}])
-    write_contacts(client, pd.DataFrame({"_user_id": ["ours"], "_is_subscribed_sms": ["1"]}))
-    client.push_contacts([{"_user_id": "raw", "_is_subscribed_sms": None}])
-    write_contacts(client, pd.DataFrame({"_user_id": ["ours"], "_is_subscribed_sms": [None]}), nulls="null")
-    assert "_is_subscribed_sms" not in stored(client, "raw") and "_is_subscribed_sms" not in stored(client, "ours")
+    client.push_contacts([{"_user_id": "raw", "_email_verified": "1"}])
+    write_contacts(client, pd.DataFrame({"_user_id": ["ours"], "_email_verified": ["1"]}))
+    client.push_contacts([{"_user_id": "raw", "_email_verified": None}])
+    write_contacts(client, pd.DataFrame({"_user_id": ["ours"], "_email_verified": [None]}), nulls="null")
+    assert "_email_verified" not in stored(client, "raw") and "_email_verified" not in stored(client, "ours")
 
 
 def test_a_single_value_for_a_multi_value_attribute_is_a_one_value_list(emu, client):
@@ -72,10 +72,10 @@ def test_what_the_emulator_refuses_is_a_local_reject(emu, client, text, reason):
 def test_boolean_words_the_loader_reads_are_sent_as_1_or_0(emu, client):
     """``yes``/``on``/``no`` are refused by the emulator as sent, read by the loader (one table:
     ``datatypes.TRUE_STRINGS``) and sent as ``"1"``/``"0"``."""
-    assert client.push_contacts([{"_user_id": "raw", "_is_subscribed_sms": "yes"}]).accepted == []
-    report = write_contacts(client, pd.DataFrame({"_user_id": ["a", "b", "c"], "_is_subscribed_sms": ["yes", "on", "no"]}))
+    assert client.push_contacts([{"_user_id": "raw", "_email_verified": "yes"}]).accepted == []
+    report = write_contacts(client, pd.DataFrame({"_user_id": ["a", "b", "c"], "_email_verified": ["yes", "on", "no"]}))
     assert report.accepted == 3
-    assert [stored(client, u)["_is_subscribed_sms"] for u in "abc"] == [True, True, False]
+    assert [stored(client, u)["_email_verified"] for u in "abc"] == [True, True, False]
 
 
 def test_event_parameters_as_strings_in_both(emu, client):
