@@ -23,6 +23,23 @@ try:
 except ImportError:  # Airflow 3.0
     from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
 
+from airflow.providers.standard.triggers.temporal import DateTimeTrigger  # noqa: E402
 from airflow.sdk import BaseOperator, Context, ObjectStoragePath  # noqa: E402  (after require_airflow)
 
-__all__ = ["AirflowFailException", "BaseHook", "BaseOperator", "Context", "ObjectStoragePath"]
+try:
+    from airflow.sdk.observability.stats import Stats
+except ImportError:  # Airflow < 3.3
+    from airflow.stats import Stats
+
+
+def default_deferrable() -> bool:
+    """Airflow's ``[operators] default_deferrable`` (the convention for ``deferrable=``)."""
+    try:
+        from airflow.sdk.configuration import conf
+    except ImportError:  # Airflow 3.0
+        from airflow.configuration import conf
+    return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
+
+
+__all__ = ["AirflowFailException", "BaseHook", "BaseOperator", "Context", "DateTimeTrigger", "ObjectStoragePath",
+           "Stats", "default_deferrable"]

@@ -104,6 +104,16 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        # Asset URIs instasent://<project>/audience|segment/<uid>|datasource/<uid>/contacts|events
+        # (docs/airflow.md): Airflow normalises and checks them with the handler.
+        "asset-uris": [
+            {
+                "schemes": ["instasent"],
+                "handler": "airflow_provider_instasent.operators.assets.sanitize_uri",
+                "factory": "airflow_provider_instasent.operators.assets.create_asset",
+                "to_openlineage_converter": "airflow_provider_instasent.operators.assets.convert_asset_to_openlineage",
+            }
+        ],
         "connection-types": [
             {
                 "connection-type": "instasent",

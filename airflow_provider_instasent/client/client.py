@@ -46,6 +46,8 @@ class InstasentClient(Transport):
         pool_size: connections kept alive; set it to at least your concurrency.
         pace: pace requests by the ``X-RateLimit-*`` headers (see ``RateLimiter``).
         session: a ``requests.Session`` to use instead of a new one.
+        long_wait: when the API asks to wait longer than this many seconds (pacing or a 429),
+            raise ``LongWaitError`` instead of sleeping (None, the default: always sleep).
 
     Example::
 

@@ -63,6 +63,23 @@ class InstasentConnectionError(InstasentError):
         super().__init__(f"{method} {endpoint}: no response ({reason}) after {attempts} attempt(s)")
 
 
+class LongWaitError(InstasentError):
+    """The API asked to wait longer than the client's ``long_wait`` threshold (a 429 with a long
+    ``Retry-After`` or reset, or a spent budget whose reset is far off): raised instead of
+    sleeping, before the request is sent again, so a caller can give its slot back (an Airflow
+    operator defers) and resume at ``resume_at`` (Unix time)."""
+
+    def __init__(self, wait_s: float, *, endpoint_class: str = "", resume_at: float | None = None) -> None:
+        import time
+
+        self.wait_s = float(wait_s)
+        self.endpoint_class = endpoint_class
+        self.resume_at = resume_at if resume_at is not None else time.time() + self.wait_s
+        super().__init__(f"the API asks to wait {self.wait_s:.0f} s"
+                         + (f" ({endpoint_class} requests)" if endpoint_class else "")
+                         + ", longer than the client's long_wait threshold")
+
+
 class InstasentProtocolError(InstasentError):
     """The API answered 2xx, but with a body that is not a (consistent) result: HTML from a
     proxy, truncated JSON, an empty body, positions that do not add up. Nothing in it counts as

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .endpoints import H_LIMIT, H_REMAINING
+from .errors import LongWaitError
 from .retry import _header, reset_seconds, retry_after_seconds
 
 #: A limit this high (requests/minute) means "effectively unlimited": no pacing.
@@ -60,17 +61,24 @@ class RateLimiter:
         budget = self._budgets.get(endpoint_class)
         return budget.limit if budget else None
 
-    def acquire(self, endpoint_class: str) -> float:
-        """Wait for the next slot of ``endpoint_class``; return the seconds waited."""
+    def acquire(self, endpoint_class: str, *, max_wait: float | None = None) -> float:
+        """Wait for the next slot of ``endpoint_class``; return the seconds waited.
+
+        A wait longer than ``max_wait`` raises ``LongWaitError`` instead (the slot is not taken).
+        """
         with self._lock:
             budget = self._budgets.setdefault(endpoint_class, _Budget())
             now = self._clock()
             if budget.limit and budget.limit < UNLIMITED:
                 slot = max(now - self.burst_s, budget.next_slot)
-                budget.next_slot = slot + 60.0 / (budget.limit * self.safety)
+                step = 60.0 / (budget.limit * self.safety)
             else:
-                slot = max(now, budget.next_slot)
+                slot, step = max(now, budget.next_slot), 0.0
             wait = slot - now
+            if max_wait is not None and wait > max_wait:
+                raise LongWaitError(wait, endpoint_class=endpoint_class, resume_at=self._wall() + wait)
+            if step:
+                budget.next_slot = slot + step
         if wait > 1e-6:
             self._sleep(wait)
             with self._lock:

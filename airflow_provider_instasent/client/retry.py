@@ -26,6 +26,7 @@ from typing import Any
 import tenacity
 
 from .endpoints import H_RESET, H_RETRY_AFTER
+from .errors import LongWaitError
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
@@ -113,6 +114,8 @@ class RetryPolicy:
         max_refused: give up on a refused connection when the next wait would pass this many
             seconds since the first attempt: a server that restarts is back within it, and
             nothing listening at the address is reported in seconds, not minutes.
+        long_wait: a wait asked for by the server longer than this raises ``LongWaitError``
+            instead of sleeping (None: never; an Airflow operator sets it to defer).
     """
 
     max_retries: int = 5
@@ -121,6 +124,7 @@ class RetryPolicy:
     max_wait: float = 120.0
     max_total: float = 600.0
     max_refused: float = 3.0
+    long_wait: float | None = None
     rng: random.Random = field(default_factory=random.Random, repr=False)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     clock: Callable[[], float] = field(default=time.monotonic, repr=False)
@@ -138,6 +142,8 @@ class RetryPolicy:
         hinted = retry_after_seconds(headers, self.wall_clock())
         if hinted is None and status == 429:
             hinted = reset_seconds(headers, self.wall_clock())
+        if hinted is not None and self.long_wait is not None and hinted > self.long_wait:
+            raise LongWaitError(hinted, resume_at=self.wall_clock() + hinted)
         if hinted is not None:
             # A little jitter on top so that many workers told "1 s" do not return in lockstep.
             return min(self.max_wait, hinted) + self.rng.uniform(0, 0.1)

@@ -71,6 +71,7 @@ class ClientStats:
         self.statuses: Counter[int] = Counter()
         self.no_response = 0
         self.bytes_sent = 0
+        self.rate_limit_wait_s = 0.0  # slept before retrying a 429 (pacing waits: RateLimiter.waited_s)
 
     def record(self, status: int | None, sent: int, retry: bool) -> None:
         with self._lock:
@@ -83,6 +84,10 @@ class ClientStats:
             else:
                 self.statuses[status] += 1
 
+    def record_wait(self, seconds: float) -> None:
+        with self._lock:
+            self.rate_limit_wait_s += seconds
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -91,6 +96,7 @@ class ClientStats:
                 "statuses": dict(self.statuses),
                 "no_response": self.no_response,
                 "bytes_sent": self.bytes_sent,
+                "rate_limit_wait_s": self.rate_limit_wait_s,
             }
 
 
@@ -121,6 +127,7 @@ class Transport:
         retry_policy: RetryPolicy | None = None,
         rate_limiter: RateLimiter | None = None,
         request_deadline: float | None = None,
+        long_wait: float | None = None,
     ) -> None:
         if not token or not isinstance(token, str):
             raise InstasentConfigError("token is required (a non-empty string)")
@@ -142,7 +149,9 @@ class Transport:
             backoff_base=backoff_base,
             backoff_max=backoff_max,
             max_total=max_retry_time,
+            long_wait=long_wait,
         )
+        self.long_wait = long_wait
         self.rate_limiter = rate_limiter if rate_limiter is not None else RateLimiter()
         self.pace = pace
         self.stats = ClientStats()
@@ -268,7 +277,7 @@ class Transport:
             retry = attempts > 0
             attempts += 1
             if self.pace:
-                self.rate_limiter.acquire(endpoint.endpoint_class)
+                self.rate_limiter.acquire(endpoint.endpoint_class, max_wait=self.long_wait)
             started = time.monotonic()
             try:
                 response = self.session.request(
@@ -294,6 +303,8 @@ class Transport:
 
         def log_retry(state: tenacity.RetryCallState) -> None:
             got: Outcome = state.outcome.result()  # type: ignore[union-attr]
+            if got.status == 429 and state.next_action:
+                self.stats.record_wait(state.next_action.sleep)
             log.warning(
                 "Instasent %s %s: %s; retry %d/%d in %.2fs",
                 endpoint.method,

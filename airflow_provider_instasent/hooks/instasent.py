@@ -53,6 +53,8 @@ class InstasentHook(BaseHook):
         self._project = project
         self._datasource = datasource
         self._client_kwargs = dict(client_kwargs or {})
+        #: the clients ``get_conn`` built (their request counters feed the operators' metrics)
+        self.clients: list[InstasentClient] = []
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, object]:
@@ -97,7 +99,9 @@ class InstasentHook(BaseHook):
 
     def get_conn(self) -> InstasentClient:
         """A new client configured from the connection (callers should close it)."""
-        return InstasentClient(**self.client_config())
+        client = InstasentClient(**self.client_config())
+        self.clients.append(client)
+        return client
 
     def test_connection(self) -> tuple[bool, str]:
         """Check what a run will need, and report what the token may do.

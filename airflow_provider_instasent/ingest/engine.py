@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 
 from ..client.endpoints import MAX_ITEMS_PER_PUSH
-from ..client.errors import InstasentError
+from ..client.errors import InstasentError, LongWaitError
 from ..progress import Progress
 from . import consent
 from .coerce import CoerceOptions, source_values
@@ -278,7 +278,7 @@ class IngestRun:
         )
         self.report.rejects_path = str(options.rejects_path) if options.rejects_path else None
         self.report.rejects_table = options.rejects_table
-        self._stop: IngestError | None = None
+        self._stop: IngestError | LongWaitError | None = None
         self._warned_window = False
         self.sender: Sender | None = None
         self.check: ContactCheck | None = None
@@ -713,10 +713,12 @@ class IngestRun:
     def _handle(self, outcome: Outcome) -> None:
         report, request = self.report, outcome.request
         n = request.n_items
-        if isinstance(outcome.error, SenderClosed):  # never sent: skipped, not rejected
+        if isinstance(outcome.error, (SenderClosed, LongWaitError)):  # never sent: skipped, not rejected
             report.requests -= 1
             report.sent -= n
             report.skipped += n
+            if isinstance(outcome.error, LongWaitError) and self._stop is None:
+                self._stop = outcome.error  # the caller resumes later (an operator defers)
             return
         if outcome.error is not None or outcome.result is None:
             err = outcome.error

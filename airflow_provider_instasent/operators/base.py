@@ -8,12 +8,14 @@ turns a URL and a ``conn_id`` into an ``ObjectStoragePath``; the engines below r
 from __future__ import annotations
 
 import contextlib
+import datetime
+import time
 from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import Any
 
-from .._airflow_compat import AirflowFailException, BaseHook, BaseOperator
-from ..client.errors import InstasentConfigError, InstasentHTTPError
+from .._airflow_compat import AirflowFailException, BaseHook, BaseOperator, default_deferrable
+from ..client.errors import InstasentConfigError, InstasentHTTPError, LongWaitError
 from ..datatypes import parse_bool
 from ..hooks.instasent import InstasentHook
 from ..ingest.errors import AutomationsGuardError, IngestError, IngestSchemaError, RejectedRowsError
@@ -123,17 +125,43 @@ class RowSource:
         return self.python_callable(*self.op_args, **self.op_kwargs)
 
 
+#: Default ``defer_after``: a wait the API asks for that is longer than this (seconds) defers
+#: a deferrable operator instead of sleeping in its worker slot.
+DEFAULT_DEFER_AFTER = 60.0
+
+
+def long_wait_of(exc: BaseException) -> LongWaitError | None:
+    """The ``LongWaitError`` behind ``exc`` (itself, its cause or context), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, LongWaitError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 class InstasentBaseOperator(BaseOperator):
-    """Base of the Instasent operators: the connection arguments, ``hook`` and ``failing_fast``.
+    """Base of the Instasent operators: the connection arguments, ``hook``, ``failing_fast``,
+    and what every run does around its work (docs/airflow.md): deferral on long waits,
+    metrics, the counts on the outlets' asset events, OpenLineage.
 
     Args:
         instasent_conn_id: the Instasent connection (default ``instasent_default``).
-        project: overrides the connection's project.
-        datasource: overrides the connection's datasource.
+        project: overrides the connection's project (also names the default assets).
+        datasource: overrides the connection's datasource (also names the default assets).
+        deferrable: when the API asks to wait longer than ``defer_after`` seconds (a 429 with
+            a long ``Retry-After``, a spent hourly budget), defer on a date-time trigger instead
+            of sleeping in the worker slot, then run again (default: Airflow's
+            ``[operators] default_deferrable``).
+        defer_after: the threshold for ``deferrable``, seconds (default 60).
     """
 
     #: XCom key of the counts pushed when the task fails (``None``: nothing pushed)
     report_key: str | None = None
+    #: the operation's name in metric names (``instasent.<operation>.<measure>``)
+    operation: str = "task"
 
     def __init__(
         self,
@@ -141,12 +169,19 @@ class InstasentBaseOperator(BaseOperator):
         instasent_conn_id: str = InstasentHook.default_conn_name,
         project: str | None = None,
         datasource: str | None = None,
+        deferrable: bool | None = None,
+        defer_after: float = DEFAULT_DEFER_AFTER,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        if defer_after <= 0:
+            raise ValueError("defer_after must be positive (seconds)")
         self.instasent_conn_id = instasent_conn_id
         self.project = project
         self.datasource = datasource
+        self.deferrable = default_deferrable() if deferrable is None else bool(deferrable)
+        self.defer_after = float(defer_after)
+        self._lineage: dict[str, Any] = {}
 
     def client_kwargs(self) -> dict[str, Any]:
         """Extra ``InstasentClient`` arguments."""
@@ -155,8 +190,11 @@ class InstasentBaseOperator(BaseOperator):
     @cached_property
     def hook(self) -> InstasentHook:
         """The Instasent hook (built once per task instance, after templating)."""
+        kwargs = self.client_kwargs()
+        if self.deferrable and type(self).execute is InstasentBaseOperator.execute:  # it can defer
+            kwargs.setdefault("long_wait", self.defer_after)
         return InstasentHook(self.instasent_conn_id, project=self.project or None,
-                             datasource=self.datasource or None, client_kwargs=self.client_kwargs())
+                             datasource=self.datasource or None, client_kwargs=kwargs)
 
     @contextlib.contextmanager
     def failing_fast(self, context: Any) -> Iterator[None]:
@@ -169,3 +207,77 @@ class InstasentBaseOperator(BaseOperator):
                 push_counts(context, self.report_key, partial.to_dict())
             fail_fast_if_final(exc)
             raise
+
+    # -- one run ----------------------------------------------------------------------------
+    def run_instasent(self, context: Any) -> dict[str, Any]:
+        """The operator's work; returns the counts for XCom (subclasses implement it)."""
+        raise NotImplementedError
+
+    def execute(self, context: Any) -> dict[str, Any]:
+        started = time.monotonic()
+        try:
+            result = self.run_instasent(context)
+        except Exception as exc:
+            wait = long_wait_of(exc) if self.deferrable else None
+            if wait is None:
+                raise
+            self._defer_for(context, wait)
+            raise  # not reached: defer raises TaskDeferred
+        self._finish(context, result, time.monotonic() - started)
+        return result
+
+    def execute_complete(self, context: Any, event: Any = None, deferrals: int = 0) -> dict[str, Any]:
+        """Resume after a deferral: run again. What was done before is not redone: ingest is
+        idempotent (contact upserts, stable ``_event_id``), a sync skips what its state records
+        as accepted; an export starts again from the first page."""
+        self.log.info("resuming after a rate-limit wait (deferral %d)", deferrals)
+        self._deferrals = deferrals
+        return self.execute(context)
+
+    def _defer_for(self, context: Any, wait: LongWaitError) -> None:
+        from .._airflow_compat import DateTimeTrigger
+        from .metrics import emit_deferral
+
+        deferrals = getattr(self, "_deferrals", 0) + 1
+        moment = datetime.datetime.fromtimestamp(wait.resume_at + 1.0, tz=datetime.UTC)
+        self.log.warning("%s; deferring until %s instead of sleeping in a worker slot (deferral %d)",
+                         wait, moment.isoformat(), deferrals)
+        emit_deferral(self, wait.wait_s)
+        self.defer(trigger=DateTimeTrigger(moment=moment), method_name="execute_complete",
+                   kwargs={"deferrals": deferrals})
+
+    def _finish(self, context: Any, result: Mapping[str, Any], seconds: float) -> None:
+        """After a successful run: metrics, the asset events' extra, what lineage reports.
+        None of it may fail the task."""
+        from .assets import annotate_outlets
+        from .metrics import emit_run
+
+        try:
+            emit_run(self, result, seconds)
+        except Exception:
+            self.log.warning("could not emit the Instasent metrics", exc_info=True)
+        try:
+            extra = self.asset_extra(context, result)
+            if extra and annotate_outlets(context, self.outlets or (), extra):
+                self.log.info("asset event extra: %s", extra)
+        except Exception:
+            self.log.warning("could not put the counts on the asset events", exc_info=True)
+        self._lineage["result"] = dict(result)
+
+    def asset_extra(self, context: Any, result: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``extra`` of this run's asset events: counts and the run id (never data)."""
+        run_id = context.get("run_id") if hasattr(context, "get") else None
+        return {"run_id": run_id, "rows": result.get("rows")}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage datasets of this run (read by the openlineage provider when installed).
+        Returns None, never raises, when lineage cannot be built: lineage never fails a task."""
+        try:
+            from .lineage import operator_lineage
+        except ImportError:
+            return None
+        try:
+            return operator_lineage(self)
+        except Exception:
+            self.log.warning("could not build the OpenLineage facets", exc_info=True)
+            return None

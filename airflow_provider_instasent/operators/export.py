@@ -20,6 +20,7 @@ from ..export.engine import DEFAULT_BATCH_SIZE, DEFAULT_PROGRESS_INTERVAL, SOURC
 from ..export.incremental import IncrementalParquet, IncrementalSql, fingerprint, parse_lookback
 from ..io.parquet import write_parquet
 from ..io.sql import WRITE_DISPOSITIONS, SqlWriter, TableName
+from .assets import asset_uri, literal
 from .base import InstasentBaseOperator, object_path, sql_hook
 
 
@@ -45,13 +46,21 @@ class _InstasentExportBase(InstasentBaseOperator):
             with the target (contacts by ``_date_updated``, events by their date) and merge it in.
         lookback: how far before the watermark each incremental run reads again (late updates):
             a ``timedelta`` or seconds; default one hour.
+        deferrable: defer on a long rate-limit wait (see ``InstasentBaseOperator``); when it
+            resumes the export starts again: from the stored watermark with ``incremental=True``,
+            from the first page otherwise.
         **kwargs: passed to ``BaseOperator`` (``task_id``...).
+
+    Assets (docs/airflow.md): with ``project`` given (not templated) and no ``inlets``, the
+    inlet is ``instasent://<project>/audience`` or ``.../segment/<uid>``; the counts go on the
+    ``extra`` of every asset outlet's event.
     """
 
     template_fields: Sequence[str] = ("source", "segment", "parameter", "filter", "attributes", "project",
                                       "instasent_conn_id")
     template_fields_renderers = {"filter": "json"}
     ui_color = "#e8f4fd"
+    operation = "export"
 
     def __init__(
         self,
@@ -83,6 +92,19 @@ class _InstasentExportBase(InstasentBaseOperator):
         self.page_size = page_size
         self.prefetch_pages = prefetch_pages
         self.progress_interval = progress_interval
+        project, segment = literal(self.project), literal(self.segment)
+        if not self.inlets and project and source in ("audience", "segment"):
+            from airflow.sdk import Asset
+
+            if source == "audience":
+                self.inlets = [Asset(asset_uri(project, "audience"))]
+            elif segment:
+                self.inlets = [Asset(asset_uri(project, "segment", segment))]
+
+    def asset_extra(self, context: Any, result: Mapping[str, Any]) -> dict[str, Any]:
+        run_id = context.get("run_id") if hasattr(context, "get") else None
+        return {"source": result.get("source"), "rows": result.get("rows"), "total_hits": result.get("total_hits"),
+                "invalid_values": result.get("invalid_values"), "run_id": run_id}
 
     def _check(self) -> None:
         if self.source not in SOURCES:
@@ -110,6 +132,7 @@ class _InstasentExportBase(InstasentBaseOperator):
             since=since,
             track_start=self.incremental,
         )
+        self._lineage.update(project=client.project, schema=export.schema)
         if self.source != "events":
             try:
                 level = privacy_level(client.token_scopes())
@@ -178,9 +201,10 @@ class InstasentToSqlOperator(_InstasentExportBase):
         """The common-sql hook of ``sql_conn_id`` (with ``hook_params``)."""
         return sql_hook(self.sql_conn_id, self.hook_params)
 
-    def execute(self, context: Any) -> dict[str, Any]:
+    def run_instasent(self, context: Any) -> dict[str, Any]:
         self._check()
         target = self.get_sql_hook()
+        self._lineage.update(sql_hook=target)
         with self.hook.get_conn() as client, self.failing_fast(context):
             if self.incremental:
                 target_table = IncrementalSql(target, self.table, fingerprint=self._fingerprint(),
@@ -239,8 +263,12 @@ class InstasentToParquetOperator(_InstasentExportBase):
         self.path = path
         self.object_storage_conn_id = object_storage_conn_id
         self.compression = compression
+        if not self.outlets and literal(path):
+            from airflow.sdk import Asset
 
-    def execute(self, context: Any) -> dict[str, Any]:
+            self.outlets = [Asset(path_uri(str(path)))]
+
+    def run_instasent(self, context: Any) -> dict[str, Any]:
         self._check()
         target = object_path(self.path, self.object_storage_conn_id)
         with self.hook.get_conn() as client, self.failing_fast(context):
@@ -269,3 +297,12 @@ def _run_id(context: Any) -> str | None:
     except (KeyError, TypeError):
         return None
     return str(value) if value else None
+
+
+def path_uri(path: str) -> str:
+    """An asset URI for a file path or URL (``file://`` + the absolute path for a local one)."""
+    if "://" in path:
+        return path
+    import os
+
+    return "file://" + os.path.abspath(path)

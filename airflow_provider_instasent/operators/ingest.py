@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..ingest.engine import DEFAULTS, IngestOptions
 from ..ingest.errors import IngestSchemaError
 from ..ingest.sources import ParquetSource, SqlSource
+from .assets import asset_uri, literal
 from .base import InstasentBaseOperator, RowSource, as_bool, object_path, sql_hook
 
 if TYPE_CHECKING:
@@ -57,7 +58,12 @@ class InstasentIngestOperator(RowSource, InstasentBaseOperator):
 
     ``dry_run`` (templated, stored as ``ingest_dry_run``: ``dry_run`` is a BaseOperator method).
     Defaults are the engine's (``DEFAULTS``).
-    ``instasent_conn_id``, ``project``, ``datasource``: see ``InstasentBaseOperator``.
+    ``instasent_conn_id``, ``project``, ``datasource``, ``deferrable``, ``defer_after``: see
+    ``InstasentBaseOperator``.
+
+    Assets (docs/airflow.md): when ``project`` and ``datasource`` are given (not templated) and
+    no ``outlets`` are, the outlet is ``instasent://<project>/datasource/<datasource>/<kind>``;
+    the counts go on the ``extra`` of every asset outlet's event.
 
     Returns (XCom) the report's counts (``IngestReport.to_dict()``), never the data; when the
     run fails the same counts are pushed under the key ``ingest_report`` before raising.
@@ -71,6 +77,7 @@ class InstasentIngestOperator(RowSource, InstasentBaseOperator):
     template_fields_renderers = {"sql": "sql", "columns": "json", "sql_parameters": "json", "op_kwargs": "json"}
     ui_color = "#fde8d7"
     report_key = "ingest_report"
+    operation = "ingest"
 
     def __init__(
         self,
@@ -155,6 +162,7 @@ class InstasentIngestOperator(RowSource, InstasentBaseOperator):
         self.create_missing_contacts = create_missing_contacts
         # fail at parse time on option values that templating cannot change
         self._options(parse=True)
+        set_default_datasource_outlet(self)
 
     def _options(self, *, parse: bool = False) -> dict[str, Any]:
         """The engine options, checked by ``IngestOptions`` (at parse time, then after templating)."""
@@ -175,16 +183,41 @@ class InstasentIngestOperator(RowSource, InstasentBaseOperator):
                 options["rejects_conn"] = sql_hook(str(self.rejects_conn_id))
         return options
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def run_instasent(self, context: Context) -> dict[str, Any]:
         from ..ingest.engine import ingest
+        from ..ingest.specs import ProjectSpecs
 
         options = self._options()
         run_id = context.get("run_id") if hasattr(context, "get") else None
         data = self._source()
         with self.hook.get_conn() as client, self.failing_fast(context):
+            # the engine's own first call, made here so that lineage can name the fields
+            options["specs"] = ProjectSpecs.load(client, datasource=options.get("datasource"), kind=self.kind)  # type: ignore[arg-type]
+            self._lineage.update(project=client.project, datasource=options.get("datasource") or client.datasource,
+                                 specs=options["specs"])
             report = ingest(client, self.kind, data, logger=self.log, run_id=run_id, **options)  # type: ignore[arg-type]
         self.log.info("%s", report.summary())
         return report.to_dict()
+
+    def asset_extra(self, context: Any, result: Mapping[str, Any]) -> dict[str, Any]:
+        return ingest_extra(context, self.kind, result)
+
+
+def ingest_extra(context: Any, kind: str, result: Mapping[str, Any]) -> dict[str, Any]:
+    """The asset event ``extra`` of a push (ingest or sync): counts and the run id."""
+    run_id = context.get("run_id") if hasattr(context, "get") else None
+    return {"kind": kind, "rows": result.get("rows"), "accepted": result.get("accepted"),
+            "rejects": result.get("rejected"), "dry_run": bool(result.get("dry_run")), "run_id": run_id}
+
+
+def set_default_datasource_outlet(op: Any) -> None:
+    """``instasent://<project>/datasource/<uid>/<kind>`` as ``op``'s outlet, when nothing else is
+    declared and both names are known when the DAG is parsed (not templated, not the connection's)."""
+    project, datasource = literal(op.project), literal(op.datasource)
+    if not op.outlets and project and datasource:
+        from airflow.sdk import Asset
+
+        op.outlets = [Asset(asset_uri(project, "datasource", datasource, op.kind))]
 
 
 class InstasentDeleteContactsOperator(InstasentBaseOperator):
@@ -204,6 +237,7 @@ class InstasentDeleteContactsOperator(InstasentBaseOperator):
     template_fields_renderers = {"sql": "sql"}
     ui_color = "#fde8d7"
     report_key = "ingest_report"
+    operation = "delete"
 
     def __init__(
         self,
@@ -251,7 +285,7 @@ class InstasentDeleteContactsOperator(InstasentBaseOperator):
             return path
         return ParquetSource(path)
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def run_instasent(self, context: Context) -> dict[str, Any]:
         from ..ingest.delete import delete_contacts
 
         if not self.datasource and self.datasource is not None:

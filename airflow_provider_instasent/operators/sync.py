@@ -7,12 +7,15 @@ A thin wrapper around `airflow_provider_instasent.sync.sync_contacts` /
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .._airflow_compat import AirflowFailException
+from ..client.errors import InstasentError
 from ..sync.errors import SyncGuardrailError
 from .base import InstasentBaseOperator, RowSource, as_bool, sql_hook
+from .ingest import ingest_extra, set_default_datasource_outlet
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -35,6 +38,9 @@ class InstasentSyncOperator(RowSource, InstasentBaseOperator):
     ``retry_rejected``, ``max_attempts``, ``retention_days``. ``event_type`` and ``columns`` are
     templated; every other ingest option (docs/ingest.md) goes in ``ingest_options``.
 
+    ``instasent_conn_id``, ``project``, ``datasource``, ``deferrable``, ``defer_after``: see
+    ``InstasentBaseOperator``; the default outlet is the ingest operator's (docs/airflow.md).
+
     Returns (XCom) ``SyncReport.to_dict()``: counts only, never data; the same counts are pushed
     under ``sync_report`` when the run fails. A guardrail refusal fails the task without retries.
     """
@@ -47,6 +53,7 @@ class InstasentSyncOperator(RowSource, InstasentBaseOperator):
     template_fields_renderers = {"sql": "sql", "columns": "json", "sql_parameters": "json", "op_kwargs": "json"}
     ui_color = "#fde8d7"
     report_key = "sync_report"
+    operation = "sync"
 
     def __init__(
         self,
@@ -107,6 +114,7 @@ class InstasentSyncOperator(RowSource, InstasentBaseOperator):
         self.max_attempts = max_attempts
         self.retention_days = retention_days
         self.ingest_options = dict(ingest_options or {})
+        set_default_datasource_outlet(self)
 
     def _state(self, source_hook: Any) -> Any:
         if self.state_conn_id:
@@ -115,7 +123,8 @@ class InstasentSyncOperator(RowSource, InstasentBaseOperator):
             return source_hook  # state next to the model
         return str(self.state_path)
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def run_instasent(self, context: Context) -> dict[str, Any]:
+        from ..ingest.specs import ProjectSpecs
         from ..sync import sync_contacts, sync_events
 
         source_hook = sql_hook(str(self.sql_conn_id)) if self.sql is not None else None
@@ -126,6 +135,12 @@ class InstasentSyncOperator(RowSource, InstasentBaseOperator):
                        max_attempts=self.max_attempts, retention_days=self.retention_days,
                        sync_id=self.sync_id, state=self._state(source_hook))
         with self.hook.get_conn() as client, self.failing_fast(context):
+            # the engine's own first call, made here so that lineage can name the fields; when it
+            # fails, the engine makes it again and records the failed run in its state
+            with contextlib.suppress(InstasentError):
+                options["specs"] = ProjectSpecs.load(client, datasource=options["datasource"], kind=self.kind)  # type: ignore[arg-type]
+            self._lineage.update(project=client.project, datasource=options["datasource"] or client.datasource,
+                                 specs=options.get("specs"))
             try:
                 if self.kind == "contacts":
                     report = sync_contacts(client, data, on_removed=self.on_removed,  # type: ignore[arg-type]
@@ -142,6 +157,12 @@ class InstasentSyncOperator(RowSource, InstasentBaseOperator):
                 raise
         self.log.info("%s", report.summary())
         return report.to_dict()
+
+    def asset_extra(self, context: Any, result: Mapping[str, Any]) -> dict[str, Any]:
+        extra = ingest_extra(context, self.kind, result)
+        extra.update(sync_id=result.get("sync_id"), added=result.get("added"), changed=result.get("changed"),
+                     removed=result.get("removed"))
+        return extra
 
     def _push_partial(self, context: Any, report: Any) -> None:
         from .base import push_counts
