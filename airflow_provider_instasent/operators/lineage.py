@@ -76,22 +76,25 @@ def path_dataset(path: Any) -> tuple[str, str]:
 
 
 def sql_datasets(hook: Any, conn_id: str, sql: str) -> list[Dataset]:
-    """The tables ``sql`` reads, named by the connection's OpenLineage database info."""
-    from airflow.providers.openlineage.sqlparser import get_openlineage_facets_with_sql
+    """The tables ``sql`` reads, named by the connection's OpenLineage database info; a database
+    without it (DuckDB, SQLite) names them ``<conn type>://<conn id>`` + the table as written."""
+    from airflow.providers.openlineage.sqlparser import SQLParser, get_openlineage_facets_with_sql
 
     found = get_openlineage_facets_with_sql(hook=hook, sql=sql, conn_id=conn_id, database=None,
                                             use_connection=False)
-    return list(found.inputs) if found is not None else []
+    if found is not None:
+        return list(found.inputs)
+    meta = SQLParser(dialect="generic").parse(sql)
+    namespace = f"{getattr(hook, 'conn_type', None) or 'sql'}://{conn_id}"
+    return [InputDataset(namespace=namespace, name=table.qualified_name) for table in (meta.in_tables if meta else [])]
 
 
 def sql_table(hook: Any, conn_id: str, table: str) -> tuple[str, str]:
-    """``(namespace, name)`` of a table; a database without OpenLineage info (DuckDB, SQLite)
-    is named by its connection type and id."""
+    """``(namespace, name)`` of a table (named as ``sql_datasets`` names what a query reads)."""
     named = sql_datasets(hook, conn_id, f"SELECT * FROM {table}")
     if named:
         return named[0].namespace, named[0].name
-    conn_type = getattr(hook, "conn_type", None) or "sql"
-    return f"{conn_type}://{conn_id}", table
+    return f"{getattr(hook, 'conn_type', None) or 'sql'}://{conn_id}", table
 
 
 def _source_inputs(op: Any) -> list[Dataset]:
