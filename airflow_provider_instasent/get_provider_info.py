@@ -75,6 +75,17 @@ _CONN_FIELDS: dict[str, Any] = {
 }
 
 
+#: The form's standard fields: the hook reads host, port, password and extra, never the hidden ones.
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "login"],
+    "relabeling": {"host": "Base URL", "password": "API token", "port": "Port (only if not in the Base URL)"},
+    "placeholders": {
+        "host": "https://api.instasent.com",
+        "extra": '{"project": "my-project", "datasource": "dsapi", "timeout": 60, "max_retries": 5}',
+    },
+}
+
+
 def get_provider_info() -> dict[str, Any]:
     """What ``airflow providers list`` shows; checks the Airflow version first (``require_airflow``)."""
     require_airflow()
@@ -119,11 +130,7 @@ def get_provider_info() -> dict[str, Any]:
                 "connection-type": "instasent",
                 "hook-class-name": "airflow_provider_instasent.hooks.instasent.InstasentHook",
                 "hook-name": "Instasent",
-                "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "port", "login"],
-                    "relabeling": {"host": "Base URL", "password": "API token"},
-                    "placeholders": {"host": "https://api.instasent.com", "extra": '{"project": "my-project"}'},
-                },
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
                 "conn-fields": _CONN_FIELDS,
             }
         ],

@@ -1,7 +1,7 @@
 """``InstasentHook``: adapts an Airflow Connection to an ``InstasentClient``.
 
-Connection fields: host = base URL (default ``https://api.instasent.com``), password = API
-token, extra ``project``, ``datasource`` (default ``dsapi``), ``timeout``, ``max_retries``,
+Connection fields: host = base URL (default ``https://api.instasent.com``), port (only when
+the base URL has none), password = API token, extra ``project``, ``datasource`` (default ``dsapi``), ``timeout``, ``max_retries``,
 ``verify`` (true/false/CA-bundle path). The token is never logged and never part of an
 exception message.
 """
@@ -9,6 +9,7 @@ exception message.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from .._airflow_compat import BaseHook
 from ..client import InstasentClient, InstasentError
@@ -58,26 +59,25 @@ class InstasentHook(BaseHook):
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, object]:
-        """Connection form for Airflow < 3.2 (3.2+ reads the declarative fields in provider info)."""
-        return {
-            "hidden_fields": ["schema", "port", "login"],
-            "relabeling": {"host": "Base URL", "password": "API token"},
-            "placeholders": {
-                "host": "https://api.instasent.com",
-                "extra": '{"project": "my-project", "datasource": "dsapi", "timeout": 60, "max_retries": 5}',
-            },
-        }
+        """Connection form for Airflow < 3.2 (3.2+ reads the declarative fields in provider info:
+        ``get_provider_info.UI_FIELD_BEHAVIOUR``, the same form)."""
+        from ..get_provider_info import UI_FIELD_BEHAVIOUR
+
+        return {key.replace("-", "_"): value for key, value in UI_FIELD_BEHAVIOUR.items()}
 
     def client_config(self) -> dict[str, Any]:
         """The keyword arguments for ``InstasentClient`` (the token included: never log this)."""
         conn = self.get_connection(self.instasent_conn_id)
         extra = conn.extra_dejson or {}
+        # Only the fields the form shows are read (host, port, password, extra): the hidden
+        # ones (schema, login) are ignored, so a value left in them never changes a run.
         host = (conn.host or "").strip() or DEFAULT_BASE_URL
-        if not host.startswith(("http://", "https://")):
-            scheme = "http" if conn.schema == "http" or host.startswith(("127.", "localhost")) else "https"
+        if not host.startswith(("http://", "https://")):  # the URI form: the host without its scheme
+            scheme = "http" if host.startswith(("127.", "localhost")) else "https"
             host = f"{scheme}://{host}"
-            if conn.port:
-                host = f"{host}:{conn.port}"
+        parts = urlsplit(host)
+        if conn.port and not parts.port:
+            host = parts._replace(netloc=f"{parts.netloc}:{int(conn.port)}").geturl()
         token = conn.password or extra.get("token")
         if not token:
             raise InstasentError(
@@ -86,7 +86,7 @@ class InstasentHook(BaseHook):
         config: dict[str, Any] = {
             "token": token,
             "base_url": host,
-            "project": self._project or extra.get("project") or conn.schema or None,
+            "project": self._project or extra.get("project") or None,
             "datasource": self._datasource or extra.get("datasource") or DEFAULT_DATASOURCE,
             "verify": _as_bool_or_path(extra.get("verify")),
         }

@@ -175,3 +175,25 @@ def test_airflow_sdk_connection_test(instasent_conn):
 
     ok, message = Connection.get("instasent_default").test_connection()
     assert ok, message
+
+
+def test_the_hidden_form_fields_are_never_read(monkeypatch):
+    """The connection form hides schema and login (docs/airflow.md): a value left in them
+    changes nothing; the port is shown, and used only when the Base URL has none."""
+    from airflow_provider_instasent.get_provider_info import UI_FIELD_BEHAVIOUR
+    from airflow_provider_instasent.hooks.instasent import InstasentHook
+
+    assert set(UI_FIELD_BEHAVIOUR["hidden-fields"]) == {"schema", "login"}
+    assert InstasentHook.get_ui_field_behaviour()["hidden_fields"] == ["schema", "login"]
+    _set_conn(monkeypatch, "inst_plain", host="https://api.example.com", password="tok-123456", extra={"datasource": "crm"})
+    plain = InstasentHook("inst_plain").client_config()
+    monkeypatch.setenv("AIRFLOW_CONN_INST_HIDDEN", json.dumps({
+        "conn_type": "instasent", "host": "https://api.example.com", "password": "tok-123456",
+        "schema": "http", "login": "someone", "extra": {"datasource": "crm"}}))
+    hidden = InstasentHook("inst_hidden").client_config()
+    assert hidden == plain and hidden["project"] is None and hidden["base_url"] == "https://api.example.com"
+    monkeypatch.setenv("AIRFLOW_CONN_INST_PORT", "instasent://:tok-123456@127.0.0.1:8089/?project=p1")
+    assert InstasentHook("inst_port").client_config()["base_url"] == "http://127.0.0.1:8089"
+    monkeypatch.setenv("AIRFLOW_CONN_INST_PORT2", json.dumps({
+        "conn_type": "instasent", "host": "https://api.example.com:8443/", "port": 9999, "password": "tok-123456"}))
+    assert InstasentHook("inst_port2").client_config()["base_url"] == "https://api.example.com:8443/"
