@@ -1,9 +1,9 @@
 """``InstasentHook``: adapts an Airflow Connection to an ``InstasentClient``.
 
 Connection fields: host = base URL (default ``https://api.instasent.com``), port (only when
-the base URL has none), password = API token, extra ``project``, ``datasource`` (default ``dsapi``), ``timeout``, ``max_retries``,
-``verify`` (true/false/CA-bundle path). The token is never logged and never part of an
-exception message.
+the base URL has none), password = API token, extra ``project``, ``datasource`` (default
+``dsapi``), ``timeout``, ``max_retries``, ``verify`` (true/false/CA-bundle path). The token
+is never logged and never part of an exception message.
 """
 
 from __future__ import annotations
