@@ -23,7 +23,6 @@ try:
 except ImportError:  # Airflow 3.0
     from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
 
-from airflow.providers.standard.triggers.temporal import DateTimeTrigger  # noqa: E402
 from airflow.sdk import BaseOperator, Context, ObjectStoragePath  # noqa: E402  (after require_airflow)
 
 try:
@@ -41,5 +40,5 @@ def default_deferrable() -> bool:
     return bool(conf.getboolean("operators", "default_deferrable", fallback=False))
 
 
-__all__ = ["AirflowFailException", "BaseHook", "BaseOperator", "Context", "DateTimeTrigger", "ObjectStoragePath",
-           "Stats", "default_deferrable"]
+__all__ = ["AirflowFailException", "BaseHook", "BaseOperator", "Context", "ObjectStoragePath", "Stats",
+           "default_deferrable"]

@@ -235,7 +235,8 @@ class InstasentBaseOperator(BaseOperator):
         return self.execute(context)
 
     def _defer_for(self, context: Any, wait: LongWaitError) -> None:
-        from .._airflow_compat import DateTimeTrigger
+        from airflow.providers.standard.triggers.temporal import DateTimeTrigger  # the standard provider (3.0+)
+
         from .metrics import emit_deferral
 
         deferrals = getattr(self, "_deferrals", 0) + 1

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import threading
+from types import SimpleNamespace
 
 import pyarrow.parquet as pq
 import pytest
 import requests
 
 from tests.conftest import ROOT, emulator_state
-from tests.system.test_example_dags import example_env, runs_dags  # noqa: F401 (fixture)
+from tests.system.test_example_dags import _run, example_env, runs_dags  # noqa: F401 (fixture)
 
 pytest.importorskip("airflow")
 FILE = ROOT / "dags_examples" / "instasent_asset_pipeline.py"
@@ -66,13 +67,9 @@ def _queued(dag_id: str) -> bool:
                                    .where(AssetDagRunQueue.target_dag_id == dag_id)))
 
 
-def _run(dag, **kw):
-    from airflow.utils.state import DagRunState
-
-    run = dag.test(**kw)
-    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert run.state == DagRunState.SUCCESS, states
-    return run
+def _run_dag(dag):
+    """``dag.test()``, which must succeed (the example tests' ``_run`` on a bag of one)."""
+    return _run(SimpleNamespace(dags={dag.dag_id: dag}), dag.dag_id, {})
 
 
 @runs_dags
@@ -82,14 +79,14 @@ def _run(dag, **kw):
 def test_the_model_triggers_the_sync_and_the_export_triggers_the_report(asset_dags, example_env, emu):  # noqa: F811
     bag, sync_dag_to_db = asset_dags
     model, sync, report = (bag.dags[d] for d in DAG_IDS)
-    for dag in (model, sync, report):
+    for dag in (model, sync, report):  # all serialized first: the producers queue the consumers' runs
         sync_dag_to_db(dag)
 
-    _run(model)
+    _run_dag(model)
     assert _events("x-warehouse://analytics/crm_model")
     assert _queued("instasent_sync_on_model")  # the scheduler would start the sync now
 
-    sync_run = _run(sync)
+    sync_run = _run_dag(sync)
     synced = emulator_state(emu)["contacts"]["crm"]
     assert 290 <= synced <= 300
     (pushed,) = _events("instasent://demo/datasource/crm/contacts")
@@ -100,7 +97,7 @@ def test_the_model_triggers_the_sync_and_the_export_triggers_the_report(asset_da
     assert exported["rows"] == pq.read_metadata(parquet).num_rows == emulator_state(emu)["audience_contacts"]
     assert _queued("instasent_audience_report")
 
-    report_run = _run(report)
+    report_run = _run_dag(report)
     (ti,) = report_run.get_task_instances()
     assert ti.xcom_pull(task_ids="report") == {"rows": exported["rows"], "export_run_id": sync_run.run_id}
 
@@ -120,7 +117,6 @@ def test_a_deferred_ingest_resumes_in_a_dag_run(instasent_conn, emu, monkeypatch
     from sqlalchemy import select
 
     from airflow_provider_instasent.operators.ingest import InstasentIngestOperator
-    from tests.support.dag_utils import sync_dag_to_db
     from tests.support.ingest_helpers import contacts
 
     @dag(dag_id="instasent_deferral_test", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC"))
@@ -129,7 +125,6 @@ def test_a_deferred_ingest_resumes_in_a_dag_run(instasent_conn, emu, monkeypatch
                                 deferrable=True, defer_after=1)
 
     the_dag = deferral()
-    sync_dag_to_db(the_dag)
     requests.post(f"{emu}/_emulator/faults", json={"rate_limit": 12}, timeout=10).raise_for_status()
     seen: list[str] = []
     done = threading.Event()
@@ -147,7 +142,7 @@ def test_a_deferred_ingest_resumes_in_a_dag_run(instasent_conn, emu, monkeypatch
     watcher = threading.Thread(target=lift_when_deferred, daemon=True)
     watcher.start()
     try:
-        run = _run(the_dag)
+        run = _run_dag(the_dag)
     finally:
         done.set()
         watcher.join(10)
