@@ -103,7 +103,8 @@ def test_ingest_puts_its_counts_on_the_asset_event(instasent_conn):
 def _seed(client, n: int = 20) -> None:
     users = [{"_user_id": f"vip-{i}", "plan": "pro"} for i in range(1, 4)]
     users += [{"_user_id": f"seed-{i}", "plan": "free"} for i in range(n - 3)]
-    assert client.push_contacts(users, sync=True).ok
+    for start in range(0, n, 100):
+        assert client.push_contacts(users[start:start + 100], sync=True).ok
 
 
 def test_export_puts_its_counts_on_the_asset_event(instasent_conn, client, tmp_path):
@@ -308,3 +309,42 @@ def test_without_deferrable_the_client_sleeps_through_the_wait(instasent_conn):
                                  max_in_flight=1)
     assert "long_wait" not in op.hook._client_kwargs
     assert op.execute(_context())["accepted"] == 150
+
+
+def _defer_then_resume(url: str, op) -> dict:
+    """Run ``op`` under a one-request-per-5-s budget: it must defer; lift the budget (the quota
+    window passes) and resume from the deferral."""
+    try:
+        from airflow.sdk.exceptions import TaskDeferred
+    except ImportError:  # Airflow 3.0
+        from airflow.exceptions import TaskDeferred
+
+    _rate_limit(url, 12)
+    context = _context()
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    _rate_limit(url, None)
+    return op.execute_complete(context, event=None, **deferred.value.kwargs)
+
+
+def test_a_deferred_sync_resumes_from_its_state(instasent_conn, tmp_path):
+    from airflow_provider_instasent.operators.sync import InstasentSyncOperator
+
+    op = InstasentSyncOperator(task_id="sync", kind="contacts", sync_id="crm", python_callable=contacts,
+                               op_args=[250], state_path=str(tmp_path / "state.duckdb"), deferrable=True,
+                               defer_after=1)
+    result = _defer_then_resume(instasent_conn, op)
+    assert result["status"] == "ok" and result["rows"] == 250
+    assert emulator_state(instasent_conn)["contacts"]["dsapi"] == 250
+    again = InstasentSyncOperator(task_id="sync", kind="contacts", sync_id="crm", python_callable=contacts,
+                                  op_args=[250], state_path=str(tmp_path / "state.duckdb")).execute(_context())
+    assert again["unchanged"] == 250 and again["requests"] == 0  # the state recorded every accepted row
+
+
+def test_a_deferred_export_starts_again_and_writes_everything(instasent_conn, client, tmp_path):
+    from airflow_provider_instasent.operators.export import InstasentToParquetOperator
+
+    _seed(client, 250)
+    op = InstasentToParquetOperator(task_id="x", path=str(tmp_path / "a.parquet"), deferrable=True, defer_after=1)
+    result = _defer_then_resume(instasent_conn, op)
+    assert result["rows"] == 250 == pq.read_metadata(tmp_path / "a.parquet").num_rows
