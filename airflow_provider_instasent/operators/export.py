@@ -103,8 +103,11 @@ class _InstasentExportBase(InstasentBaseOperator):
 
     def asset_extra(self, context: Any, result: Mapping[str, Any]) -> dict[str, Any]:
         run_id = context.get("run_id") if hasattr(context, "get") else None
-        return {"source": result.get("source"), "rows": result.get("rows"), "total_hits": result.get("total_hits"),
-                "invalid_values": result.get("invalid_values"), "run_id": run_id}
+        extra = {"source": result.get("source"), "rows": result.get("rows"), "total_hits": result.get("total_hits"),
+                 "invalid_values": result.get("invalid_values"), "run_id": run_id}
+        if result.get("watermark") is not None:  # incremental: what the next run reads from
+            extra["watermark"] = str(result["watermark"])
+        return extra
 
     def _check(self) -> None:
         if self.source not in SOURCES:
