@@ -67,7 +67,10 @@ class LongWaitError(InstasentError):
     """The API asked to wait longer than the client's ``long_wait`` threshold (a 429 with a long
     ``Retry-After`` or reset, or a spent budget whose reset is far off): raised instead of
     sleeping, before the request is sent again, so a caller can give its slot back (an Airflow
-    operator defers) and resume at ``resume_at`` (Unix time)."""
+    operator defers) and resume at ``resume_at`` (Unix time). ``may_have_acted``: an earlier
+    attempt of the same request got an answer (or none) that does not rule out the API applied it."""
+
+    may_have_acted = False
 
     def __init__(self, wait_s: float, *, endpoint_class: str = "", resume_at: float | None = None) -> None:
         import time

@@ -29,7 +29,14 @@ from requests.adapters import HTTPAdapter
 
 from . import endpoints as ep
 from .endpoints import Endpoint
-from .errors import InstasentConfigError, InstasentConnectionError, InstasentError, error_for_status, redact
+from .errors import (
+    InstasentConfigError,
+    InstasentConnectionError,
+    InstasentError,
+    LongWaitError,
+    error_for_status,
+    redact,
+)
 from .models import ApiResponse
 from .ratelimit import RateLimiter
 from .retry import Outcome, RetryPolicy
@@ -315,7 +322,11 @@ class Transport:
                 state.next_action.sleep if state.next_action else 0.0,
             )
 
-        got = self.retry.run(attempt, idempotent=endpoint.idempotent, before_sleep=log_retry)
+        try:
+            got = self.retry.run(attempt, idempotent=endpoint.idempotent, before_sleep=log_retry)
+        except LongWaitError as exc:  # an earlier attempt of this request may have been applied
+            exc.may_have_acted = acted
+            raise
         if got.ok:
             assert got.status is not None
             return ApiResponse(got.status, got.data, got.headers)

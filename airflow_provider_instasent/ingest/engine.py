@@ -713,12 +713,14 @@ class IngestRun:
     def _handle(self, outcome: Outcome) -> None:
         report, request = self.report, outcome.request
         n = request.n_items
-        if isinstance(outcome.error, (SenderClosed, LongWaitError)):  # never sent: skipped, not rejected
+        waiting = isinstance(outcome.error, LongWaitError) and not outcome.error.may_have_acted
+        if isinstance(outcome.error, SenderClosed) or waiting:  # never sent: skipped, not rejected
             report.requests -= 1
             report.sent -= n
             report.skipped += n
             if isinstance(outcome.error, LongWaitError) and self._stop is None:
-                self._stop = outcome.error  # the caller resumes later (an operator defers)
+                self._stop = outcome.error  # the caller resumes later (an operator defers; it also
+                # finds a LongWaitError that may have acted, as the cause of the RequestFailedError below)
             return
         if outcome.error is not None or outcome.result is None:
             err = outcome.error

@@ -302,3 +302,27 @@ def test_a_load_that_would_fire_automations_says_so_before_sending(specs, caplog
     assert len(warnings) == 1
     assert warnings[0].getMessage().startswith("3 event(s) have an _event_date within ±1 hour of now")
     assert warned_before_first_push and warned_before_first_push[0]
+
+
+def test_a_long_wait_before_sending_skips_the_rows_and_stops_with_it(specs):
+    """The client refused to sleep past ``long_wait``: nothing of that request was sent, so its
+    rows are skipped (not rejected, not unknown) and the run stops with the ``LongWaitError``."""
+    from airflow_provider_instasent.client.errors import LongWaitError
+
+    wait = LongWaitError(3600, endpoint_class="ingest")
+    with pytest.raises(LongWaitError) as exc:
+        write_events(FakeClient(fail_on_call=2, failure=wait), orders(1000), event_type=ORDER, specs=specs,
+                     max_in_flight=1)
+    assert exc.value is wait
+
+
+def test_a_long_wait_after_an_attempt_that_may_have_acted_leaves_the_rows_unknown(specs):
+    from airflow_provider_instasent.client.errors import LongWaitError
+
+    wait = LongWaitError(3600)
+    wait.may_have_acted = True  # a 5xx came first, then a 429 with a long Retry-After
+    with pytest.raises(RequestFailedError) as exc:
+        write_events(FakeClient(fail_on_call=2, failure=wait), orders(1000), event_type=ORDER, specs=specs,
+                     max_in_flight=1)
+    report = exc.value.report
+    assert exc.value.__cause__ is wait and balanced(report) and (report.unknown, report.rejected) == (100, 0)
