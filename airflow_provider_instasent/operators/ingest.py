@@ -192,7 +192,8 @@ class InstasentIngestOperator(RowSource, InstasentBaseOperator):
         data = self._source()
         with self.hook.get_conn() as client, self.failing_fast(context):
             # the engine's own first call, made here so that lineage can name the fields
-            options["specs"] = ProjectSpecs.load(client, datasource=options.get("datasource"), kind=self.kind)  # type: ignore[arg-type]
+            options["specs"] = ProjectSpecs.load(client, datasource=options.get("datasource"),
+                                                 kind=self.kind, event_type=options.get("event_type"))  # type: ignore[arg-type]
             self._lineage.update(project=client.project, datasource=options.get("datasource") or client.datasource,
                                  specs=options["specs"])
             report = ingest(client, self.kind, data, logger=self.log, run_id=run_id, **options)  # type: ignore[arg-type]

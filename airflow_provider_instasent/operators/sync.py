@@ -138,7 +138,8 @@ class InstasentSyncOperator(RowSource, InstasentBaseOperator):
             # the engine's own first call, made here so that lineage can name the fields; when it
             # fails, the engine makes it again and records the failed run in its state
             with contextlib.suppress(InstasentError):
-                options["specs"] = ProjectSpecs.load(client, datasource=options["datasource"], kind=self.kind)  # type: ignore[arg-type]
+                options["specs"] = ProjectSpecs.load(client, datasource=options["datasource"], kind=self.kind,  # type: ignore[arg-type]
+                                                     event_type=self.event_type or None)
             self._lineage.update(project=client.project, datasource=options["datasource"] or client.datasource,
                                  specs=options.get("specs"))
             try:
