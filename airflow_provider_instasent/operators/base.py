@@ -226,7 +226,7 @@ class InstasentBaseOperator(BaseOperator):
         self._finish(context, result, time.monotonic() - started)
         return result
 
-    def execute_complete(self, context: Any, event: Any = None, deferrals: int = 0) -> dict[str, Any]:
+    def resume_after_wait(self, context: Any, event: Any = None, deferrals: int = 0) -> dict[str, Any]:
         """Resume after a deferral: run again. What was done before is not redone: ingest is
         idempotent (contact upserts, stable ``_event_id``), a sync skips what its state records
         as accepted; an export starts again from the first page."""
@@ -244,7 +244,7 @@ class InstasentBaseOperator(BaseOperator):
         self.log.warning("%s; deferring until %s instead of sleeping in a worker slot (deferral %d)",
                          wait, moment.isoformat(), deferrals)
         emit_deferral(self, wait.wait_s)
-        self.defer(trigger=DateTimeTrigger(moment=moment), method_name="execute_complete",
+        self.defer(trigger=DateTimeTrigger(moment=moment), method_name="resume_after_wait",
                    kwargs={"deferrals": deferrals})
 
     def _finish(self, context: Any, result: Mapping[str, Any], seconds: float) -> None:

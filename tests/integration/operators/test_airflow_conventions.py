@@ -291,12 +291,12 @@ def test_a_long_rate_limit_wait_defers_and_the_run_resumes(instasent_conn, stats
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
     trigger = deferred.value.trigger
-    assert isinstance(trigger, DateTimeTrigger) and deferred.value.method_name == "execute_complete"
+    assert isinstance(trigger, DateTimeTrigger) and deferred.value.method_name == "resume_after_wait"
     assert before + datetime.timedelta(seconds=1) < trigger.moment < before + datetime.timedelta(seconds=10)
     assert stats.counters["instasent.ingest.deferrals"] == 1
     assert emulator_state(instasent_conn)["contacts"]["dsapi"] < 150  # it stopped instead of sleeping
     _rate_limit(instasent_conn, None)  # the quota window has passed when the trigger fires
-    result = op.execute_complete(context, event=None, **deferred.value.kwargs)
+    result = op.resume_after_wait(context, event=None, **deferred.value.kwargs)
     assert result["accepted"] == 150 and result["status"] == "ok"
     assert emulator_state(instasent_conn)["contacts"]["dsapi"] == 150
 
@@ -324,7 +324,7 @@ def _defer_then_resume(url: str, op) -> dict:
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(context)
     _rate_limit(url, None)
-    return op.execute_complete(context, event=None, **deferred.value.kwargs)
+    return op.resume_after_wait(context, event=None, **deferred.value.kwargs)
 
 
 def test_a_deferred_sync_resumes_from_its_state(instasent_conn, tmp_path):
