@@ -156,7 +156,11 @@ def sql_hook(conn_id: str) -> Any:
 
 
 def fetch(conn_id: str, sql: str) -> list[tuple[Any, ...]]:
-    hook = sql_hook(conn_id)
+    return fetch_rows(sql_hook(conn_id), sql)
+
+
+def fetch_rows(hook: Any, sql: str) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` on a fresh connection of ``hook`` (anything with ``get_conn``), closed after."""
     conn = hook.get_conn()
     try:
         cur = conn.cursor()

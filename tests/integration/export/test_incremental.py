@@ -31,6 +31,7 @@ from airflow_provider_instasent.export.incremental import (
 from airflow_provider_instasent.io.parquet import write_parquet
 from airflow_provider_instasent.io.sql import write_sql
 from tests.conftest import ADMIN_TOKEN, PROJECT
+from tests.support.export_fakes import fetch_rows
 
 pytestmark = pytest.mark.integration
 
@@ -81,13 +82,7 @@ class PgHook:
         return psycopg2.connect(self.url)
 
     def rows(self, sql: str) -> list[tuple[Any, ...]]:
-        conn = self.get_conn()
-        try:
-            cur = conn.cursor()
-            cur.execute(sql)
-            return [tuple(r) for r in cur.fetchall()]
-        finally:
-            conn.close()
+        return fetch_rows(self, sql)
 
 
 class ParquetTarget:
