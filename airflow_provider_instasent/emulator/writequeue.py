@@ -69,17 +69,14 @@ class WriteQueue:
                     while self._busy and time.monotonic() < deadline:
                         self._cond.wait(0.05)
                     return applied
-                _, generation, apply = self._pending.popleft()
-                if generation != self._generation:
-                    continue
-                self._busy += 1
+                apply = self._take()
+            if apply is None:
+                continue
             try:
                 apply()
                 applied += 1
             finally:
-                with self._cond:
-                    self._busy -= 1
-                    self._cond.notify_all()
+                self._done()
 
     def close(self) -> None:
         with self._cond:
@@ -101,10 +98,9 @@ class WriteQueue:
                         self._cond.wait(1.0)
                 if self._closed:
                     return
-                _, generation, apply = self._pending.popleft()
-                if generation != self._generation:
-                    continue
-                self._busy += 1
+                apply = self._take()
+            if apply is None:
+                continue
             try:
                 apply()
             except Exception:  # an emulator bug: say so, keep the queue running
@@ -113,6 +109,17 @@ class WriteQueue:
 
                 traceback.print_exc(file=sys.stderr)
             finally:
-                with self._cond:
-                    self._busy -= 1
-                    self._cond.notify_all()
+                self._done()
+
+    def _take(self) -> Apply | None:
+        """The next pending write, counted busy; None if a reset dropped it. Hold ``_cond``."""
+        _, generation, apply = self._pending.popleft()
+        if generation != self._generation:
+            return None
+        self._busy += 1
+        return apply
+
+    def _done(self) -> None:
+        with self._cond:
+            self._busy -= 1
+            self._cond.notify_all()
