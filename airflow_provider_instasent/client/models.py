@@ -73,12 +73,16 @@ class PushResult:
         if not isinstance(body, Mapping):
             raise bad("its body is not a JSON object")
         if body.get(ep.ERRORS) or ep.ENTITY in body:
-            body = redact_value(body, secrets)  # errors are kept (reports, rejects): never the token
+            # errors are kept (reports, rejects): never the token. The accepted entries (positions
+            # and the echoed items) reach no report, and are most of a large body: left as sent.
+            body = {k: v if k == ep.ACCEPTED else redact_value(v, secrets) for k, v in body.items()}
         accepted: list[int] = []
         errors: list[ItemError] = []
         if ep.ACCEPTED in body or ep.ERRORS in body:  # shape A: accepted/errors by position
             for entry in body.get(ep.ACCEPTED) or []:
-                if not isinstance(entry, Mapping) or not isinstance(entry.get(ep.POSITION), int):
+                # type() first: JSON objects are dicts, and an ABC check costs more than the rest
+                mapping = type(entry) is dict or isinstance(entry, Mapping)
+                if not mapping or not isinstance(entry.get(ep.POSITION), int):
                     raise bad(f"an accepted entry has no position: {str(entry)[:80]!r}")
                 accepted.append(entry[ep.POSITION])
             for entry in body.get(ep.ERRORS) or []:

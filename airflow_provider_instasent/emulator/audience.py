@@ -247,6 +247,16 @@ class AudienceIndex:
         self.member_of[m.key] = aid
         return contact
 
+    def with_user_ids(self, user_ids: Iterable[str]) -> list[AudienceContact]:
+        """Audience contacts built from a datasource contact keyed by one of ``user_ids``."""
+        found: dict[str, AudienceContact] = {}
+        for uid in user_ids:
+            for k in self._index.get(("_user_id", uid), ()):
+                aid = self.member_of.get(k)
+                if aid is not None and aid in self.audience:
+                    found[aid] = self.audience[aid]
+        return list(found.values())
+
     def find(self, attribute: str, value: Any) -> list[AudienceContact]:
         """Audience contacts holding ``value`` in merging ``attribute`` (normalised match)."""
         found: dict[str, AudienceContact] = {}

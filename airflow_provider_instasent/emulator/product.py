@@ -196,11 +196,29 @@ def _search_response(entities: list[Any], total: int, limit: int, offset: int) -
 def audience_search(ctx: Ctx) -> Response:
     body = ctx.req.json_object()
     limit, offset = _search_paging(body)
-    pred = _audience_filter(ctx, body.get("root"))
-    rows = _sort_audience([c for c in ctx.store.audience_snapshot(ctx.ps) if pred(c)], body)
+    root = body.get("root")
+    pred = _audience_filter(ctx, root)
+    candidates = _user_id_candidates(ctx, root)
+    if candidates is None:
+        candidates = ctx.store.audience_snapshot(ctx.ps)
+    rows = _sort_audience([c for c in candidates if pred(c)], body)
     page = rows[offset : offset + limit]
     entities = [_contact_json(ctx, c) for c in page]
     return _search_response(entities, len(rows), limit, offset)
+
+
+def _user_id_candidates(ctx: Ctx, root: Any) -> list[AudienceContact] | None:
+    """For a root that is one ``_user_id`` ``eq``/``in`` condition (how clients look contacts
+    up by id), the audience contacts that can match, from the ``_user_id`` index instead of a
+    scan of the whole audience; None for any other root. The filter still decides."""
+    if not isinstance(root, Mapping) or root.get("type") != "attribute_condition":
+        return None
+    if root.get("key") != "_user_id" or root.get("operator", "eq") not in ("eq", "in"):
+        return None
+    values = as_list(root.get("values", root.get("value")))
+    if not all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values):
+        return None
+    return ctx.store.audience_with_user_ids(ctx.ps, [canon(v) for v in values])
 
 
 def _sort_audience(rows: list[AudienceContact], body: Mapping[str, Any]) -> list[AudienceContact]:

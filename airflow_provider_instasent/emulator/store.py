@@ -524,6 +524,11 @@ class Store:
         with self.lock:
             return list(ps.audience.audience.values())
 
+    def audience_with_user_ids(self, ps: ProjectState, user_ids: Iterable[str]) -> list[AudienceContact]:
+        """Audience contacts holding a datasource contact keyed by one of ``user_ids`` (indexed)."""
+        with self.lock:
+            return ps.audience.with_user_ids(user_ids)
+
     def events_snapshot(self, ps: ProjectState) -> list[Event]:
         with self.lock:
             return list(ps.events.values())

@@ -64,6 +64,8 @@ OUTCOMES = ("accepted", "rejected", "failed")
 #: ``max_rejected_ratio`` is checked while the run goes once this many rows were read, and
 #: always at the end (so that one bad row among the first ten does not stop a big run).
 RATIO_MIN_ROWS = 1000
+#: Events per part of a batch sent once their contacts are checked (see ``_checked_parts``).
+CHECK_PART = 500
 
 
 @dataclass(frozen=True)
@@ -316,7 +318,7 @@ class IngestRun:
                     source = SpooledSource(source, directory=opts.spool_dir)
                 self._preflight(source, validator)
             if opts.kind == "events" and opts.check_contacts:
-                self.check = ContactCheck(self.client, opts.datasource, max_in_flight=min(opts.max_in_flight, 8),
+                self.check = ContactCheck(self.client, opts.datasource, max_in_flight=opts.max_in_flight,
                                           contacts_from=ContactsFrom.read(opts.contacts_from))
             self._send_pass(source, validator, encoder, counted=opts.run_preflight)
             if opts.verify:
@@ -336,6 +338,7 @@ class IngestRun:
                 # everything read and not decided (accepted, rejected, unknown) was not sent
                 report.skipped = max(0, report.rows - report.accepted - report.rejected - report.unknown)
             if self.check is not None:
+                self.check.close()
                 report.contact_check_calls = self.check.calls
             report.elapsed_s = time.monotonic() - started
             report.finished_at = time.time()
@@ -469,6 +472,25 @@ class IngestRun:
             out.setdefault(r, []).append(f)
         return out
 
+    def _checked_parts(self, encoded: EncodedBatch, offset: int) -> Iterator[EncodedBatch]:
+        """The batch after the contact check, in parts of ``CHECK_PART`` events: the lookups of
+        the whole batch start at once and each part waits only for its own, so the first parts
+        are sent while the later ones' lookups are on the wire. With ``on_invalid="fail"`` the
+        batch is checked whole (nothing of it is sent if one event's contact is missing)."""
+        if self.check is None or self.opts.on_invalid == "fail" or len(encoded) <= CHECK_PART:
+            part = self._check_contacts(encoded, offset)
+            if self._stop is None:
+                yield part
+            return
+        self.check.ahead(encoded.user_ids[i] for i, item in enumerate(encoded.items) if USER_DATA not in item)
+        for start in range(0, len(encoded), CHECK_PART):
+            part = self._check_contacts(_take(encoded, range(start, min(start + CHECK_PART, len(encoded)))), offset)
+            if self._stop is not None:
+                report = self.report
+                report.skipped += len(encoded) - min(start + CHECK_PART, len(encoded))  # the parts after it
+                return
+            yield part
+
     def _check_contacts(self, encoded: EncodedBatch, offset: int) -> EncodedBatch:
         """Events whose contact the run cannot vouch for become rejects (see ``existence``)."""
         opts, report = self.opts, self.report
@@ -484,8 +506,8 @@ class IngestRun:
         except InstasentError as exc:  # cannot vouch for them: not sent (skipped), and the run stops
             report.skipped += len(encoded)
             self._stop = RequestFailedError(
-                f"the contact check failed after the client's retries: {exc}. Nothing of this batch was sent "
-                f"(its rows are skipped); re-running is safe.", report)
+                f"the contact check failed after the client's retries: {exc}. The events whose contacts were not "
+                f"checked yet were not sent (they are skipped); re-running is safe.", report)
             self._stop.__cause__ = exc
             return _take(encoded, [])
         if opts.create_missing_contacts:
@@ -620,18 +642,18 @@ class IngestRun:
                 encoded = encoder(validated, valid)
                 if dropped:
                     _omit_values(encoded, dropped)
-                encoded = self._check_contacts(encoded, offset)
-                if self._stop is not None:
-                    break
                 if not self._window_ok(encoded):
                     break
-                if opts.verify:
-                    self._remember_sent(encoded, offset)
-                windows = encoded.in_window.tolist() if encoded.in_window is not None else None
-                self._submit_all(sender, chunker, chunker.add(encoded.items, (encoded.rows + offset).tolist(),
-                                                              encoded.user_ids, windows))
-                for outcome in sender.poll():
-                    self._handle(outcome)
+                for part in self._checked_parts(encoded, offset):
+                    if opts.verify:
+                        self._remember_sent(part, offset)
+                    windows = part.in_window.tolist() if part.in_window is not None else None
+                    self._submit_all(sender, chunker, chunker.add(part.items, (part.rows + offset).tolist(),
+                                                                  part.user_ids, windows))
+                    for outcome in sender.poll():
+                        self._handle(outcome)
+                    if self._stop is not None:
+                        break
                 if self._stop is None:
                     try:
                         self._check_ratio()

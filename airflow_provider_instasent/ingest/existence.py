@@ -21,14 +21,18 @@ looked up again, accepted events searched by ``_event_id``, through public endpo
 
 from __future__ import annotations
 
+import functools
+import itertools
 import logging
+import queue
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..client.errors import NotFoundError, PermissionDeniedError
-from .sender import BoundedPool
 from .specs import USER_ID
 
 log = logging.getLogger(__name__)
@@ -117,40 +121,95 @@ def _read_parquet(path: Any) -> Any:
     return pa.concat_tables(tables, promote_options="default")
 
 
+class _Lookups:
+    """Threads that run lookups in order of priority (lowest first, then FIFO): an exact
+    lookup that a search left over runs before the searches of later ids."""
+
+    def __init__(self, threads: int) -> None:
+        self._queue: queue.PriorityQueue[tuple[int, int, Callable[[], None] | None]] = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._threads = [threading.Thread(target=self._work, name=f"instasent-check-{i}", daemon=True)
+                         for i in range(threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def submit(self, priority: int, task: Callable[[], None]) -> None:
+        self._queue.put((priority, next(self._seq), task))
+
+    def close(self) -> None:
+        """Drop the queued lookups and stop the threads once the running ones are done."""
+        with self._queue.mutex:
+            self._queue.queue.clear()
+        for _ in self._threads:
+            self._queue.put((-1, next(self._seq), None))
+        for thread in self._threads:
+            thread.join()
+
+    def _work(self) -> None:
+        while True:
+            _, _, task = self._queue.get()
+            if task is None:
+                return
+            try:
+                task()  # settles its futures, errors included
+            except Exception:  # a bug, not a lookup's error: keep the thread for the others
+                log.exception("instasent contact check: a lookup task failed")
+
+
 class ContactCheck:
     """Settles whether each ``_user_id`` has a contact in the datasource (see the module doc).
 
-    ``calls`` counts the API calls it made (searches and lookups), ``looked_up`` the ids it
-    asked the API about.
+    Lookups run on up to ``max_in_flight`` threads of their own, ahead of the sends: ``ahead``
+    starts them without waiting (the engine calls it with a whole batch's ids), ``missing``
+    waits only for the ids it is asked about, so the first events of a batch can be sent while
+    the lookups of its later ones are still on the wire. ``calls`` counts the API calls made
+    (searches and lookups), ``looked_up`` the ids asked about. ``close`` stops the threads.
     """
 
     def __init__(self, client: Any, datasource: str | None, *, max_in_flight: int = 4,
                  contacts_from: ContactsFrom | None = None) -> None:
         self.client = client
         self.datasource = datasource or getattr(client, "datasource", None)
-        self.max_in_flight = max_in_flight
+        self.max_in_flight = max(1, max_in_flight)
         self.chain = contacts_from or ContactsFrom()
         self._exists: dict[str, bool] = {}
+        self._pending: dict[str, Future[bool]] = {}
         self._search = True
+        self._lock = threading.Lock()
+        self._pool: _Lookups | None = None
+        self._order = itertools.count()  # the priority of the next ids asked about
         self.calls = 0
         self.looked_up = 0
 
+    def ahead(self, user_ids: Iterable[str]) -> None:
+        """Start looking up the ids of ``user_ids`` not settled yet; does not wait."""
+        ask = [uid for uid in dict.fromkeys(user_ids)
+               if uid not in self._exists and uid not in self._pending and uid not in self.chain.written
+               and uid not in self.chain.rejected]
+        if ask:
+            self._pending.update(self._start(ask))
+
     def missing(self, user_ids: Iterable[str]) -> dict[str, str]:
-        """The ids of ``user_ids`` whose events would not be stored, each with its reason."""
+        """The ids of ``user_ids`` whose events would not be stored, each with its reason.
+
+        Waits for the lookups of these ids (started here unless ``ahead`` started them); a
+        lookup that failed after the client's retries raises its error.
+        """
         unique = list(dict.fromkeys(user_ids))
+        self.ahead(unique)
         out: dict[str, str] = {}
-        ask: list[str] = []
         for uid in unique:
             if uid in self.chain.written:
                 continue
             reason = self.chain.rejected.get(uid)
             if reason is not None:
                 out[uid] = f"contact {uid!r} was rejected earlier in this run or chain ({reason})"
-            elif uid not in self._exists:
-                ask.append(uid)
-        if ask:
-            self._remember(self.lookup(ask))
-        for uid in unique:
+                continue
+            pending = self._pending.get(uid)
+            if pending is not None:
+                exists = pending.result()  # raises the lookup's error
+                del self._pending[uid]
+                self._remember(uid, exists)
             if self._exists.get(uid) is False:
                 out[uid] = f"contact {uid!r} does not exist in datasource {self.datasource!r}"
         return out
@@ -159,10 +218,10 @@ class ContactCheck:
         """Whether an earlier run of this run or chain rejected ``uid``'s contact row."""
         return uid in self.chain.rejected
 
-    def _remember(self, found: Mapping[str, bool]) -> None:
-        if len(self._exists) + len(found) > CACHE_SIZE:
+    def _remember(self, uid: str, exists: bool) -> None:
+        if len(self._exists) >= CACHE_SIZE:
             self._exists.clear()
-        self._exists.update(found)
+        self._exists[uid] = exists
 
     def forget(self, user_ids: Iterable[str]) -> None:
         """Drop cached answers (the read-back asks again)."""
@@ -170,47 +229,69 @@ class ContactCheck:
             self._exists.pop(uid, None)
 
     def lookup(self, user_ids: Sequence[str]) -> dict[str, bool]:
-        """Ask the API: ``{user id: exists}`` for every id (searches first, exact lookups for the rest)."""
+        """Ask the API now, cache aside: ``{user id: exists}`` for every id (searches first,
+        exact lookups for the rest); a lookup that failed raises its error."""
+        futures = self._start(list(dict.fromkeys(user_ids)))
+        return {uid: future.result() for uid, future in futures.items()}
+
+    def close(self) -> None:
+        """Stop the lookup threads (lookups not started are dropped)."""
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
+        for future in self._pending.values():
+            future.cancel()
+        self._pending.clear()
+
+    # -- the lookups, on the check's threads ---------------------------------------------------
+    def _start(self, user_ids: Sequence[str]) -> dict[str, Future[bool]]:
+        """One future per id, settled by a search of up to ``SEARCH_BATCH`` ids and, for the ids
+        it did not settle, an exact lookup each (before the searches of later ids)."""
         self.looked_up += len(user_ids)
+        futures: dict[str, Future[bool]] = {uid: Future() for uid in user_ids}
+        for i in range(0, len(user_ids), SEARCH_BATCH):
+            batch = list(user_ids[i:i + SEARCH_BATCH])
+            priority = next(self._order)
+            if self._search:
+                self._submit(priority, self._search_task, priority, batch, [futures[uid] for uid in batch])
+            else:
+                for uid in batch:
+                    self._submit(priority, self._get_task, uid, futures[uid])
+        return futures
+
+    def _submit(self, priority: int, task: Callable[..., None], *args: Any) -> None:
+        with self._lock:
+            self.calls += 1
+            if self._pool is None:
+                reserve = getattr(self.client, "reserve_connections", None)
+                if callable(reserve):  # beside the sends' connections
+                    reserve(getattr(self.client, "pool_size", 0) + self.max_in_flight)
+                self._pool = _Lookups(self.max_in_flight)
+            pool = self._pool
+        pool.submit(priority, functools.partial(task, *args))
+
+    def _search_task(self, priority: int, batch: list[str], futures: list[Future[bool]]) -> None:
         found: dict[str, bool] = {}
         if self._search:
-            batches = [list(user_ids[i:i + SEARCH_BATCH]) for i in range(0, len(user_ids), SEARCH_BATCH)]
-            self.calls += len(batches)  # counted here, not in the pool's threads
-            for _batch, result in self._parallel(self._search_batch, batches):
-                if isinstance(result, PermissionDeniedError):  # no audience scope: exact lookups only
-                    self._search = False
-                    break
-                if isinstance(result, BaseException):
-                    raise result
-                found.update(result)
-        rest = [uid for uid in user_ids if uid not in found]
-        self.calls += len(rest)
-        for uid, result in self._parallel(self._get_one, rest):
-            if isinstance(result, BaseException):
-                raise result
-            found[uid] = result
-        return found
-
-    def _parallel(self, call: Callable[[Any], Any], items: Sequence[Any]) -> list[tuple[Any, Any]]:
-        if not items:
-            return []
-        if len(items) == 1:
             try:
-                return [(items[0], call(items[0]))]
-            except Exception as exc:
-                return [(items[0], exc)]
-        pool: BoundedPool[Any] = BoundedPool(min(self.max_in_flight, len(items)), name="instasent-check",
-                                             client=self.client)
-        out: list[tuple[Any, Any]] = []
+                found = self._search_batch(batch)
+            except PermissionDeniedError:  # no audience scope: exact lookups only
+                self._search = False
+            except BaseException as exc:
+                for future in futures:
+                    future.set_exception(exc)
+                return
+        for uid, future in zip(batch, futures):
+            if found.get(uid):
+                future.set_result(True)
+            else:
+                self._submit(priority, self._get_task, uid, future)
+
+    def _get_task(self, uid: str, future: Future[bool]) -> None:
         try:
-            for item in items:
-                for done in pool.submit(call, item):
-                    out.append((done.item, done.error if done.error is not None else done.result))
-            for done in pool.drain():
-                out.append((done.item, done.error if done.error is not None else done.result))
-        finally:
-            pool.close()
-        return out
+            future.set_result(self._get_one(uid))
+        except BaseException as exc:
+            future.set_exception(exc)
 
     def _search_batch(self, batch: list[str]) -> dict[str, bool]:
         """Ids found in an audience contact built from this datasource only (exact); the others
@@ -257,6 +338,17 @@ def read_back(client: Any, kind: str, accepted: Mapping[int, tuple[str, str | No
     out = ReadBack(checked=len(accepted))
     pending = dict(accepted)
     check = ContactCheck(client, datasource, max_in_flight=max_in_flight)
+    try:
+        _read_back(check, client, kind, pending, out, wait_s, sleep)
+    finally:
+        check.close()
+    out.calls += check.calls
+    out.missing = sorted(pending)
+    return out
+
+
+def _read_back(check: ContactCheck, client: Any, kind: str, pending: dict[int, tuple[str, str | None]],
+               out: ReadBack, wait_s: float, sleep: Callable[[float], None]) -> None:
     deadline = time.monotonic() + wait_s
     pause = 0.25
     while pending:
@@ -273,9 +365,6 @@ def read_back(client: Any, kind: str, accepted: Mapping[int, tuple[str, str | No
             break
         sleep(pause)
         pause = min(pause * 2, 4.0)
-    out.calls += check.calls
-    out.missing = sorted(pending)
-    return out
 
 
 def _stored_event_ids(client: Any, event_ids: Sequence[str], out: ReadBack, datasource: str | None) -> set[str]:

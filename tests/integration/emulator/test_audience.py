@@ -225,3 +225,25 @@ def test_merged_away_audience_id_resolves_to_the_merged_contact(api: Api) -> Non
     api.push_contacts([{"_user_id": "y", "_email": "x@example.com"}])
     merged = api.get(api.p(f"/audience/{old_y}")).json()["entity"]
     assert merged["id"] == old_x and merged["audienceIds"] == [old_x, old_y]
+
+
+def test_search_by_user_id_index_matches_a_scan(api: Api) -> None:
+    """A root that is one ``_user_id`` in/eq condition is answered from the index: the same
+    contacts as the scan a group-wrapped root takes, merged contacts and number values too."""
+    api.push_contacts([{"_user_id": str(i), "_email": f"p{i}@example.com"} for i in range(30)])
+    # crm contacts merge (by email) into dsapi's contacts 0-9 under other user ids; 40-44 stand alone
+    api.push_contacts([{"_user_id": f"crm-{i}", "_email": f"p{i}@example.com"} for i in range(10)], ds="crm")
+    api.push_contacts([{"_user_id": str(i)} for i in range(40, 45)], ds="crm")
+    wanted: list = ["3", "crm-4", 7, 12.0, "41", "nobody", "crm-99", 29]
+
+    def search(root: dict) -> list[str]:
+        r = api.post(api.p("/audience/search"), json={"limit": 50, "root": root})
+        assert r.status_code == 200, r.text
+        return [e["id"] for e in r.json()["entities"]]
+
+    for op, values in (("in", wanted), ("eq", ["crm-4"]), ("eq", [12])):
+        cond = {"type": "attribute_condition", "key": "_user_id", "operator": op, "values": values}
+        scanned = search({"type": "group", "join": "and", "children": [cond]})
+        assert search(cond) == scanned
+    cond = {"type": "attribute_condition", "key": "_user_id", "operator": "in", "values": wanted}
+    assert len(search(cond)) == len(search({"type": "group", "children": [cond]})) >= 5

@@ -61,3 +61,14 @@ def test_counts_only_and_no_content():
     with pytest.raises(InstasentProtocolError):
         PushResult.from_body(200, {"entitiesSuccess": 1, "entitiesFailures": 1}, 2)
     assert PushResult.from_body(204, None, 1).accepted == [0]  # "No Content" is an explicit success
+
+
+def test_errors_are_redacted_and_the_accepted_entries_kept_as_sent():
+    token = "tok-secret-987654"
+    accepted = [{"position": 0, "item": {"_user_id": "a"}}]
+    body = {"accepted": accepted,
+            "errors": [{"position": 1, "error": f"bad value {token}", "item": {"note": f"Bearer {token}"}}]}
+    r = PushResult.from_body(202, body, 2, secrets=(token,))
+    assert r.accepted == [0] and [e.position for e in r.errors] == [1]
+    assert token not in repr(r.errors) and token not in repr(r.raw)
+    assert r.raw["accepted"] is accepted  # not copied: the bulk of a large answer
