@@ -18,6 +18,7 @@ are rejected) and a null ``_event_date`` is always omitted (the API then uses "n
 from __future__ import annotations
 
 import gc
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -287,10 +288,17 @@ class Chunker:
     how the API orders items inside one call. Items keep their source order across batches (a
     partial request is carried over to the next batch). Items too large on their own are
     collected in ``oversize`` (take them with ``take_oversize``).
+
+    With ``hold_back=True`` (the ingest engine's contacts) a user is *busy* from the moment a
+    request holding it is yielded until ``done(request)`` is called (its answer arrived): an
+    item of a busy user, or of a user already in the open request, is held back, in source
+    order per user, and joins a request only once that user's earlier item was answered. So
+    the later row of a user is sent after the earlier one was processed ("later row wins")
+    while every other user's items go on being sent; ``held`` counts the items held back.
     """
 
     def __init__(self, *, max_items: int = MAX_ITEMS_PER_PUSH, max_bytes: int = DEFAULT_MAX_REQUEST_BYTES,
-                 distinct_users: bool = False) -> None:
+                 distinct_users: bool = False, hold_back: bool = False) -> None:
         if not 1 <= max_items <= MAX_ITEMS_PER_PUSH:
             raise ValueError(f"max_items must be between 1 and {MAX_ITEMS_PER_PUSH}")
         if max_bytes < 64:
@@ -303,6 +311,11 @@ class Chunker:
         self._users: list[str] = []
         self._window: list[bool] = []
         self.oversize: list[Oversize] = []
+        self.hold_back = hold_back
+        self.held = 0
+        self._in_open: set[str] = set()  # hold_back: the users of the open request
+        self._busy: dict[str, int] = {}  # hold_back: user -> requests yielded and not answered
+        self._held: dict[str, deque[tuple[Any, int, bool]]] = {}
 
     def take_oversize(self) -> list[Oversize]:
         out, self.oversize = self.oversize, []
@@ -312,6 +325,9 @@ class Chunker:
             in_window: Sequence[bool] | None = None) -> Iterator[Request]:
         """Add items in order; yield every request that is full."""
         windows = list(in_window) if in_window is not None else [False] * len(items)
+        if self.hold_back:
+            yield from self._add_holding(items, rows, user_ids, windows)
+            return
         if self.distinct_users and len(set(user_ids) | set(self._users)) != len(user_ids) + len(self._users):
             yield from self._add_distinct(items, rows, user_ids, windows)
             return
@@ -341,11 +357,73 @@ class Chunker:
             self._window.append(bool(win))
             seen.add(user)
 
+    # -- hold_back ----------------------------------------------------------------------------
+    def _add_holding(self, items: Sequence[Any], rows: Sequence[int], user_ids: Sequence[str],
+                     windows: Sequence[bool]) -> Iterator[Request]:
+        busy, held, in_open = self._busy, self._held, self._in_open
+        for item, row, user, win in zip(items, rows, user_ids, windows):
+            if user in busy or user in held or user in in_open:
+                held.setdefault(user, deque()).append((item, int(row), bool(win)))
+                self.held += 1
+                continue
+            yield from self._put(item, int(row), user, bool(win))
+
+    def _put(self, item: Any, row: int, user: str, win: bool) -> Iterator[Request]:
+        self._items.append(item)
+        self._rows.append(row)
+        self._users.append(user)
+        self._window.append(win)
+        self._in_open.add(user)
+        if len(self._items) >= self.max_items:
+            yield from self._take()
+
+    @property
+    def unsent(self) -> int:
+        """Items added and not yielded in a request yet: held back or in the open request."""
+        return self.held + len(self._items)
+
+    def done(self, request: Request) -> Iterator[Request]:
+        """``hold_back``: ``request`` was answered (or failed): its users are free, and the next
+        held item of each joins the open request. Yields the requests that fill up."""
+        for user in request.user_ids:
+            left = self._busy.get(user, 0) - 1
+            if left > 0:
+                self._busy[user] = left
+            else:
+                self._busy.pop(user, None)
+        yield from self._release(request.user_ids)
+
+    def _release(self, users: Sequence[str]) -> Iterator[Request]:
+        for user in users:
+            queue = self._held.get(user)
+            if queue is None or user in self._busy or user in self._in_open:
+                continue
+            item, row, win = queue.popleft()
+            self.held -= 1
+            if not queue:
+                del self._held[user]
+            yield from self._put(item, row, user, win)
+
     def flush(self) -> Iterator[Request]:
         if self._items:
             yield from self._take()
 
     def _take(self) -> Iterator[Request]:
+        if not self.hold_back:
+            yield from self._pack()
+            return
+        taken = self._users
+        self._in_open = set()
+        sent: set[str] = set()
+        for request in self._pack():
+            for user in request.user_ids:
+                self._busy[user] = self._busy.get(user, 0) + 1
+            sent.update(request.user_ids)
+            yield request
+        # a user whose only item was too large is not busy: its next held item may go now
+        yield from self._release([u for u in dict.fromkeys(taken) if u not in sent])
+
+    def _pack(self) -> Iterator[Request]:
         items, rows, users, window = self._items, self._rows, self._users, self._window
         self._items, self._rows, self._users, self._window = [], [], [], []
         body = _dumps(items)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
@@ -66,6 +67,8 @@ OUTCOMES = ("accepted", "rejected", "failed")
 RATIO_MIN_ROWS = 1000
 #: Events per part of a batch sent once their contacts are checked (see ``_checked_parts``).
 CHECK_PART = 500
+#: Contact rows held back for a busy user (``Chunker`` ``hold_back``) before the engine waits.
+HOLD_LIMIT = 20_000
 
 
 @dataclass(frozen=True)
@@ -284,6 +287,8 @@ class IngestRun:
         self._warned_window = False
         self.sender: Sender | None = None
         self.check: ContactCheck | None = None
+        self._chunker: Chunker | None = None
+        self._released: deque[Request] = deque()  # requests filled by held-back rows, to send
         if options.kind == "events" and not options.check_contacts:
             self.report.unverified = 0
         if options.kind == "contacts" and options.sync and not options.dry_run:
@@ -613,7 +618,8 @@ class IngestRun:
     def _send_pass(self, source: Source, validator: Validator, encoder: Encoder, *, counted: bool) -> None:
         opts, report = self.opts, self.report
         chunker = Chunker(max_items=opts.max_items, max_bytes=opts.max_request_bytes,
-                          distinct_users=opts.kind == "contacts")
+                          distinct_users=opts.kind == "contacts", hold_back=opts.kind == "contacts")
+        self._chunker = chunker
         sender = Sender(self.client, opts.kind, max_in_flight=opts.max_in_flight, dry_run=opts.dry_run,
                         datasource=opts.datasource, ordered=opts.kind == "contacts", sync=opts.sync)
         self.sender = sender
@@ -654,6 +660,8 @@ class IngestRun:
                         self._handle(outcome)
                     if self._stop is not None:
                         break
+                while chunker.held > HOLD_LIMIT and self._stop is None and self._wait_one(sender):
+                    pass  # held-back rows wait for answers: memory stays bounded
                 if self._stop is None:
                     try:
                         self._check_ratio()
@@ -662,9 +670,7 @@ class IngestRun:
                 if self._stop is not None:
                     break
                 progress.tick(report.rows, _counts(report))
-            self._submit_all(sender, chunker, chunker.flush())
-            for outcome in sender.drain():
-                self._handle(outcome)
+            self._finish_sends(sender, chunker)
             cancel = False
         finally:
             sender.close(cancel=cancel)
@@ -678,6 +684,33 @@ class IngestRun:
         if self._stop is not None:
             raise self._stop
         self._check_ratio(final=True)
+
+    def _finish_sends(self, sender: Sender, chunker: Chunker) -> None:
+        """Send what is left: the open request, then the held-back rows as their users' earlier
+        rows are answered, until every request is answered."""
+        while True:
+            before = self.report.requests
+            self._submit_all(sender, chunker, chunker.flush())
+            for outcome in sender.drain():
+                self._handle(outcome)
+                self._submit_released(sender)
+            if self._stop is not None or not chunker.unsent:
+                return
+            if self.report.requests == before:
+                raise RuntimeError(f"{chunker.held} held-back rows can never be sent (a bug)")
+
+    def _wait_one(self, sender: Sender) -> bool:
+        """Wait for one answer (and send what it releases); False when nothing is in flight."""
+        for outcome in sender.drain():
+            self._handle(outcome)
+            self._submit_released(sender)
+            return True
+        return False
+
+    def _submit_released(self, sender: Sender) -> None:
+        """Send the requests that answers filled with held-back rows (``Chunker.done``)."""
+        while self._released:
+            self._submit(sender, self._released.popleft())
 
     def _submit(self, sender: Sender, request: Request) -> None:
         if self._stop is not None:
@@ -699,6 +732,7 @@ class IngestRun:
                 f"after them): " + ", ".join(f"row {r} {f or '(item)'}: {m}" for r, f, m in big[:5]), self.report)
         for request in pending:
             self._submit(sender, request)
+        self._submit_released(sender)
 
     def _record_oversize(self, chunker: Chunker) -> list[tuple[int, str, str]]:
         big = chunker.take_oversize()
@@ -734,6 +768,8 @@ class IngestRun:
 
     def _handle(self, outcome: Outcome) -> None:
         report, request = self.report, outcome.request
+        if self._chunker is not None and self._chunker.hold_back:
+            self._released.extend(self._chunker.done(request))  # sent by _submit_released
         n = request.n_items
         waiting = isinstance(outcome.error, LongWaitError) and not outcome.error.may_have_acted
         if isinstance(outcome.error, SenderClosed) or waiting:  # never sent: skipped, not rejected

@@ -15,6 +15,8 @@ prepares requests, the pool sends them through the (thread-safe, self-pacing) cl
 ``ordered=True`` (contacts) a request that shares a ``_user_id`` with a request still in
 flight waits until that one is answered, so the later row of a user is always sent after
 the earlier one has been processed: "later row wins", as if the rows were sent one by one.
+(The engine's chunker already holds back the rows of busy users, ``Chunker(hold_back=True)``,
+so its requests never wait here; the keys keep the guarantee for any caller.)
 The contact deletes (``delete``) use the pool directly.
 """
 

@@ -144,3 +144,34 @@ def test_generated_builder_handles_any_parameter_name():
                     "_event_parameters": {"it's": 1, 'a"b': 2, "x\\ny": 3}}]
     assert _event_builder((), False)("t", ["u"], ["e"], None) == [
         {"_user_id": "u", "_event_id": "e", "_event_type": "t", "_event_parameters": {}}]
+
+
+def _held_chunker(**kw):
+    return Chunker(max_items=3, distinct_users=True, hold_back=True, **kw)
+
+
+def test_hold_back_sends_a_busy_users_row_only_after_its_earlier_row_was_answered():
+    chunker = _held_chunker()
+    users = ["a", "b", "c", "a", "d", "e", "a", "f"]
+    items = [{"_user_id": u, "n": i} for i, u in enumerate(users)]
+    first = list(chunker.add(items, list(range(8)), users))
+    # a's 2nd and 3rd rows are held; the other users fill requests without waiting for them
+    assert [r.rows for r in first] == [[0, 1, 2], [4, 5, 7]]
+    assert chunker.held == 2 and chunker.unsent == 2
+    assert list(chunker.flush()) == []
+    second = list(chunker.done(first[1]))  # answering a request without "a" releases nothing
+    assert second == [] and chunker.held == 2
+    assert list(chunker.done(first[0])) == [] and chunker.held == 1  # row 3 joins the open request
+    third = list(chunker.flush())
+    assert [r.rows for r in third] == [[3]]
+    assert list(chunker.done(third[0])) == [] and [r.rows for r in chunker.flush()] == [[6]]
+    assert chunker.held == 0 and chunker.unsent == 0
+
+
+def test_hold_back_lets_the_next_row_go_when_the_earlier_one_was_too_large():
+    chunker = Chunker(max_items=2, max_bytes=200, distinct_users=True, hold_back=True)
+    big = {"_user_id": "a", "note": "x" * 300}
+    out = list(chunker.add([big, {"_user_id": "a", "n": 1}, {"_user_id": "b"}], [0, 1, 2], ["a", "a", "b"]))
+    out += list(chunker.flush())
+    assert [o.row for o in chunker.take_oversize()] == [0]
+    assert sorted(r for req in out for r in req.rows) == [1, 2] and chunker.unsent == 0
