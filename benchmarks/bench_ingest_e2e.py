@@ -64,11 +64,11 @@ def _engine_run(emu: EmulatorProcess, table: Any) -> dict[str, Any]:
         _create_contacts(setup, USERS)
     time.sleep(1.5)  # let the emulator's token bucket refill after the contacts
     with make_client(emu.url) as client:
-        c0 = time.process_time()
+        c0, e0 = time.process_time(), emu.cpu()
         t0 = time.perf_counter()
         report = write_events(client, table, event_type=EVENT_TYPE, on_invalid="skip", progress_interval=0)
         wall = time.perf_counter() - t0
-        cpu = time.process_time() - c0
+        cpu, emu_cpu = time.process_time() - c0, emu.cpu() - e0
         waited = client.rate_limiter.waited_s
     stored = emu.state()["events"]
     statuses = report.http_statuses
@@ -76,6 +76,7 @@ def _engine_run(emu: EmulatorProcess, table: Any) -> dict[str, Any]:
     return {
         "wall": wall,
         "cpu": cpu,
+        "emu_share": emu_cpu / wall,
         "rows": report.rows,
         "sent": report.sent,
         "accepted": report.accepted,
@@ -157,7 +158,10 @@ def run(cfg: Config) -> Section:
     lost = [r["accepted"] - r["stored"] for r in results]
     valid = [r["rows"] - r["rejected_local"] - r["rejected_api"] for r in results]
     runs_txt = f"{runs} x {rows:,} events" + (" (long: fewer runs)" if runs < 5 and not cfg.quick else "")
-    sec.row("throughput vs ceiling", fmt_rate(rate, " ev/s"), f"ceiling {fmt_rate(ceiling, ' ev/s')}",
+    emu_share = median([r["emu_share"] for r in results])
+    sec.row("throughput vs ceiling", fmt_rate(rate, " ev/s"),
+            f"ceiling {fmt_rate(ceiling, ' ev/s')}; emulator CPU {emu_share:.2f} core"
+            + ("; emulator-bound" if emu_share >= 0.8 else ""),
             fmt_pct(share), f">= {TARGET_SHARE:.0%} of ceiling", verdict(share >= TARGET_SHARE), runs_txt,
             value=rate)
     sec.row("requests answered 429 (worst run)", fmt_pct(share_429), "", "", f"<= {MAX_429:.0%}",
