@@ -180,6 +180,11 @@ class ContactCheck:
         self._order = itertools.count()  # the priority of the next ids asked about
         self.calls = 0
         self.looked_up = 0
+        # Connections for the lookups beside the sends', reserved now: the client remounts its
+        # adapter to grow the pool, which must not happen while other threads send.
+        reserve = getattr(client, "reserve_connections", None)
+        if callable(reserve):
+            reserve(max(getattr(client, "pool_size", 0), max_in_flight) + self.max_in_flight)
 
     def ahead(self, user_ids: Iterable[str]) -> None:
         """Start looking up the ids of ``user_ids`` not settled yet; does not wait."""
@@ -263,9 +268,6 @@ class ContactCheck:
         with self._lock:
             self.calls += 1
             if self._pool is None:
-                reserve = getattr(self.client, "reserve_connections", None)
-                if callable(reserve):  # beside the sends' connections
-                    reserve(getattr(self.client, "pool_size", 0) + self.max_in_flight)
                 self._pool = _Lookups(self.max_in_flight)
             pool = self._pool
         pool.submit(priority, functools.partial(task, *args))
