@@ -96,7 +96,7 @@ def write_results(path: Path, sections: list[Section], cfg: Config, argv: list[s
         "# Benchmark results",
         "",
         f"Written by `{command}` (`./dev bench` runs `python benchmarks/run.py`) on {info['date']}; "
-        f"the whole run took {seconds:.0f} s. Targets from issue 7; how to run and read these: "
+        f"the whole run took {seconds:.0f} s. Targets from issues 7 and 19; how to run and read these: "
         "[docs/performance.md](../docs/performance.md).",
         "",
     ]
