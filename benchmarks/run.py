@@ -37,6 +37,7 @@ BENCHMARKS = {
     "emulator_writes": "bench_emulator_writes",
     "sync": "bench_sync",
     "incremental": "bench_incremental",
+    "growth": "bench_growth",
     "no_event_lost": "bench_no_event_lost",
 }
 

@@ -243,7 +243,8 @@ def _payload_hashes(top: Mapping[str, pa.Array], params: Mapping[str, pa.Array],
 class _SortedRuns:
     """A set of 64-bit keys, each with a payload hash and a row number, as sorted runs (numpy):
     a batch's new keys become a run, runs of similar size are merged, a lookup is a binary
-    search per run. 24 bytes per key, no Python object per key."""
+    search per run. 24 bytes per key, no Python object per key; a merge of two runs holding
+    ``m`` keys peaks at about 40 bytes per key (``_merge``)."""
 
     def __init__(self) -> None:
         self.runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -272,10 +273,37 @@ class _SortedRuns:
         order = np.argsort(keys)
         self.runs.append((keys[order], payload[order], rows[order]))
         while len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
-            (k1, p1, r1), (k2, p2, r2) = self.runs.pop(), self.runs.pop()
-            k, p, r = np.concatenate([k2, k1]), np.concatenate([p2, p1]), np.concatenate([r2, r1])
-            order = np.argsort(k, kind="stable")
-            self.runs.append((k[order], p[order], r[order]))
+            newer = list(self.runs.pop())
+            older = list(self.runs.pop())
+            self.runs.append(_merge(older, newer))
+
+
+def _merge(older: list[np.ndarray], newer: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two sorted runs (keys, payloads, rows) as one sorted run, emptying both lists.
+
+    No sort: a key's place in the merged run is its index in its own run plus the number of
+    keys of the other run before it (``searchsorted``; an older key comes before an equal newer
+    one). The columns are merged one at a time and each input column is dropped once merged,
+    so the peak is the two runs plus 16 bytes per key (the places and one merged column):
+    about 40 bytes per key, where sorting the concatenation (concatenated copies, the sort
+    order, the sorted copies) peaked at 80 and dominated the ingest's peak RSS on millions of
+    events.
+    """
+    keys_old, keys_new = older[0], newer[0]
+    place_old = np.searchsorted(keys_new, keys_old, side="left")
+    place_old += np.arange(len(keys_old), dtype=place_old.dtype)
+    place_new = np.searchsorted(keys_old, keys_new, side="right")
+    place_new += np.arange(len(keys_new), dtype=place_new.dtype)
+    del keys_old, keys_new
+    merged: list[np.ndarray] = []
+    while older:
+        col_old, col_new = older.pop(0), newer.pop(0)
+        out = np.empty(len(col_old) + len(col_new), col_old.dtype)
+        out[place_old] = col_old
+        out[place_new] = col_new
+        merged.append(out)
+        del col_old, col_new, out
+    return merged[0], merged[1], merged[2]
 
 
 class FirstRowWins:
