@@ -89,6 +89,7 @@ def child_main(argv: list[str]) -> None:
         cpu, ecpu = time.process_time() - c0, emu_cpu() - e0
     child_output({"wall": wall, "cpu": cpu, "emu_cpu": ecpu, "load": load, "rows": report.rows,
                   "accepted": report.accepted, "requests": report.requests, "retries": report.retries,
+                  "contact_check_calls": report.contact_check_calls,
                   "statuses": {str(k): v for k, v in report.http_statuses.items()}})
 
 
