@@ -160,12 +160,14 @@ def fetch_convert(url: str) -> int:
         return sum(b.num_rows for b in Export(client, "audience", progress_interval=0).batches())
 
 
-def to_sql(url: str, hook: Any, table: str, flt: dict[str, Any] | None = None) -> int:
+def to_sql(url: str, hook: Any, table: str, flt: dict[str, Any] | None = None, client: Any = None) -> int:
+    """The export as the operators run it: ``write_sql(export.batches(), ...)``, with a fresh
+    client unless ``client`` is given (then its ``stats`` count the requests)."""
     from airflow_provider_instasent.export import Export
     from airflow_provider_instasent.io.sql import write_sql
 
-    with make_client(url) as client:
-        export = Export(client, "audience", filter=flt, progress_interval=0)
+    with contextlib.nullcontext(client) if client is not None else make_client(url) as c:
+        export = Export(c, "audience", filter=flt, progress_interval=0)
         return write_sql(export.batches(), hook, table, export.schema).rows
 
 

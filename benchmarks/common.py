@@ -173,9 +173,13 @@ class ChildResult:
     returncode: int
 
 
-def run_child(args: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 1200.0
-              ) -> ChildResult:
+def run_child(args: Sequence[str], *, env: dict[str, str] | None = None, timeout: float = 1200.0,
+              python: str | None = None) -> ChildResult:
     """Run ``python ARGS`` and return its JSON result (its last stdout line) and peak RSS.
+
+    ``python``: another interpreter than this one (the peers' venv); ``PYTHONPATH`` is
+    ``benchmarks/`` followed by ``env``'s or this process' (an empty one in ``env``: only
+    ``benchmarks/``).
 
     The peak RSS is the child's ``VmHWM`` (``/proc/self/status``), read by the child itself
     when its work is done (:func:`child_output`): the high-water mark of its own address
@@ -192,7 +196,7 @@ def run_child(args: Sequence[str], *, env: dict[str, str] | None = None, timeout
     polled = 0
     with TempFile() as out_path, open(out_path, "w+b") as out:
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, *args], stdout=out, env=full_env, cwd=str(ROOT))
+        proc = subprocess.Popen([python or sys.executable, *args], stdout=out, env=full_env, cwd=str(ROOT))
         watched = psutil.Process(proc.pid)
         try:
             proc.wait(timeout=0.02)

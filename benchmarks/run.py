@@ -33,6 +33,7 @@ BENCHMARKS = {
     "ingest_limit": "bench_ingest_limit",
     "memory": "bench_memory",
     "export": "bench_export",
+    "peers": "bench_peers",
     "emulator": "bench_emulator",
     "emulator_writes": "bench_emulator_writes",
     "sync": "bench_sync",
