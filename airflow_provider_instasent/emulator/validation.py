@@ -393,3 +393,215 @@ def validate_event(
 def error_text(errors: Errors) -> str:
     """``"<field>: <reason>; <field2>: <reason2>"``."""
     return "; ".join(f"{name}: {reason}" for name, reasons in errors.items() for reason in reasons)
+
+
+# --- the compiled validator (the hot path of a load) --------------------------------------------
+_FAIL: Any = object()  # a value the fast path does not accept
+_NO_LIMIT = 1 << 62
+_from_iso = datetime.fromisoformat
+_STR, _NUM, _EMAIL, _PHONE, _DATE, _STRINGS, _SKIP, _REJECT, _OTHER = range(9)
+_SCALAR_KINDS = {"number": _NUM, "email": _EMAIL, "phone": _PHONE, "date": _DATE}
+
+
+def _kind(data_type: str, max_length: int | None, multi: int) -> tuple[int, int, str, int | None, int]:
+    """``(kind, max length, data type, max length, multi)`` of one field, for ``Validator``."""
+    limit = _NO_LIMIT if max_length is None else max_length
+    if multi <= 1:
+        kind = _STR if data_type in _STRINGY else _SCALAR_KINDS.get(data_type, _OTHER)
+    else:
+        kind = _STRINGS if data_type in _STRINGY else _OTHER
+    return kind, limit, data_type, max_length, multi
+
+
+def _fast_value(kind: int, value: Any, limit: int, multi: int) -> Any:
+    """``check_multi`` of an email, phone or date value, or of an array of strings, that it
+    accepts, else ``_FAIL``."""
+    if kind == _STRINGS:
+        if type(value) is not list or len(value) > multi:
+            return _FAIL
+        for v in value:
+            if type(v) is not str or len(v) > limit:
+                return _FAIL
+        return list(value)
+    if type(value) is not str:
+        return _FAIL
+    if kind == _EMAIL:
+        stripped = value.strip()
+        return stripped if len(value) <= MAX_ID_LENGTH and _EMAIL_RE.match(stripped) else _FAIL
+    if kind == _PHONE:
+        return value.strip() if _PHONE_RE.match(normalize_phone(value)) else _FAIL
+    if kind == _DATE and _DATE_RE.match(value):
+        try:
+            date.fromisoformat(value)
+        except ValueError:
+            return _FAIL
+        return value
+    return _FAIL
+
+
+class Validator:
+    """``validate_contact`` and ``validate_event`` for one project, with the specs compiled once.
+
+    Each item first takes a fast path that accepts only what it can check without a doubt (the
+    plain strings and numbers of a load inline, other values through ``check_multi``); an item
+    it does not accept, valid or not, goes to ``validate_contact`` / ``validate_event``, so
+    the errors and their wording are theirs and the result of a valid item is the same either
+    way (``tests/integration/emulator/test_value_forms.py`` compares the two on every form).
+    """
+
+    def __init__(self, project: ProjectConfig) -> None:
+        self.project = project
+        self.accept_unknown = project.accept_unknown_attributes
+        self.attributes: dict[str, tuple[int, int, str, int | None, int]] = {"_user_id": (_SKIP, 0, "", None, 1)}
+        for key, spec in project.attributes.items():
+            if key == "_user_id":
+                continue
+            if spec.readonly:
+                self.attributes[key] = (_REJECT, 0, spec.data_type, spec.max_length, spec.multivalue)
+            else:
+                self.attributes[key] = _kind(spec.data_type, spec.max_length, spec.multivalue)
+        # event type -> (uid, {parameter: (kind, ..., required)}, required parameters)
+        self.event_types: dict[str, tuple[str, dict[str, tuple[Any, ...]], tuple[str, ...]]] = {
+            uid: (
+                spec.uid,
+                {p.parameter: (*_kind(p.data_type, p.max_length, p.multi_value), p.required) for p in spec.parameters},
+                tuple(p.parameter for p in spec.parameters if p.required),
+            )
+            for uid, spec in project.event_types.items()
+        }
+
+    def _attributes(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        """``check_attributes`` of an item it accepts without errors, else None."""
+        table = self.attributes
+        clean: dict[str, Any] = {}
+        for key, value in item.items():
+            entry = table.get(key)
+            if entry is None:
+                if self.accept_unknown and not key.startswith("_") and not isinstance(value, dict):
+                    clean[key] = value
+                    continue
+                return None
+            kind = entry[0]
+            if kind == _STR:
+                if type(value) is str and len(value) <= entry[1]:
+                    clean[key] = value
+                    continue
+            elif kind == _SKIP:
+                continue
+            elif kind == _REJECT:
+                return None
+            elif kind == _NUM:
+                vt = type(value)
+                if vt is int or (vt is float and math.isfinite(value)):
+                    clean[key] = value
+                    continue
+            elif kind != _OTHER:
+                nv = _fast_value(kind, value, entry[1], entry[4])
+                if nv is not _FAIL:
+                    clean[key] = nv
+                    continue
+            if value is None:
+                clean[key] = None
+                continue
+            nv, reasons = check_multi(entry[2], value, entry[3], entry[4])
+            if reasons:
+                return None
+            clean[key] = nv
+        return clean
+
+    def contact(self, item: Any) -> tuple[ContactItem | None, Errors]:
+        """What ``validate_contact(item, project)`` returns."""
+        if type(item) is dict:
+            user_id = item.get("_user_id")
+            if type(user_id) is str and 0 < len(user_id) <= MAX_ID_LENGTH and not user_id[0].isspace():
+                changes = self._attributes(item)
+                if changes is not None:
+                    return ContactItem(user_id, changes), {}
+        return validate_contact(item, self.project)
+
+    def event(self, item: Any, received_at: float, received_iso: str) -> tuple[EventItem | None, Errors]:
+        """What ``validate_event(item, project, received_at, received_iso)`` returns."""
+        found = self._event(item, received_at, received_iso)
+        if found is None:
+            return validate_event(item, self.project, received_at, received_iso)
+        return found, {}
+
+    def _event(self, item: Any, received_at: float, received_iso: str) -> EventItem | None:
+        """The item of a valid event it accepts, else None."""
+        if type(item) is not dict or not EVENT_KEYS.issuperset(item):
+            return None
+        user_id = item.get("_user_id")
+        event_id = item.get("_event_id")
+        if not (type(user_id) is str and 0 < len(user_id) <= MAX_ID_LENGTH and not user_id[0].isspace()):
+            return None
+        if not (type(event_id) is str and 0 < len(event_id) <= MAX_ID_LENGTH and not event_id[0].isspace()):
+            return None
+        event_type = item.get("_event_type")
+        compiled = self.event_types.get(event_type) if type(event_type) is str else None
+        if compiled is None:
+            return None
+        uid, table, required = compiled
+        raw_date = item.get("_event_date")
+        if raw_date is None:
+            ts = received_at
+            date_iso = received_iso
+        elif _canonical_utc(raw_date):  # what parse_datetime does, without its checks of the shape
+            try:
+                ts = _from_iso(raw_date).timestamp()
+            except ValueError:
+                return None
+            date_iso = raw_date
+        else:
+            parsed = parse_datetime(raw_date, require_tz=True)
+            if parsed is None:
+                return None
+            ts = parsed
+            date_iso = iso_ms(ts)
+        raw = item.get("_event_parameters")
+        params: dict[str, Any] = {}
+        if raw is None:
+            raw = {}
+        elif type(raw) is not dict:
+            return None
+        for name, value in raw.items():
+            entry = table.get(name)
+            if entry is None:
+                return None
+            kind = entry[0]
+            if kind == _STR:
+                if type(value) is str and len(value) <= entry[1]:
+                    params[name] = value
+                    continue
+            elif kind == _NUM:
+                vt = type(value)
+                if vt is int or (vt is float and math.isfinite(value)):
+                    params[name] = value
+                    continue
+            elif kind != _OTHER:
+                nv = _fast_value(kind, value, entry[1], entry[4])
+                if nv is not _FAIL:
+                    params[name] = nv
+                    continue
+            if value is None:
+                if entry[5]:
+                    return None
+                continue
+            nv, reasons = check_multi(entry[2], value, entry[3], entry[4])
+            if reasons:
+                return None
+            params[name] = nv
+        for name in required:
+            if name not in raw:
+                return None
+        user_data: dict[str, Any] | None = None
+        raw_user = item.get("_user_data")
+        if raw_user is not None:
+            if type(raw_user) is not dict:
+                return None
+            inner = raw_user.get("_user_id", user_id)
+            if inner is not user_id and inner != user_id:
+                return None
+            user_data = self._attributes(raw_user)
+            if user_data is None:
+                return None
+        return EventItem(user_id, event_id, uid, ts, date_iso, params, user_data)
