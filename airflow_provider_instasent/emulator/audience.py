@@ -88,6 +88,15 @@ def _scalar_merge_key(attribute: str) -> Callable[[Any], str | None]:
     return lambda v: None if v == "" else str(v).strip()
 
 
+def _add_full_name(attrs: dict[str, Any]) -> None:
+    """``_full_name``: the first and last names joined, of a contact without one."""
+    if "_first_name" in attrs:
+        first = str(attrs["_first_name"])
+        attrs["_full_name"] = first + " " + str(attrs["_last_name"]) if "_last_name" in attrs else first
+    elif "_last_name" in attrs:
+        attrs["_full_name"] = str(attrs["_last_name"])
+
+
 class AudienceIndex:
     """Datasource contacts, the merge index and the audience contacts built from them."""
 
@@ -244,8 +253,8 @@ class AudienceIndex:
                     attrs[k] = v
         updated = max(m.updated_at for m in members)
         attrs["_date_updated"] = iso_ms(updated)
-        if "_full_name" not in attrs and ("_first_name" in attrs or "_last_name" in attrs):
-            attrs["_full_name"] = " ".join(str(attrs[k]) for k in ("_first_name", "_last_name") if k in attrs)
+        if "_full_name" not in attrs:
+            _add_full_name(attrs)
         datasources = tuple(dict.fromkeys(m.key[0] for m in members))
         others = sorted({m.origin_aid for m in members} - {aid})
         contact = AudienceContact(
@@ -267,8 +276,8 @@ class AudienceIndex:
         """``_build`` of a component of one contact (what most of a load builds)."""
         attrs = dict(m.data)
         attrs["_date_updated"] = iso_ms(m.updated_at)
-        if "_full_name" not in attrs and ("_first_name" in attrs or "_last_name" in attrs):
-            attrs["_full_name"] = " ".join(str(attrs[k]) for k in ("_first_name", "_last_name") if k in attrs)
+        if "_full_name" not in attrs:
+            _add_full_name(attrs)
         aid = m.origin_aid
         contact = AudienceContact(aid, attrs, (m,), (m.key[0],), (aid,), m.created_at, m.updated_at, now)
         self.audience[aid] = contact

@@ -244,26 +244,27 @@ class Store:
 
     # -- ingest ------------------------------------------------------------------------------
     def _upsert(self, ps: ProjectState, ds: DatasourceState, item: ContactItem, now: float) -> DsContact:
-        key = (ds.uid, item.user_id)
+        key = (ds.config.uid, item.user_id)
         old = ps.audience.contacts.get(key)
         seq = next(self._seq)
+        changes = item.changes
         if old is None:
-            data: dict[str, Any] = {"_user_id": item.user_id}
-            for k, v in item.changes.items():
-                if v is not None:
-                    data[k] = v
+            if None in changes.values():  # a null unsets: nothing to unset on a new contact
+                changes = {k: v for k, v in changes.items() if v is not None}
+            data: dict[str, Any] = {"_user_id": item.user_id, **changes}
             data["_date_imported"] = data["_date_updated"] = iso_ms(now)
-            contact = DsContact(key, self.next_id(), seq, self.next_id(), data, now, now, seq)
+            ids = self._ids
+            contact = DsContact(key, f"{next(ids):024x}", seq, f"{next(ids):024x}", data, now, now, seq)
             ds.contact_count += 1
         else:
             data = dict(old.data)
-            for k, v in item.changes.items():
+            for k, v in changes.items():
                 if v is None:
                     data.pop(k, None)
                 else:
                     data[k] = v
             data["_date_updated"] = iso_ms(now)
-            contact = replace(old, data=data, updated_at=now, update_seq=seq)
+            contact = DsContact(key, old.id, old.seq, old.origin_aid, data, old.created_at, now, seq)
         ps.audience.put(contact, now)
         ds.last_contact_received = now
         return contact

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -396,117 +397,146 @@ def error_text(errors: Errors) -> str:
 
 
 # --- the compiled validator (the hot path of a load) --------------------------------------------
-_FAIL: Any = object()  # a value the fast path does not accept
+_FAIL: Any = object()  # what a field checker answers for a value with errors
 _NO_LIMIT = 1 << 62
 _from_iso = datetime.fromisoformat
-_STR, _NUM, _EMAIL, _PHONE, _DATE, _STRINGS, _SKIP, _REJECT, _OTHER = range(9)
-_SCALAR_KINDS = {"number": _NUM, "email": _EMAIL, "phone": _PHONE, "date": _DATE}
+# iso_ms's form (2024-01-01T10:00:00.000Z), what the package and most clients send
+_ISO_MS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z").fullmatch
+Checker = Callable[[Any], Any]
 
 
-def _kind(data_type: str, max_length: int | None, multi: int) -> tuple[int, int, str, int | None, int]:
-    """``(kind, max length, data type, max length, multi)`` of one field, for ``Validator``."""
+def field_checker(data_type: str, max_length: int | None, multi: int, null: Any = None) -> Checker:
+    """``check(value)``: the value ``_check_into`` would store, ``null`` for null, or ``_FAIL``.
+
+    The common forms of a load (a plain string, a finite number, an email, a phone, a date, an
+    array of strings) are checked inline; every other value goes to ``check_multi``.
+    """
     limit = _NO_LIMIT if max_length is None else max_length
-    if multi <= 1:
-        kind = _STR if data_type in _STRINGY else _SCALAR_KINDS.get(data_type, _OTHER)
-    else:
-        kind = _STRINGS if data_type in _STRINGY else _OTHER
-    return kind, limit, data_type, max_length, multi
+
+    def general(value: Any) -> Any:
+        if value is None:
+            return null
+        nv, reasons = check_multi(data_type, value, max_length, multi)
+        return _FAIL if reasons else nv
+
+    if multi > 1:
+        if data_type not in _STRINGY:
+            return general
+
+        def strings(value: Any) -> Any:
+            if type(value) is list and len(value) <= multi:
+                for v in value:
+                    if type(v) is not str or len(v) > limit:
+                        return general(value)
+                return list(value)
+            return general(value)
+
+        return strings
+    if data_type in _STRINGY:
+        return lambda value: value if type(value) is str and len(value) <= limit else general(value)
+    if data_type == "number":
+
+        def number(value: Any) -> Any:
+            vt = type(value)
+            return value if vt is int or (vt is float and math.isfinite(value)) else general(value)
+
+        return number
+    if data_type == "email":
+
+        def email(value: Any) -> Any:
+            if type(value) is str and len(value) <= MAX_ID_LENGTH:
+                stripped = value.strip()
+                if _EMAIL_RE.match(stripped):
+                    return stripped
+            return general(value)
+
+        return email
+    if data_type == "phone":
+
+        def phone(value: Any) -> Any:
+            if type(value) is str and _PHONE_RE.match(normalize_phone(value)):
+                return value.strip()
+            return general(value)
+
+        return phone
+    if data_type == "date":
+
+        def a_date(value: Any) -> Any:
+            if type(value) is str and _DATE_RE.match(value):
+                try:
+                    date.fromisoformat(value)
+                except ValueError:
+                    return _FAIL
+                return value
+            return general(value)
+
+        return a_date
+    return general
 
 
-def _fast_value(kind: int, value: Any, limit: int, multi: int) -> Any:
-    """``check_multi`` of an email, phone or date value, or of an array of strings, that it
-    accepts, else ``_FAIL``."""
-    if kind == _STRINGS:
-        if type(value) is not list or len(value) > multi:
-            return _FAIL
-        for v in value:
-            if type(v) is not str or len(v) > limit:
-                return _FAIL
-        return list(value)
-    if type(value) is not str:
-        return _FAIL
-    if kind == _EMAIL:
-        stripped = value.strip()
-        return stripped if len(value) <= MAX_ID_LENGTH and _EMAIL_RE.match(stripped) else _FAIL
-    if kind == _PHONE:
-        return value.strip() if _PHONE_RE.match(normalize_phone(value)) else _FAIL
-    if kind == _DATE and _DATE_RE.match(value):
-        try:
-            date.fromisoformat(value)
-        except ValueError:
-            return _FAIL
-        return value
+def _reject(value: Any) -> Any:
     return _FAIL
+
+
+_ABSENT: Any = object()  # what a parameter checker answers for null: not stored
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 class Validator:
     """``validate_contact`` and ``validate_event`` for one project, with the specs compiled once.
 
-    Each item first takes a fast path that accepts only what it can check without a doubt (the
-    plain strings and numbers of a load inline, other values through ``check_multi``); an item
-    it does not accept, valid or not, goes to ``validate_contact`` / ``validate_event``, so
-    the errors and their wording are theirs and the result of a valid item is the same either
-    way (``tests/integration/emulator/test_value_forms.py`` compares the two on every form).
+    Each item first takes a fast path with a checker per field (``field_checker``); an item with
+    an error of any kind goes to ``validate_contact`` / ``validate_event`` instead, so the errors
+    and their wording are theirs, and a valid item comes out the same either way
+    (``tests/integration/emulator/test_store_paths.py`` compares the two on every form).
     """
 
     def __init__(self, project: ProjectConfig) -> None:
         self.project = project
         self.accept_unknown = project.accept_unknown_attributes
-        self.attributes: dict[str, tuple[int, int, str, int | None, int]] = {"_user_id": (_SKIP, 0, "", None, 1)}
-        for key, spec in project.attributes.items():
-            if key == "_user_id":
-                continue
-            if spec.readonly:
-                self.attributes[key] = (_REJECT, 0, spec.data_type, spec.max_length, spec.multivalue)
-            else:
-                self.attributes[key] = _kind(spec.data_type, spec.max_length, spec.multivalue)
-        # event type -> (uid, {parameter: (kind, ..., required)}, required parameters)
-        self.event_types: dict[str, tuple[str, dict[str, tuple[Any, ...]], tuple[str, ...]]] = {
+        self.attributes: dict[str, Checker] = {
+            key: _reject if spec.readonly else field_checker(spec.data_type, spec.max_length, spec.multivalue)
+            for key, spec in project.attributes.items()
+        }
+        self.attributes["_user_id"] = _as_is  # checked by the caller, and dropped from the changes
+        # event type -> (uid, {parameter: checker}, required parameters)
+        self.event_types: dict[str, tuple[str, dict[str, Checker], frozenset[str]]] = {
             uid: (
                 spec.uid,
-                {p.parameter: (*_kind(p.data_type, p.max_length, p.multi_value), p.required) for p in spec.parameters},
-                tuple(p.parameter for p in spec.parameters if p.required),
+                {
+                    p.parameter: field_checker(
+                        p.data_type, p.max_length, p.multi_value, null=_FAIL if p.required else _ABSENT
+                    )
+                    for p in spec.parameters
+                },
+                frozenset(p.parameter for p in spec.parameters if p.required),
             )
             for uid, spec in project.event_types.items()
         }
 
     def _attributes(self, item: dict[str, Any]) -> dict[str, Any] | None:
-        """``check_attributes`` of an item it accepts without errors, else None."""
+        """``check_attributes`` of an item without errors, else None."""
         table = self.attributes
-        clean: dict[str, Any] = {}
-        for key, value in item.items():
-            entry = table.get(key)
-            if entry is None:
-                if self.accept_unknown and not key.startswith("_") and not isinstance(value, dict):
-                    clean[key] = value
-                    continue
+        try:
+            clean = {key: table[key](value) for key, value in item.items()}
+        except KeyError:  # an attribute without a spec
+            if not self.accept_unknown:
                 return None
-            kind = entry[0]
-            if kind == _STR:
-                if type(value) is str and len(value) <= entry[1]:
+            clean = {}
+            for key, value in item.items():
+                check = table.get(key)
+                if check is not None:
+                    clean[key] = check(value)
+                elif not key.startswith("_") and not isinstance(value, dict):
                     clean[key] = value
-                    continue
-            elif kind == _SKIP:
-                continue
-            elif kind == _REJECT:
-                return None
-            elif kind == _NUM:
-                vt = type(value)
-                if vt is int or (vt is float and math.isfinite(value)):
-                    clean[key] = value
-                    continue
-            elif kind != _OTHER:
-                nv = _fast_value(kind, value, entry[1], entry[4])
-                if nv is not _FAIL:
-                    clean[key] = nv
-                    continue
-            if value is None:
-                clean[key] = None
-                continue
-            nv, reasons = check_multi(entry[2], value, entry[3], entry[4])
-            if reasons:
-                return None
-            clean[key] = nv
+                else:
+                    return None
+        if _FAIL in clean.values():  # the values are JSON's: only _FAIL itself equals _FAIL
+            return None
+        clean.pop("_user_id", None)
         return clean
 
     def contact(self, item: Any) -> tuple[ContactItem | None, Errors]:
@@ -527,7 +557,7 @@ class Validator:
         return found, {}
 
     def _event(self, item: Any, received_at: float, received_iso: str) -> EventItem | None:
-        """The item of a valid event it accepts, else None."""
+        """The item of a valid event, else None."""
         if type(item) is not dict or not EVENT_KEYS.issuperset(item):
             return None
         user_id = item.get("_user_id")
@@ -545,7 +575,7 @@ class Validator:
         if raw_date is None:
             ts = received_at
             date_iso = received_iso
-        elif _canonical_utc(raw_date):  # what parse_datetime does, without its checks of the shape
+        elif type(raw_date) is str and _ISO_MS_UTC(raw_date):  # what parse_datetime does, in one step
             try:
                 ts = _from_iso(raw_date).timestamp()
             except ValueError:
@@ -556,43 +586,24 @@ class Validator:
             if parsed is None:
                 return None
             ts = parsed
-            date_iso = iso_ms(ts)
+            date_iso = raw_date if _canonical_utc(raw_date) else iso_ms(ts)
         raw = item.get("_event_parameters")
-        params: dict[str, Any] = {}
         if raw is None:
             raw = {}
         elif type(raw) is not dict:
             return None
-        for name, value in raw.items():
-            entry = table.get(name)
-            if entry is None:
+        try:
+            params = {name: table[name](value) for name, value in raw.items()}
+        except KeyError:  # an unknown parameter
+            return None
+        if params:
+            values = params.values()
+            if _FAIL in values:
                 return None
-            kind = entry[0]
-            if kind == _STR:
-                if type(value) is str and len(value) <= entry[1]:
-                    params[name] = value
-                    continue
-            elif kind == _NUM:
-                vt = type(value)
-                if vt is int or (vt is float and math.isfinite(value)):
-                    params[name] = value
-                    continue
-            elif kind != _OTHER:
-                nv = _fast_value(kind, value, entry[1], entry[4])
-                if nv is not _FAIL:
-                    params[name] = nv
-                    continue
-            if value is None:
-                if entry[5]:
-                    return None
-                continue
-            nv, reasons = check_multi(entry[2], value, entry[3], entry[4])
-            if reasons:
-                return None
-            params[name] = nv
-        for name in required:
-            if name not in raw:
-                return None
+            if _ABSENT in values:  # a null optional parameter is not stored
+                params = {name: value for name, value in params.items() if value is not _ABSENT}
+        if required and not required.issubset(raw):
+            return None
         user_data: dict[str, Any] | None = None
         raw_user = item.get("_user_data")
         if raw_user is not None:
