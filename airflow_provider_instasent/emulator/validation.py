@@ -400,8 +400,6 @@ def error_text(errors: Errors) -> str:
 _FAIL: Any = object()  # what a field checker answers for a value with errors
 _NO_LIMIT = 1 << 62
 _from_iso = datetime.fromisoformat
-# iso_ms's form (2024-01-01T10:00:00.000Z), what the package and most clients send
-_ISO_MS_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z").fullmatch
 Checker = Callable[[Any], Any]
 
 
@@ -575,8 +573,15 @@ class Validator:
         if raw_date is None:
             ts = received_at
             date_iso = received_iso
-        elif type(raw_date) is str and _ISO_MS_UTC(raw_date):  # what parse_datetime does, in one step
-            try:
+        elif (  # _canonical_utc, inline: iso_ms's form, what the package and most clients send
+            type(raw_date) is str
+            and len(raw_date) == 24
+            and raw_date[23] == "Z"
+            and raw_date[19] == "."
+            and raw_date[10] == "T"
+            and raw_date[20:23].isdigit()
+        ):
+            try:  # what parse_datetime does, without its checks
                 ts = _from_iso(raw_date).timestamp()
             except ValueError:
                 return None
