@@ -607,7 +607,7 @@ class Validator:
                 return None
             if _ABSENT in values:  # a null optional parameter is not stored
                 params = {name: value for name, value in params.items() if value is not _ABSENT}
-        if required and not required.issubset(raw):
+        if required and not raw.keys() >= required:  # a view compares without building a set
             return None
         user_data: dict[str, Any] | None = None
         raw_user = item.get("_user_data")
