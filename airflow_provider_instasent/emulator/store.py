@@ -354,8 +354,7 @@ class Store:
             ds.received_contacts += 1
             outcome.stored += 1
 
-        validate = ps.validator.contact
-        checked = [validate(item) for item in items]
+        checked = ps.validator.contacts(items)
         if before_write is not None:
             before_write()
         return self._push(ds, checked, dry_run, store, count_errors=True, queued=queued)
@@ -420,8 +419,7 @@ class Store:
             if abs(event.date - received) <= AUTOMATION_WINDOW_S:
                 self._automation(ps, event, received_iso, ds_uid)
 
-        validate = ps.validator.event
-        checked = [validate(item, received, received_iso) for item in items]
+        checked = ps.validator.events(items, received, received_iso)
         if before_write is not None:
             before_write()
         return self._push(ds, checked, dry_run, store, queued=queued)

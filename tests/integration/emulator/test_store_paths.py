@@ -220,3 +220,6 @@ def test_the_compiled_validator_answers_as_the_reference_one(accept_unknown: boo
         assert got_e == want_e, item
         accepted += got_e[0] is not None
     assert accepted > 1_000  # the valid forms were met too, not only errors
+    batch = [_random_event(rng) for _ in range(300)]  # the push's loop answers as the item's
+    at, at_iso = 1.7e9, "2023-11-14T22:13:20.000Z"
+    assert validator.events(batch, at, at_iso) == [validate_event(item, config, at, at_iso) for item in batch]
