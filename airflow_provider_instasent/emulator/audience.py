@@ -79,6 +79,24 @@ def merge_values(attribute: str, value: Any) -> list[str]:
     return out
 
 
+def _scalar_merge_key(attribute: str) -> Callable[[Any], str | None]:
+    """``merge_values(attribute, value)`` of one non-null scalar value: its key, or None."""
+    if attribute == "_email":
+        return lambda v: None if v == "" else normalize_email(v)
+    if attribute == "_phone_mobile":
+        return lambda v: None if v == "" else (phone_key(v) or None)
+    return lambda v: None if v == "" else str(v).strip()
+
+
+def _add_full_name(attrs: dict[str, Any]) -> None:
+    """``_full_name``: the first and last names joined, of a contact without one."""
+    if "_first_name" in attrs:
+        first = str(attrs["_first_name"])
+        attrs["_full_name"] = first + " " + str(attrs["_last_name"]) if "_last_name" in attrs else first
+    elif "_last_name" in attrs:
+        attrs["_full_name"] = str(attrs["_last_name"])
+
+
 class AudienceIndex:
     """Datasource contacts, the merge index and the audience contacts built from them."""
 
@@ -91,6 +109,8 @@ class AudienceIndex:
         self._index: dict[IndexKey, set[Key]] = {}
         self._keys: dict[Key, tuple[IndexKey, ...]] = {}
         self._origin: dict[str, Key] = {}  # audience id minted for a contact -> that contact
+        # (merging attribute, the merge key of one scalar value) for index_keys
+        self._merge_keys = tuple((a, _scalar_merge_key(a)) for a in dict.fromkeys(self.merging) if a != "_user_id")
 
     def resolve(self, audience_id: str) -> AudienceContact | None:
         """The audience contact with this id, or the one it was merged into."""
@@ -104,13 +124,19 @@ class AudienceIndex:
     def index_keys(self, contact: DsContact) -> tuple[IndexKey, ...]:
         keys: list[IndexKey] = [("_user_id", contact.key[1])]
         data = contact.data
-        for attr in self.merging:
-            if attr == "_user_id":
-                continue
+        several = False  # a multi-valued attribute may repeat a key
+        for attr, one in self._merge_keys:
             value = data.get(attr)
-            if value is not None:
+            if value is None:
+                continue
+            if type(value) is list:
                 keys.extend((attr, v) for v in merge_values(attr, value))
-        return tuple(dict.fromkeys(keys))
+                several = True
+            else:
+                v = one(value)
+                if v is not None:
+                    keys.append((attr, v))
+        return tuple(dict.fromkeys(keys)) if several else tuple(keys)
 
     def put(self, contact: DsContact, now: float) -> None:
         key = contact.key
@@ -118,6 +144,17 @@ class AudienceIndex:
         existed = key in self.contacts
         self.contacts[key] = contact
         self._origin[contact.origin_aid] = key
+        if not existed:
+            index = self._index
+            for ik in new_keys:
+                if ik in index:
+                    break
+            else:  # a new contact that shares no key (most of a load): a component of its own
+                self._keys[key] = new_keys
+                for ik in new_keys:
+                    index[ik] = {key}
+                self._build_one(contact, now)
+                return
         if existed and self._keys.get(key) == new_keys:
             aid = self.member_of[key]
             old = self.audience.pop(aid)
@@ -216,8 +253,8 @@ class AudienceIndex:
                     attrs[k] = v
         updated = max(m.updated_at for m in members)
         attrs["_date_updated"] = iso_ms(updated)
-        if "_full_name" not in attrs and ("_first_name" in attrs or "_last_name" in attrs):
-            attrs["_full_name"] = " ".join(str(attrs[k]) for k in ("_first_name", "_last_name") if k in attrs)
+        if "_full_name" not in attrs:
+            _add_full_name(attrs)
         datasources = tuple(dict.fromkeys(m.key[0] for m in members))
         others = sorted({m.origin_aid for m in members} - {aid})
         contact = AudienceContact(
@@ -239,8 +276,8 @@ class AudienceIndex:
         """``_build`` of a component of one contact (what most of a load builds)."""
         attrs = dict(m.data)
         attrs["_date_updated"] = iso_ms(m.updated_at)
-        if "_full_name" not in attrs and ("_first_name" in attrs or "_last_name" in attrs):
-            attrs["_full_name"] = " ".join(str(attrs[k]) for k in ("_first_name", "_last_name") if k in attrs)
+        if "_full_name" not in attrs:
+            _add_full_name(attrs)
         aid = m.origin_aid
         contact = AudienceContact(aid, attrs, (m,), (m.key[0],), (aid,), m.created_at, m.updated_at, now)
         self.audience[aid] = contact

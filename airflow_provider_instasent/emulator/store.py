@@ -24,11 +24,10 @@ from .validation import (
     ContactItem,
     Errors,
     EventItem,
+    Validator,
     iso_ms,
     normalize_email,
     phone_key,
-    validate_contact,
-    validate_event,
 )
 from .writequeue import WriteQueue
 
@@ -106,6 +105,7 @@ def _priority_of(datasources: dict[str, DatasourceState]) -> Callable[[str], int
 class ProjectState:
     def __init__(self, config: ProjectConfig, now: float, clock: Clock | None = None) -> None:
         self.config = config
+        self.validator = Validator(config)  # the specs compiled once for every push
         self.clock = clock or Clock()  # the store's: relative date filters read it
         self.datasources: dict[str, DatasourceState] = {
             d.uid: DatasourceState(d, now) for d in config.datasources
@@ -244,27 +244,27 @@ class Store:
 
     # -- ingest ------------------------------------------------------------------------------
     def _upsert(self, ps: ProjectState, ds: DatasourceState, item: ContactItem, now: float) -> DsContact:
-        key = (ds.uid, item.user_id)
+        key = (ds.config.uid, item.user_id)
         old = ps.audience.contacts.get(key)
         seq = next(self._seq)
+        changes = item.changes
         if old is None:
-            data: dict[str, Any] = {"_user_id": item.user_id}
-            for k, v in item.changes.items():
-                if v is not None:
-                    data[k] = v
-            data["_date_imported"] = iso_ms(now)
-            data["_date_updated"] = iso_ms(now)
-            contact = DsContact(key, self.next_id(), seq, self.next_id(), data, now, now, seq)
+            if None in changes.values():  # a null unsets: nothing to unset on a new contact
+                changes = {k: v for k, v in changes.items() if v is not None}
+            data: dict[str, Any] = {"_user_id": item.user_id, **changes}
+            data["_date_imported"] = data["_date_updated"] = iso_ms(now)
+            ids = self._ids
+            contact = DsContact(key, f"{next(ids):024x}", seq, f"{next(ids):024x}", data, now, now, seq)
             ds.contact_count += 1
         else:
             data = dict(old.data)
-            for k, v in item.changes.items():
+            for k, v in changes.items():
                 if v is None:
                     data.pop(k, None)
                 else:
                     data[k] = v
             data["_date_updated"] = iso_ms(now)
-            contact = replace(old, data=data, updated_at=now, update_seq=seq)
+            contact = DsContact(key, old.id, old.seq, old.origin_aid, data, old.created_at, now, seq)
         ps.audience.put(contact, now)
         ds.last_contact_received = now
         return contact
@@ -354,7 +354,7 @@ class Store:
             ds.received_contacts += 1
             outcome.stored += 1
 
-        checked = [validate_contact(item, ps.config) for item in items]
+        checked = ps.validator.contacts(items)
         if before_write is not None:
             before_write()
         return self._push(ds, checked, dry_run, store, count_errors=True, queued=queued)
@@ -377,68 +377,67 @@ class Store:
         received = self.clock.now() if received_at is None else received_at
         received_iso = iso_ms(received)
 
-        def store(event: EventItem, now: float, outcome: PushOutcome) -> None:
-            self._store_event(ps, ds, event, received, received_iso, now, outcome)
+        ds_uid = ds.config.uid
+        contacts, events, event_index = ps.audience.contacts, ps.events, ps.event_index
+        by_contact = ps.events_by_contact
 
-        checked = [validate_event(item, ps.config, received, received_iso) for item in items]
+        def store(event: EventItem, now: float, outcome: PushOutcome) -> None:
+            if event.user_data is not None:
+                self._upsert(ps, ds, ContactItem(event.user_id, event.user_data), now)
+                ds.received_contacts += 1
+            key = (ds_uid, event.user_id)
+            if key not in contacts:
+                outcome.skipped += 1
+                return
+            dedupe = (ds_uid, event.event_id)
+            if dedupe in event_index:
+                outcome.duplicates += 1
+                return
+            seq = next(self._seq)
+            events[seq] = Event(
+                seq,
+                f"{next(self._ids):024x}",
+                event.event_id,
+                event.event_type,
+                event.date,
+                event.date_iso,
+                event.parameters,
+                event.user_id,
+                ds_uid,
+                received,
+                received_iso,
+            )
+            event_index[dedupe] = seq
+            mine = by_contact.get(key)
+            if mine is None:
+                by_contact[key] = [seq]
+            else:
+                mine.append(seq)
+            ds.received_events += 1
+            ds.last_event_received = now
+            outcome.stored += 1
+            if abs(event.date - received) <= AUTOMATION_WINDOW_S:
+                self._automation(ps, event, received_iso, ds_uid)
+
+        checked = ps.validator.events(items, received, received_iso)
         if before_write is not None:
             before_write()
         return self._push(ds, checked, dry_run, store, queued=queued)
 
-    def _store_event(
-        self,
-        ps: ProjectState,
-        ds: DatasourceState,
-        event: EventItem,
-        received: float,
-        received_iso: str,
-        now: float,
-        outcome: PushOutcome,
-    ) -> None:
-        if event.user_data is not None:
-            self._upsert(ps, ds, ContactItem(event.user_id, event.user_data), now)
-            ds.received_contacts += 1
-        ds_uid = ds.config.uid
-        key = (ds_uid, event.user_id)
-        if key not in ps.audience.contacts:
-            outcome.skipped += 1
-            return
-        dedupe = (ds_uid, event.event_id)
-        if dedupe in ps.event_index:
-            outcome.duplicates += 1
-            return
-        seq = next(self._seq)
-        stored = Event(
-            seq,
-            f"{next(self._ids):024x}",
-            event.event_id,
-            event.event_type,
-            event.date,
-            event.date_iso,
-            event.parameters,
-            event.user_id,
-            ds_uid,
-            received,
-            received_iso,
+    @staticmethod
+    def _automation(ps: ProjectState, event: EventItem, received_iso: str, ds_uid: str) -> None:
+        """Log an event that arrived within the automation window of its date (what would trigger)."""
+        ps.automations.append(
+            {
+                "_event_id": event.event_id,
+                "_event_type": event.event_type,
+                "_user_id": event.user_id,
+                "_event_date": event.date_iso,
+                "receivedAt": received_iso,
+                "project": ps.config.uid,
+                "datasource": ds_uid,
+            }
         )
-        ps.events[seq] = stored
-        ps.event_index[dedupe] = seq
-        ps.events_by_contact.setdefault(key, []).append(seq)
-        ds.received_events += 1
-        ds.last_event_received = now
-        outcome.stored += 1
-        if abs(event.date - received) <= AUTOMATION_WINDOW_S:
-            ps.automations.append(
-                {
-                    "_event_id": event.event_id,
-                    "_event_type": event.event_type,
-                    "_user_id": event.user_id,
-                    "_event_date": event.date_iso,
-                    "receivedAt": received_iso,
-                    "project": ps.config.uid,
-                    "datasource": ds_uid,
-                }
-            )
 
     def _drop_contact(self, ps: ProjectState, key: Key, now: float) -> bool:
         contact = ps.audience.remove(key, now)

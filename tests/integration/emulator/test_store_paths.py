@@ -4,19 +4,24 @@ The audience index builds a contact that shares no merge key with another withou
 the graph; these tests drive the store with random writes that merge, re-merge and split
 contacts (by ``_user_id`` across datasources, by email and by phone, transitively) and compare
 every audience contact with connected components computed from scratch. A reset must free the
-old store by reference counting alone (no reference cycle keeps it alive).
+old store by reference counting alone (no reference cycle keeps it alive). The validator compiled
+from the specs answers every item as the reference validation does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from airflow_provider_instasent.emulator.audience import merge_values
 from airflow_provider_instasent.emulator.fixture import load_fixture
 from airflow_provider_instasent.emulator.store import Store
+from airflow_provider_instasent.emulator.validation import Validator, validate_contact, validate_event
 
 
 def _components(ps: Any) -> set[frozenset[tuple[str, str]]]:
@@ -127,3 +132,94 @@ def test_an_event_date_keeps_its_milliseconds_as_sent() -> None:
     assert store.push_events(ps, ds, items, dry_run=False).stored == 3
     got = sorted(e.date_iso for e in ps.events.values() if e.user_id == "d")
     assert got == ["2025-03-01T10:00:00.000Z", "2025-03-01T10:00:00.123Z", "2025-03-01T10:00:00.999Z"]
+
+
+# Values of every form the validator meets: valid, invalid, converted (numeric and boolean
+# strings, a scalar for a multi-valued field), null, and of the wrong type.
+_VALUES: list[Any] = [
+    None, "", " ", "plain", "x" * 70, "ñandú", 0, 1, 2, -3, 1.5, float("inf"), float("nan"), True, False,
+    "120", "49.90", "1e3", "NaN", "true", "0", "yes", [], ["a", "b"], ["a", None], ["a", 1], ["x"] * 60, {}, {"a": 1},
+    "a@b.io", " A@B.io ", "a@@b", "x" * 250 + "@b.io", "+34 600-000-001", "0034600000001", "001234", "12",
+    "+34(600)000001", "2024-02-29", "2023-02-29", "1990-13-45", "2024-01-01T10:00:00Z", "2024-01-01T10:00:00",
+]
+_ATTRS = ["_user_id", "_first_name", "_email", "_phone_mobile", "_client_tags", "_date_imported", "_date_seen",
+          "_accepts_marketing_sms", "plan", "loyalty_points", "birthday", "unknown", "_unknown"]
+_VALID: dict[str, Any] = {"_first_name": "Ana", "_email": "ana@x.io", "_phone_mobile": "+34 600 000 001",
+                          "_client_tags": ["a", "b"], "_date_seen": "2024-02-29", "_accepts_marketing_sms": True,
+                          "plan": "pro", "loyalty_points": 3.5, "birthday": "1990-01-31", "unknown": "u"}
+_DATES: list[Any] = [None, "2025-03-01T10:00:00.000Z", "2025-03-01T10:00:00.123Z", "2025-13-01T10:00:00.000Z",
+                     "2025-03-01T12:00:00+02:00", "2025-03-01T10:00:00", "2025-03-01", "yesterday", 17, "2025-03-01T10:00:00.000+00:00"]
+_PARAMS = ["order_id", "amount", "currency", "items", "url", "other"]
+_IDS: list[Any] = ["u1", " u1", "u1 ", "", " ", None, 7, 7.0, 7.5, True, "x" * 256, ["u1"]]
+
+
+def _random_contact(rng: random.Random) -> Any:
+    if rng.random() < 0.02:
+        return rng.choice([None, "u1", ["u1"], 3])
+    item = {"_user_id": rng.choice(_IDS) if rng.random() < 0.3 else f"u{rng.randrange(5)}"}
+    if rng.random() < 0.05:
+        del item["_user_id"]
+    valid = rng.random() < 0.5
+    for attr in rng.sample(_ATTRS, rng.randrange(len(_ATTRS))):
+        if attr != "_user_id" and not (valid and attr not in _VALID):
+            item[attr] = _VALID[attr] if valid and rng.random() < 0.9 else rng.choice(_VALUES)
+    return item
+
+
+def _random_event(rng: random.Random) -> Any:
+    if rng.random() < 0.02:
+        return rng.choice([None, "e", [1]])
+    item: dict[str, Any] = {
+        "_user_id": rng.choice(_IDS) if rng.random() < 0.1 else "u1",
+        "_event_id": rng.choice(_IDS) if rng.random() < 0.1 else f"e{rng.randrange(1000)}",
+        "_event_type": rng.choice(["page_view", "nope", None, 3]) if rng.random() < 0.2 else "ecommerce_order_create",
+    }
+    for key in list(item):
+        if rng.random() < 0.02:
+            del item[key]
+    if rng.random() < 0.8:
+        item["_event_date"] = rng.choice(_DATES)
+    roll = rng.random()
+    if roll < 0.7:
+        item["_event_parameters"] = {p: rng.choice(_VALUES) for p in rng.sample(_PARAMS, rng.randrange(len(_PARAMS)))}
+        if rng.random() < 0.7:  # a valid order most of the time
+            item["_event_parameters"] = {"order_id": "o1", "amount": rng.choice([1, 2.5, "3"]), "currency": "EUR",
+                                         "items": ["a", "b"], **item["_event_parameters"]} if rng.random() < 0.5 else {
+                                         "order_id": "o1", "amount": 2, "items": rng.choice([["a"], "a", [], None])}
+    elif roll < 0.8:
+        item["_event_parameters"] = rng.choice([None, [], "x"])
+    if rng.random() < 0.3:
+        user = _random_contact(rng)
+        if isinstance(user, dict) and rng.random() < 0.7:
+            user["_user_id"] = item.get("_user_id") if rng.random() < 0.8 else "other"
+        item["_user_data"] = user
+    if rng.random() < 0.05:
+        item["_extra"] = 1
+    return item
+
+
+@pytest.mark.parametrize("accept_unknown", [False, True])
+def test_the_compiled_validator_answers_as_the_reference_one(accept_unknown: bool) -> None:
+    """``Validator`` (the hot path) against ``validate_contact`` / ``validate_event``: the same
+    item, or the same errors in the same words, for thousands of items of every form."""
+    config = dataclasses.replace(load_fixture().projects["demo"], accept_unknown_attributes=accept_unknown)
+    validator = Validator(config)
+    rng = random.Random(19)
+    accepted = 0
+    for _ in range(20_000):
+        item = _random_contact(rng)
+        got, want = validator.contact(item), validate_contact(item, config)
+        assert got == want, item
+        accepted += got[0] is not None
+    assert accepted > 2_000  # the valid forms were met too, not only errors
+    accepted = 0
+    for _ in range(20_000):
+        item = _random_event(rng)
+        got_e, want_e = validator.event(item, 1.7e9, "2023-11-14T22:13:20.000Z"), validate_event(
+            item, config, 1.7e9, "2023-11-14T22:13:20.000Z")
+        assert got_e == want_e, item
+        accepted += got_e[0] is not None
+    assert accepted > 1_000  # the valid forms were met too, not only errors
+    batch = [_random_event(rng) for _ in range(300)]  # the push's loop answers as the item's
+    at, at_iso = 1.7e9, "2023-11-14T22:13:20.000Z"
+    assert validator.events(batch, at, at_iso) == [validate_event(item, config, at, at_iso) for item in batch]
