@@ -660,8 +660,12 @@ class IngestRun:
                         self._handle(outcome)
                     if self._stop is not None:
                         break
-                while chunker.held > HOLD_LIMIT and self._stop is None and self._wait_one(sender):
-                    pass  # held-back rows wait for answers: memory stays bounded
+                while chunker.held > HOLD_LIMIT and self._stop is None:  # memory stays bounded
+                    if not self._wait_one(sender):  # nothing in flight: the open request goes now
+                        before = report.requests
+                        self._submit_all(sender, chunker, chunker.flush())
+                        if report.requests == before:
+                            break
                 if self._stop is None:
                     try:
                         self._check_ratio()

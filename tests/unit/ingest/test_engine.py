@@ -215,6 +215,33 @@ def test_contacts_later_row_wins_and_is_never_in_flight_twice(specs):
     assert last["u0"] == "p570" and last["u29"] == "p599"
 
 
+def test_few_users_many_rows_hold_back_stays_bounded(specs, monkeypatch):
+    """Rows of fewer users than a request holds never fill one: past HOLD_LIMIT held rows the
+    engine sends the open request instead of holding the whole input, and the last row wins."""
+    from airflow_provider_instasent.ingest import encode, engine
+
+    monkeypatch.setattr(engine, "HOLD_LIMIT", 200)
+    most = 0
+    original = encode.Chunker.add
+
+    def add(self, *args, **kwargs):
+        nonlocal most
+        yield from original(self, *args, **kwargs)
+        most = max(most, self.held)
+
+    monkeypatch.setattr(encode.Chunker, "add", add)
+    df = pd.DataFrame({"_user_id": [f"u{i % 5}" for i in range(3000)], "plan": [f"p{i}" for i in range(3000)]})
+    client = FakeClient()
+    report = write_contacts(client, df, specs=specs, batch_rows=500, max_in_flight=4)
+    assert report.accepted == 3000 and report.skipped == 0
+    assert most <= 200 + 500  # the limit plus one batch, not the 3,000 rows
+    last = {}
+    for call in client.calls:
+        for item in call:
+            last[item["_user_id"]] = item["plan"]
+    assert last == {f"u{k}": f"p{2995 + k}" for k in range(5)}
+
+
 def test_progress_is_logged(specs, fake_client, caplog):
     caplog.set_level(logging.INFO, logger="airflow_provider_instasent.ingest")
     write_events(fake_client, orders(100), event_type=ORDER, specs=specs, progress_interval=0.0001, batch_rows=10)
