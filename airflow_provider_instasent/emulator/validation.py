@@ -594,14 +594,7 @@ class Validator:
         if raw_date is None:
             ts = received_at
             date_iso = received_iso
-        elif (  # _canonical_utc, inline: iso_ms's form, what the package and most clients send
-            type(raw_date) is str
-            and len(raw_date) == 24
-            and raw_date[23] == "Z"
-            and raw_date[19] == "."
-            and raw_date[10] == "T"
-            and raw_date[20:23].isdigit()
-        ):
+        elif _canonical_utc(raw_date):  # iso_ms's form, what the package and most clients send
             try:  # what parse_datetime does, without its checks
                 ts = _from_iso(raw_date).timestamp()
             except ValueError:
