@@ -266,11 +266,16 @@ class ContactCheck:
 
     def _submit(self, priority: int, task: Callable[..., None], *args: Any) -> None:
         with self._lock:
-            self.calls += 1
             if self._pool is None:
                 self._pool = _Lookups(self.max_in_flight)
             pool = self._pool
-        pool.submit(priority, functools.partial(task, *args))
+        pool.submit(priority, functools.partial(self._run, task, args))
+
+    def _run(self, task: Callable[..., None], args: tuple[Any, ...]) -> None:
+        # counted when made: lookups still queued when the run stops are dropped, never sent
+        with self._lock:
+            self.calls += 1
+        task(*args)
 
     def _search_task(self, priority: int, batch: list[str], futures: list[Future[bool]]) -> None:
         found: dict[str, bool] = {}

@@ -82,7 +82,7 @@ def test_parts_are_sent_while_later_lookups_are_on_the_wire(shop, client):
 
 
 def test_a_lookup_failing_mid_batch_sends_the_checked_parts_and_skips_the_rest(shop, client):
-    calls = _timed(client, ("push",))
+    calls = _timed(client, ("push", "get_contact"))
     searched = 0
     original = client.search_audience
 
@@ -94,11 +94,15 @@ def test_a_lookup_failing_mid_batch_sends_the_checked_parts_and_skips_the_rest(s
         return original(*args, **kwargs)
 
     client.search_audience = failing
+    # two lookups at a time, 20 ms each: lookups of later parts are still queued when it stops
+    requests.post(f"{shop}/_emulator/faults", json={"latency_ms": 20}, timeout=10).raise_for_status()
     with pytest.raises(Exception, match="contact check failed") as info:
-        write_events(client, _events(), event_type=ORDER, on_invalid="skip", progress_interval=0)
+        write_events(client, _events(), event_type=ORDER, on_invalid="skip", progress_interval=0, max_in_flight=2)
     report = info.value.report
     sent = sum(1 for c in calls if c[0] == "push")
     assert 0 < report.accepted < EVENTS and report.accepted == emulator_state(shop)["events"]
     assert report.requests == sent
+    # lookups still queued when the run stopped were never made, and are not counted
+    assert report.contact_check_calls == searched + sum(1 for c in calls if c[0] == "get_contact")
     assert report.accepted + report.rejected + report.unknown + report.skipped == report.rows == EVENTS
     assert report.skipped >= EVENTS - 3 * CHECK_PART
