@@ -403,6 +403,37 @@ class IngestRun:
             yield offset, batch
             offset += batch.num_rows
 
+    def _looked_ahead(self, batches: Iterator[tuple[int, pa.RecordBatch]]
+                      ) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """``batches`` read one ahead: before a batch is handed on, the contact check starts
+        looking up the users of the next one (``ContactCheck.ahead``), so that a batch's first
+        parts do not wait for its new users' lookups while the pipe drains. The ids are the raw
+        ``_user_id`` values (an invalid row's lookup is a wasted call, never a wrong verdict:
+        ``missing`` decides on the encoded ids); a batch with ``_user_data`` columns is left to
+        ``_checked_parts``. A source error reading ahead is raised at its own turn."""
+        if self.check is None:
+            yield from batches
+            return
+        current: tuple[int, pa.RecordBatch] | None = None
+        while True:
+            error: BaseException | None = None
+            following: tuple[int, pa.RecordBatch] | None = None
+            try:
+                following = next(batches, None)
+            except Exception as exc:  # SourceReadError: after the batch before it
+                error = exc
+            if following is not None:
+                _, upcoming = following
+                if not any(name.startswith(USER_DATA) for name in upcoming.schema.names):
+                    self.check.ahead(uid for uid in _user_id_strings(upcoming) if uid is not None)
+            if current is not None:
+                yield current
+            if error is not None:
+                raise error
+            if following is None:
+                return
+            current = following
+
     def _local_rejects(self, validated: Validated, batch: pa.RecordBatch, offset: int) -> int:
         rows, fields_, reasons = validated.errors.records()
         if not len(rows):
@@ -627,7 +658,7 @@ class IngestRun:
         first_wins = self._first_wins()  # a fresh index: the preflight's decisions, made again
         cancel = True
         try:
-            for offset, batch in self._batches(source):
+            for offset, batch in self._looked_ahead(self._batches(source)):
                 n = batch.num_rows
                 if not counted:
                     report.rows += n

@@ -172,7 +172,9 @@ class ContactCheck:
         self.datasource = datasource or getattr(client, "datasource", None)
         self.max_in_flight = max(1, max_in_flight)
         self.chain = contacts_from or ContactsFrom()
-        self._exists: dict[str, bool] = {}
+        # the cache of answers, as two sets: ``missing`` settles a part by set difference
+        self._found: set[str] = set()
+        self._absent: set[str] = set()
         self._pending: dict[str, Future[bool]] = {}
         self._search = True
         self._lock = threading.Lock()
@@ -188,9 +190,13 @@ class ContactCheck:
 
     def ahead(self, user_ids: Iterable[str]) -> None:
         """Start looking up the ids of ``user_ids`` not settled yet; does not wait."""
-        ask = [uid for uid in dict.fromkeys(user_ids)
-               if uid not in self._exists and uid not in self._pending and uid not in self.chain.written
-               and uid not in self.chain.rejected]
+        unique = dict.fromkeys(user_ids)
+        # set arithmetic first: once the run has seen its users, nearly every id is settled
+        new = unique.keys() - self._found - self._absent - self._pending.keys()
+        if not new:
+            return
+        chain = self.chain
+        ask = [uid for uid in unique if uid in new and uid not in chain.written and uid not in chain.rejected]
         if ask:
             self._pending.update(self._start(ask))
 
@@ -200,7 +206,12 @@ class ContactCheck:
         Waits for the lookups of these ids (started here unless ``ahead`` started them); a
         lookup that failed after the client's retries raises its error.
         """
-        unique = list(dict.fromkeys(user_ids))
+        # an id found to exist is never in the chain's sets (``ahead`` does not look those up)
+        asked = dict.fromkeys(user_ids)
+        rest = asked.keys() - self._found
+        if not rest:
+            return {}
+        unique = [uid for uid in asked if uid in rest]  # in the order asked: the lookups' priority
         self.ahead(unique)
         out: dict[str, str] = {}
         for uid in unique:
@@ -215,7 +226,7 @@ class ContactCheck:
                 exists = pending.result()  # raises the lookup's error
                 del self._pending[uid]
                 self._remember(uid, exists)
-            if self._exists.get(uid) is False:
+            if uid in self._absent:
                 out[uid] = f"contact {uid!r} does not exist in datasource {self.datasource!r}"
         return out
 
@@ -224,14 +235,16 @@ class ContactCheck:
         return uid in self.chain.rejected
 
     def _remember(self, uid: str, exists: bool) -> None:
-        if len(self._exists) >= CACHE_SIZE:
-            self._exists.clear()
-        self._exists[uid] = exists
+        if len(self._found) + len(self._absent) >= CACHE_SIZE:
+            self._found.clear()
+            self._absent.clear()
+        (self._found if exists else self._absent).add(uid)
 
     def forget(self, user_ids: Iterable[str]) -> None:
         """Drop cached answers (the read-back asks again)."""
         for uid in user_ids:
-            self._exists.pop(uid, None)
+            self._found.discard(uid)
+            self._absent.discard(uid)
 
     def lookup(self, user_ids: Sequence[str]) -> dict[str, bool]:
         """Ask the API now, cache aside: ``{user id: exists}`` for every id (searches first,

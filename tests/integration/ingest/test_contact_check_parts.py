@@ -106,3 +106,54 @@ def test_a_lookup_failing_mid_batch_sends_the_checked_parts_and_skips_the_rest(s
     assert report.contact_check_calls == searched + sum(1 for c in calls if c[0] == "get_contact")
     assert report.accepted + report.rejected + report.unknown + report.skipped == report.rows == EVENTS
     assert report.skipped >= EVENTS - 3 * CHECK_PART
+
+
+def test_the_next_batch_is_looked_up_while_this_one_is_sent(shop, client):
+    """Batches of 500 events, one request in flight: the lookups of the second batch's users
+    start before the first batch's first push answers (the engine reads one batch ahead), so
+    a batch never waits on the wire for its new users while the pipe drains."""
+    frame = _events().iloc[:1_000]  # u-0 .. u-999: batch 1 holds u-0..499, batch 2 u-500..999
+    requests.post(f"{shop}/_emulator/faults", json={"latency_ms": 50}, timeout=10).raise_for_status()
+    calls = _timed(client, ("push", "search_audience"))
+    searched: list[tuple[float, list[str]]] = []
+    timed_search = client.search_audience
+
+    def search(root, **kwargs):
+        searched.append((time.perf_counter(), list(root["values"])))
+        return timed_search(root, **kwargs)
+
+    client.search_audience = search
+    report = write_events(client, frame, event_type=ORDER, on_invalid="skip", progress_interval=0,
+                          max_in_flight=1, batch_rows=500)
+
+    assert report.rows == 1_000 and report.accepted + report.rejected == 1_000
+    assert report.missing_contacts == sum(1 for i in range(1_000) if i % 10 == 7)
+    second_batch = min(t for t, ids in searched if any(int(u[2:]) >= 500 for u in ids))
+    first_push_answered = min(c[2] for c in calls if c[0] == "push")
+    assert second_batch < first_push_answered
+    assert report.contact_check_calls == len(searched) + 100  # one exact lookup per missing user
+
+
+def test_a_source_error_read_ahead_stops_the_run_after_the_batches_before_it(shop, client, tmp_path):
+    """The engine reads one batch ahead for the check; a file that cannot be read there still
+    stops the run where it stopped before: after the batches before it were handed to the
+    sender, every row read accounted for (what was not answered yet is skipped)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from airflow_provider_instasent.ingest import SourceReadError
+
+    good = _events().iloc[:600]
+    pq.write_table(pa.Table.from_pandas(good, preserve_index=False), tmp_path / "a.parquet")
+    pq.write_table(pa.Table.from_pandas(_events().iloc[600:900], preserve_index=False), tmp_path / "b.parquet",
+                   row_group_size=100)
+    data = (tmp_path / "b.parquet").read_bytes()
+    half = len(data) // 2
+    (tmp_path / "b.parquet").write_bytes(data[:40] + b"\x00" * (half - 40) + data[half:])  # row groups, footer intact
+    with pytest.raises(SourceReadError, match=r"b\.parquet") as info:
+        write_events(client, str(tmp_path), event_type=ORDER, on_invalid="skip", progress_interval=0,
+                     batch_rows=200)
+    report = info.value.report
+    assert report.rows == 600 and report.accepted > 0  # the three batches of a.parquet, then the error
+    assert report.accepted == emulator_state(shop)["events"]
+    assert report.rows == report.accepted + report.rejected + report.skipped
