@@ -652,7 +652,7 @@ class IngestRun:
                           distinct_users=opts.kind == "contacts", hold_back=opts.kind == "contacts")
         self._chunker = chunker
         sender = Sender(self.client, opts.kind, max_in_flight=opts.max_in_flight, dry_run=opts.dry_run,
-                        datasource=opts.datasource, ordered=opts.kind == "contacts", sync=opts.sync)
+                        datasource=opts.datasource, sync=opts.sync)
         self.sender = sender
         progress = Progress(self.log, opts.kind, opts.progress_interval, source.total_rows, unit="rows read")
         first_wins = self._first_wins()  # a fresh index: the preflight's decisions, made again

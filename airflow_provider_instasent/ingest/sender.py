@@ -7,25 +7,20 @@ memory stays bounded however fast the caller produces work. The backlog (by defa
 request per thread) is what keeps every thread busy while the caller's thread is away
 preparing the next batch: a thread that finishes takes the next queued call at once instead
 of waiting for the caller to submit one (docs/performance.md, "Ingest at the concurrency
-limit"). An optional *conflict key* per call (a set of strings) makes a call wait while
-another call sharing a key is submitted and unanswered.
+limit").
 
 ``Sender`` is the push sender of the ingest engine on top of it: the engine's thread
-prepares requests, the pool sends them through the (thread-safe, self-pacing) client. With
-``ordered=True`` (contacts) a request that shares a ``_user_id`` with a request still in
-flight waits until that one is answered, so the later row of a user is always sent after
-the earlier one has been processed: "later row wins", as if the rows were sent one by one.
-(The engine's chunker already holds back the rows of busy users, ``Chunker(hold_back=True)``,
-so its requests never wait here; the keys keep the guarantee for any caller.)
-The contact deletes (``delete``) use the pool directly.
+prepares requests, the pool sends them through the (thread-safe, self-pacing) client. The
+order of a contacts run ("later row wins": a user's later row is sent only once its earlier
+one is answered) is the chunker's (``Chunker(hold_back=True)``), not the pool's: the pool
+sends what it is given. The contact deletes (``delete``) use the pool directly.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections import Counter
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -77,9 +72,8 @@ class BoundedPool(Generic[T]):
         self._pool = ThreadPoolExecutor(max_workers=max_in_flight, thread_name_prefix=name)
         self._done: queue.SimpleQueue[Done[T]] = queue.SimpleQueue()
         self._in_flight = 0
-        self._keys: Counter[str] = Counter()
         self._closed = threading.Event()
-        self._pending: dict[int, tuple[T, Collection[str]]] = {}
+        self._pending: dict[int, T] = {}
         self._seq = 0
 
     def _run(self, call: Callable[[T], Any], item: T, seq: int) -> None:
@@ -92,19 +86,14 @@ class BoundedPool(Generic[T]):
                 self._closed.set()
             self._done.put(Done(item, error=exc, seq=seq))
 
-    def _blocked(self, keys: Collection[str]) -> bool:
-        return self._in_flight >= self._limit or any(k in self._keys for k in keys)
-
-    def submit(self, call: Callable[[T], Any], item: T, keys: Collection[str] = ()) -> Iterator[Done[T]]:
-        """Queue ``call(item)`` once fewer than ``max_in_flight + backlog`` calls are unanswered
-        (and none sharing ``keys``); yields the calls that finished meanwhile."""
-        while self._in_flight and self._blocked(keys):
+    def submit(self, call: Callable[[T], Any], item: T) -> Iterator[Done[T]]:
+        """Queue ``call(item)`` once fewer than ``max_in_flight + backlog`` calls are unanswered;
+        yields the calls that finished meanwhile."""
+        while self._in_flight >= self._limit:
             yield self._take()
         self._in_flight += 1
         self._seq += 1
-        self._pending[self._seq] = (item, keys)
-        if keys:
-            self._keys.update(keys)
+        self._pending[self._seq] = item
         self._pool.submit(self._run, call, item, self._seq)
 
     def poll(self) -> Iterator[Done[T]]:
@@ -126,12 +115,7 @@ class BoundedPool(Generic[T]):
 
     def _finish(self, done: Done[T]) -> Done[T]:
         self._in_flight -= 1
-        _, keys = self._pending.pop(done.seq, (None, ()))
-        if keys:
-            self._keys.subtract(keys)
-            for key in keys:
-                if self._keys[key] <= 0:
-                    del self._keys[key]
+        self._pending.pop(done.seq, None)
         return done
 
     def close(self, *, cancel: bool = False) -> None:
@@ -142,7 +126,7 @@ class BoundedPool(Generic[T]):
 
     def unfinished(self) -> list[T]:
         """After ``close``: items submitted whose outcome was never taken (cancelled)."""
-        return [item for item, _ in self._pending.values()]
+        return list(self._pending.values())
 
 
 @dataclass
@@ -158,13 +142,12 @@ class Sender:
     """Push requests of one ingest run through a ``BoundedPool`` (see the module doc)."""
 
     def __init__(self, client: InstasentClient, kind: str, *, max_in_flight: int = 16, dry_run: bool = False,
-                 datasource: str | None = None, ordered: bool = False, sync: bool = False) -> None:
+                 datasource: str | None = None, sync: bool = False) -> None:
         self.client = client
         self.kind = kind
         self.dry_run = dry_run
         self.sync = sync
         self.datasource = datasource
-        self.ordered = ordered
         # A failed push stops the run (the engine): the requests queued behind it are not sent.
         self._pool: BoundedPool[Request] = BoundedPool(max_in_flight, name="instasent-push", client=client,
                                                        halt_on_error=True)
@@ -182,8 +165,7 @@ class Sender:
 
     def submit(self, request: Request) -> Iterator[Outcome]:
         """Send ``request`` once a slot is free; yields the requests that finished meanwhile."""
-        keys = set(request.user_ids) if self.ordered else ()
-        for done in self._pool.submit(self._send, request, keys):
+        for done in self._pool.submit(self._send, request):
             yield self._outcome(done)
 
     def poll(self) -> Iterator[Outcome]:

@@ -275,7 +275,7 @@ def test_request_failing_after_all_retries_leaves_its_rows_unknown_and_a_rerun_c
     assert_events_stored(emulator, ds)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ingest/sender.py ordered=True waits for the earlier request's "
+@pytest.mark.xfail(strict=True, reason="BUG: the contacts chunker's hold-back waits for the earlier request's "
                    "*outcome*, but an attempt that timed out on the client can still be applied by the server "
                    "later, after the later row: 'later row wins' (docs/ingest.md) does not hold across timeouts")
 @pytest.mark.usefixtures("quiet_retries")

@@ -1,5 +1,5 @@
 """BoundedPool: at most max_in_flight calls running, a backlog that keeps the threads busy while
-the caller is away, conflict keys, and no queued call made after a failure (halt_on_error)."""
+the caller is away, and no queued call made after a failure (halt_on_error)."""
 
 from __future__ import annotations
 
@@ -70,21 +70,6 @@ def test_submit_blocks_beyond_max_in_flight_plus_backlog():
     rest = [d.result for d in pool.drain()]
     pool.close()
     assert sorted(got + rest) == [0, 1, 2]
-
-
-def test_a_call_sharing_a_key_waits_for_the_unanswered_one():
-    gate = Gate()
-    pool: BoundedPool[int] = BoundedPool(4)
-    list(pool.submit(gate, 0, {"u1"}))
-    blocked = threading.Thread(target=lambda: list(pool.submit(gate, 1, {"u1", "u2"})))
-    blocked.start()
-    time.sleep(0.1)
-    assert blocked.is_alive() and gate.started == [0]
-    gate.release.set()
-    blocked.join(5)
-    list(pool.drain())
-    pool.close()
-    assert gate.started == [0, 1]
 
 
 def test_halt_on_error_makes_no_queued_call_after_a_failure():
