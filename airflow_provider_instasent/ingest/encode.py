@@ -360,13 +360,20 @@ class Chunker:
     # -- hold_back ----------------------------------------------------------------------------
     def _add_holding(self, items: Sequence[Any], rows: Sequence[int], user_ids: Sequence[str],
                      windows: Sequence[bool]) -> Iterator[Request]:
-        busy, held, in_open = self._busy, self._held, self._in_open
+        busy, held = self._busy, self._held
         for item, row, user, win in zip(items, rows, user_ids, windows):
-            if user in busy or user in held or user in in_open:
+            # self._in_open, not a local: a full request starts a new open one (``_take``)
+            if user in busy or user in held or user in self._in_open:
                 held.setdefault(user, deque()).append((item, int(row), bool(win)))
                 self.held += 1
                 continue
-            yield from self._put(item, int(row), user, bool(win))
+            self._items.append(item)
+            self._rows.append(int(row))
+            self._users.append(user)
+            self._window.append(bool(win))
+            self._in_open.add(user)
+            if len(self._items) >= self.max_items:
+                yield from self._take()
 
     def _put(self, item: Any, row: int, user: str, win: bool) -> Iterator[Request]:
         self._items.append(item)

@@ -175,3 +175,49 @@ def test_hold_back_lets_the_next_row_go_when_the_earlier_one_was_too_large():
     out += list(chunker.flush())
     assert [o.row for o in chunker.take_oversize()] == [0]
     assert sorted(r for req in out for r in req.rows) == [1, 2] and chunker.unsent == 0
+
+
+def test_hold_back_never_puts_a_user_twice_in_the_request_after_a_full_one():
+    chunker = _held_chunker()
+    users = ["a", "b", "c", "d", "d", "e", "f"]  # the second "d" comes after a request filled up
+    out = list(chunker.add([{"_user_id": u} for u in users], list(range(7)), users))
+    assert [r.user_ids for r in out] == [["a", "b", "c"], ["d", "e", "f"]]
+    assert chunker.held == 1  # the second "d" waits for the first one's answer
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_hold_back_keeps_each_users_rows_in_order_whatever_the_answer_order(seed):
+    """A model check: random users, requests answered in a random order. Every row is sent once;
+    no request holds a user twice; a user's row is sent only after its earlier row's request
+    was answered (so the API applies a user's rows in source order)."""
+    import random
+
+    rng = random.Random(seed)
+    users = [f"u{rng.randrange(12)}" for _ in range(400)]
+    chunker = Chunker(max_items=rng.choice([2, 5, 10]), distinct_users=True, hold_back=True)
+    in_flight: list = []
+    answered_rows: set[int] = set()
+    sent: list[int] = []
+
+    def take(requests):
+        for r in requests:
+            assert len(set(r.user_ids)) == len(r.user_ids)
+            for row, user in zip(r.rows, r.user_ids):
+                earlier = [k for k in range(row) if users[k] == user]
+                assert all(k in answered_rows for k in earlier), (row, user)
+            sent.extend(r.rows)
+            in_flight.append(r)
+
+    for start in range(0, len(users), 37):
+        part = range(start, min(start + 37, len(users)))
+        take(chunker.add([{"_user_id": users[i]} for i in part], list(part), [users[i] for i in part]))
+        while in_flight and rng.random() < 0.6:
+            done = in_flight.pop(rng.randrange(len(in_flight)))
+            answered_rows.update(done.rows)
+            take(chunker.done(done))
+    while chunker.unsent or in_flight:
+        take(chunker.flush())
+        done = in_flight.pop(rng.randrange(len(in_flight)))
+        answered_rows.update(done.rows)
+        take(chunker.done(done))
+    assert sorted(sent) == list(range(len(users)))
