@@ -106,9 +106,13 @@ class AudienceIndex:
         self.contacts: dict[Key, DsContact] = {}
         self.audience: dict[str, AudienceContact] = {}
         self.member_of: dict[Key, str] = {}
-        self._index: dict[IndexKey, set[Key]] = {}
+        # merge key -> the contact holding it, or a set of them when several do (a key held by one
+        # contact, most of them, costs no set: a set is a 200-byte object the collector tracks)
+        self._index: dict[IndexKey, Key | set[Key]] = {}
         self._keys: dict[Key, tuple[IndexKey, ...]] = {}
-        self._origin: dict[str, Key] = {}  # audience id minted for a contact -> that contact
+        # audience id minted for a contact -> that contact, for the members of a merged component
+        # (a contact alone, or the oldest of its component, is found under its own id in audience)
+        self._origin: dict[str, Key] = {}
         # (merging attribute, the merge key of one scalar value) for index_keys
         self._merge_keys = tuple((a, _scalar_merge_key(a)) for a in dict.fromkeys(self.merging) if a != "_user_id")
 
@@ -120,6 +124,13 @@ class AudienceIndex:
             aid = self.member_of.get(key) if key is not None else None
             contact = self.audience.get(aid) if aid is not None else None
         return contact
+
+    def _holders(self, ik: IndexKey) -> Iterable[Key]:
+        """The contacts holding merge key ``ik``."""
+        found = self._index.get(ik)
+        if found is None:
+            return ()
+        return found if isinstance(found, set) else (found,)
 
     def index_keys(self, contact: DsContact) -> tuple[IndexKey, ...]:
         keys: list[IndexKey] = [("_user_id", contact.key[1])]
@@ -143,7 +154,6 @@ class AudienceIndex:
         new_keys = self.index_keys(contact)
         existed = key in self.contacts
         self.contacts[key] = contact
-        self._origin[contact.origin_aid] = key
         if not existed:
             index = self._index
             for ik in new_keys:
@@ -152,7 +162,7 @@ class AudienceIndex:
             else:  # a new contact that shares no key (most of a load): a component of its own
                 self._keys[key] = new_keys
                 for ik in new_keys:
-                    index[ik] = {key}
+                    index[ik] = key
                 self._build_one(contact, now)
                 return
         if existed and self._keys.get(key) == new_keys:
@@ -174,21 +184,32 @@ class AudienceIndex:
         aid = self.member_of.get(key)
         if aid is not None:
             affected.add(aid)
+        index = self._index
         for ik in self._keys.pop(key, ()):
-            bucket = self._index.get(ik)
-            if bucket is not None:
-                bucket.discard(key)
-                if not bucket:
-                    del self._index[ik]
+            bucket = index.get(ik)
+            if bucket is None:
+                continue
+            if not isinstance(bucket, set):
+                if bucket == key:
+                    del index[ik]
+                continue
+            bucket.discard(key)
+            if len(bucket) == 1:
+                index[ik] = next(iter(bucket))
+            elif not bucket:
+                del index[ik]
         alone = True  # no other contact shares a key: the component is this contact alone
         if new_keys:
             self._keys[key] = new_keys
-            index = self._index
             for ik in new_keys:
                 bucket = index.get(ik)
                 if bucket is None:
-                    index[ik] = {key}
+                    index[ik] = key
                     continue
+                if not isinstance(bucket, set):
+                    if bucket == key:
+                        continue
+                    bucket = index[ik] = {bucket}
                 for other in bucket:
                     if other != key:
                         alone = False
@@ -224,7 +245,7 @@ class AudienceIndex:
                 k = stack.pop()
                 component.append(k)
                 for ik in self._keys.get(k, ()):
-                    for nb in self._index.get(ik, ()):
+                    for nb in self._holders(ik):
                         if nb not in seen:
                             seen.add(nb)
                             stack.append(nb)
@@ -270,13 +291,17 @@ class AudienceIndex:
         self.audience[aid] = contact
         for m in members:
             self.member_of[m.key] = aid
+            self._origin[m.origin_aid] = m.key
         return contact
 
     def _build_one(self, m: DsContact, now: float) -> AudienceContact:
         """``_build`` of a component of one contact (what most of a load builds)."""
-        attrs = dict(m.data)
-        attrs["_date_updated"] = iso_ms(m.updated_at)
-        if "_full_name" not in attrs:
+        # The store writes a contact's ``_date_updated`` as iso_ms(updated_at) (_build's value), so
+        # its data is the audience contact's attributes as they are, shared (both are immutable)
+        # unless a _full_name is to be added.
+        attrs = m.data
+        if "_full_name" not in attrs and ("_first_name" in attrs or "_last_name" in attrs):
+            attrs = dict(attrs)
             _add_full_name(attrs)
         aid = m.origin_aid
         contact = AudienceContact(aid, attrs, (m,), (m.key[0],), (aid,), m.created_at, m.updated_at, now)
@@ -288,7 +313,7 @@ class AudienceIndex:
         """Audience contacts built from a datasource contact keyed by one of ``user_ids``."""
         found: dict[str, AudienceContact] = {}
         for uid in user_ids:
-            for k in self._index.get(("_user_id", uid), ()):
+            for k in self._holders(("_user_id", uid)):
                 aid = self.member_of.get(k)
                 if aid is not None and aid in self.audience:
                     found[aid] = self.audience[aid]
@@ -298,7 +323,7 @@ class AudienceIndex:
         """Audience contacts holding ``value`` in merging ``attribute`` (normalised match)."""
         found: dict[str, AudienceContact] = {}
         for v in merge_values(attribute, value):
-            for k in self._index.get((attribute, v), ()):
+            for k in self._holders((attribute, v)):
                 aid = self.member_of.get(k)
                 if aid is not None and aid in self.audience:
                     found[aid] = self.audience[aid]

@@ -249,9 +249,9 @@ class Store:
         seq = next(self._seq)
         changes = item.changes
         if old is None:
+            data = changes  # _user_id first, as a contact's data starts
             if None in changes.values():  # a null unsets: nothing to unset on a new contact
-                changes = {k: v for k, v in changes.items() if v is not None}
-            data: dict[str, Any] = {"_user_id": item.user_id, **changes}
+                data = {k: v for k, v in changes.items() if v is not None}
             data["_date_imported"] = data["_date_updated"] = iso_ms(now)
             ids = self._ids
             contact = DsContact(key, f"{next(ids):024x}", seq, f"{next(ids):024x}", data, now, now, seq)

@@ -284,6 +284,9 @@ def check_attributes(
 
 @dataclass(slots=True)  # treated as immutable; not frozen because frozen __init__ is slow
 class ContactItem:
+    """``changes``: the contact's attributes as sent, ``_user_id`` first (null: unset); the
+    store takes the dict over as the new contact's data."""
+
     user_id: str
     changes: dict[str, Any]
 
@@ -298,7 +301,7 @@ def validate_contact(item: Any, project: ProjectConfig) -> tuple[ContactItem | N
     changes = check_attributes(item, project, errors)
     if errors or user_id is None:
         return None, errors
-    return ContactItem(user_id, changes), errors
+    return ContactItem(user_id, {"_user_id": user_id, **changes}), errors
 
 
 @dataclass(slots=True)  # treated as immutable; not frozen because frozen __init__ is slow
@@ -388,7 +391,8 @@ def validate_event(
                 inner, reason = check_id(raw_user["_user_id"])
                 if reason or inner != user_id:
                     _add(errors, "_user_data._user_id", "must equal the event's _user_id")
-            user_data = check_attributes(raw_user, project, errors, prefix="_user_data.")
+            user_data = {"_user_id": user_id}
+            user_data.update(check_attributes(raw_user, project, errors, prefix="_user_data."))
 
     if errors or user_id is None or event_id is None or spec is None:
         return None, errors
@@ -504,7 +508,7 @@ class Validator:
             key: _reject if spec.readonly else field_checker(spec.data_type, spec.max_length, spec.multivalue)
             for key, spec in project.attributes.items()
         }
-        self.attributes["_user_id"] = _as_is  # checked by the caller, and dropped from the changes
+        self.attributes["_user_id"] = _as_is  # checked by the caller, and first in the changes already
         # event type -> (uid, {parameter: checker}, required parameters)
         self.event_types: dict[str, tuple[str, dict[str, Checker], frozenset[str]]] = {
             uid: (
@@ -520,10 +524,10 @@ class Validator:
             for uid, spec in project.event_types.items()
         }
 
-    def _attributes(self, item: dict[str, Any]) -> dict[str, Any] | None:
-        """``check_attributes`` of an item without errors, else None."""
+    def _attributes(self, item: dict[str, Any], user_id: str) -> dict[str, Any] | None:
+        """``{"_user_id": user_id, **check_attributes(item)}`` of an item without errors, else None."""
         table = self.attributes
-        clean: dict[str, Any] = {}
+        clean: dict[str, Any] = {"_user_id": user_id}
         for key, value in item.items():  # a loop: a comprehension costs a function call in 3.11
             check = table.get(key)
             if check is None:
@@ -535,7 +539,6 @@ class Validator:
             if value is _FAIL:
                 return None
             clean[key] = value
-        clean.pop("_user_id", None)
         return clean
 
     def contact(self, item: Any) -> tuple[ContactItem | None, Errors]:
@@ -550,7 +553,7 @@ class Validator:
             if type(item) is dict:
                 user_id = item.get("_user_id")
                 if type(user_id) is str and 0 < len(user_id) <= MAX_ID_LENGTH and not user_id[0].isspace():
-                    changes = attributes(item)
+                    changes = attributes(item, user_id)
                     if changes is not None:
                         out.append((ContactItem(user_id, changes), _NO_ERRORS))
                         continue
@@ -632,7 +635,7 @@ class Validator:
             inner = raw_user.get("_user_id", user_id)
             if inner is not user_id and inner != user_id:
                 return None
-            user_data = self._attributes(raw_user)
+            user_data = self._attributes(raw_user, user_id)
             if user_data is None:
                 return None
         return EventItem(user_id, event_id, uid, ts, date_iso, params, user_data)
