@@ -28,13 +28,17 @@ class DsContact:
     """One contact as it arrived in one datasource (``data`` includes ``_user_id``)."""
 
     key: Key
-    id: str
+    num: int  # the contact's id, formatted when it is read
     seq: int
     origin_aid: str
     data: Mapping[str, Any]
     created_at: float
     updated_at: float
     update_seq: int
+
+    @property
+    def id(self) -> str:
+        return f"{self.num:024x}"
 
 
 @dataclass(slots=True)  # treated as immutable; not frozen because frozen __init__ is slow
@@ -156,13 +160,13 @@ class AudienceIndex:
         self.contacts[key] = contact
         if not existed:
             index = self._index
-            for ik in new_keys:
-                if ik in index:
+            for n, ik in enumerate(new_keys):
+                if index.setdefault(ik, key) is not key:  # held already: not alone, undo
+                    for taken in new_keys[:n]:
+                        del index[taken]
                     break
             else:  # a new contact that shares no key (most of a load): a component of its own
                 self._keys[key] = new_keys
-                for ik in new_keys:
-                    index[ik] = key
                 self._build_one(contact, now)
                 return
         if existed and self._keys.get(key) == new_keys:

@@ -258,7 +258,7 @@ class Store:
                 data = {k: v for k, v in changes.items() if v is not None}
             data["_date_imported"] = data["_date_updated"] = iso_ms(now)
             ids = self._ids
-            contact = DsContact(key, f"{next(ids):024x}", seq, f"{next(ids):024x}", data, now, now, seq)
+            contact = DsContact(key, next(ids), seq, f"{next(ids):024x}", data, now, now, seq)
             ds.contact_count += 1
         else:
             data = dict(old.data)
@@ -268,7 +268,7 @@ class Store:
                 else:
                     data[k] = v
             data["_date_updated"] = iso_ms(now)
-            contact = DsContact(key, old.id, old.seq, old.origin_aid, data, old.created_at, now, seq)
+            contact = DsContact(key, old.num, old.seq, old.origin_aid, data, old.created_at, now, seq)
         ps.audience.put(contact, now)
         ds.last_contact_received = now
         return contact

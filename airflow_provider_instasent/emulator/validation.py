@@ -510,7 +510,7 @@ class Validator:
         }
         self.attributes["_user_id"] = _as_is  # checked by the caller, and first in the changes already
         # event type -> (uid, {parameter: checker}, required parameters)
-        self.event_types: dict[str, tuple[str, dict[str, Checker], frozenset[str]]] = {
+        self.event_types: dict[str, tuple[str, dict[str, Checker], tuple[str, ...]]] = {
             uid: (
                 spec.uid,
                 {
@@ -519,7 +519,7 @@ class Validator:
                     )
                     for p in spec.parameters
                 },
-                frozenset(p.parameter for p in spec.parameters if p.required),
+                tuple(p.parameter for p in spec.parameters if p.required),
             )
             for uid, spec in project.event_types.items()
         }
@@ -625,8 +625,9 @@ class Validator:
                     return None
                 continue  # a null optional parameter is not stored
             params[name] = value
-        if required and not raw.keys() >= required:  # a view compares without building a set
-            return None
+        for name in required:  # a loop: a keys view would be one more object for the collector
+            if name not in raw:
+                return None
         user_data: dict[str, Any] | None = None
         raw_user = item.get("_user_data")
         if raw_user is not None:
