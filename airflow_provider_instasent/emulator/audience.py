@@ -92,13 +92,17 @@ def _scalar_merge_key(attribute: str) -> Callable[[Any], str | None]:
     return lambda v: None if v == "" else str(v).strip()
 
 
-def _add_full_name(attrs: dict[str, Any]) -> None:
-    """``_full_name``: the first and last names joined, of a contact without one."""
+def _full_name(attrs: Mapping[str, Any]) -> str | None:
+    """The ``_full_name`` to add to an audience contact: its first and last names joined (None:
+    it has one already, or no names)."""
+    if "_full_name" in attrs:
+        return None
     if "_first_name" in attrs:
         first = str(attrs["_first_name"])
-        attrs["_full_name"] = first + " " + str(attrs["_last_name"]) if "_last_name" in attrs else first
-    elif "_last_name" in attrs:
-        attrs["_full_name"] = str(attrs["_last_name"])
+        return first + " " + str(attrs["_last_name"]) if "_last_name" in attrs else first
+    if "_last_name" in attrs:
+        return str(attrs["_last_name"])
+    return None
 
 
 class AudienceIndex:
@@ -278,8 +282,9 @@ class AudienceIndex:
                     attrs[k] = v
         updated = max(m.updated_at for m in members)
         attrs["_date_updated"] = iso_ms(updated)
-        if "_full_name" not in attrs:
-            _add_full_name(attrs)
+        full_name = _full_name(attrs)
+        if full_name is not None:
+            attrs["_full_name"] = full_name
         datasources = tuple(dict.fromkeys(m.key[0] for m in members))
         others = sorted({m.origin_aid for m in members} - {aid})
         contact = AudienceContact(
@@ -302,11 +307,9 @@ class AudienceIndex:
         """``_build`` of a component of one contact (what most of a load builds)."""
         # The store writes a contact's ``_date_updated`` as iso_ms(updated_at) (_build's value), so
         # its data is the audience contact's attributes as they are, shared (both are immutable)
-        # unless a _full_name is to be added.
-        attrs = m.data
-        if "_full_name" not in attrs and ("_first_name" in attrs or "_last_name" in attrs):
-            attrs = dict(attrs)
-            _add_full_name(attrs)
+        # unless a _full_name is added.
+        full_name = _full_name(m.data)
+        attrs = m.data if full_name is None else {**m.data, "_full_name": full_name}
         aid = m.origin_aid
         contact = AudienceContact(aid, attrs, (m,), (m.key[0],), (aid,), m.created_at, m.updated_at, now)
         self.audience[aid] = contact
