@@ -395,7 +395,8 @@ class Store:
                     self._upsert(ps, ds, ContactItem(user_id, event.user_data), now)
                     ds.received_contacts += 1
                 key = (ds_uid, user_id)
-                if key not in contacts:
+                mine = by_contact.get(key)  # only a stored contact has events (_drop_contact)
+                if mine is None and key not in contacts:
                     outcome.skipped += 1
                     continue
                 event_id = event.event_id
@@ -408,7 +409,6 @@ class Store:
                     user_id, ds_uid, received, received_iso,
                 )
                 seen[event_id] = seq
-                mine = by_contact.get(key)
                 if mine is None:
                     by_contact[key] = [seq]
                 else:
