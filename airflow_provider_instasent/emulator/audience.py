@@ -164,9 +164,11 @@ class AudienceIndex:
         self.contacts[key] = contact
         if not existed:
             index = self._index
-            for n, ik in enumerate(new_keys):
+            for ik in new_keys:
                 if index.setdefault(ik, key) is not key:  # held already: not alone, undo
-                    for taken in new_keys[:n]:
+                    for taken in new_keys:
+                        if taken == ik:
+                            break
                         del index[taken]
                     break
             else:  # a new contact that shares no key (most of a load): a component of its own

@@ -254,7 +254,7 @@ class Store:
         changes = item.changes
         if old is None:
             data = changes  # _user_id first, as a contact's data starts
-            if None in changes.values():  # a null unsets: nothing to unset on a new contact
+            if item.nulls:  # a null unsets: nothing to unset on a new contact
                 data = {k: v for k, v in changes.items() if v is not None}
             data["_date_imported"] = data["_date_updated"] = iso_ms(now)
             ids = self._ids
@@ -392,7 +392,7 @@ class Store:
             for event in items:
                 user_id = event.user_id
                 if event.user_data is not None:
-                    self._upsert(ps, ds, ContactItem(user_id, event.user_data), now)
+                    self._upsert(ps, ds, event.user_data, now)
                     ds.received_contacts += 1
                 key = (ds_uid, user_id)
                 mine = by_contact.get(key)  # only a stored contact has events (_drop_contact)
