@@ -35,6 +35,8 @@ class DsContact:
     created_at: float
     updated_at: float
     update_seq: int
+    # its merge keys (AudienceIndex.index_keys), set by AudienceIndex.put as the record is stored
+    ikeys: tuple[IndexKey, ...] = ()
 
     @property
     def id(self) -> str:
@@ -117,7 +119,6 @@ class AudienceIndex:
         # merge key -> the contact holding it, or a set of them when several do (a key held by one
         # contact, most of them, costs no set: a set is a 200-byte object the collector tracks)
         self._index: dict[IndexKey, Key | set[Key]] = {}
-        self._keys: dict[Key, tuple[IndexKey, ...]] = {}
         # audience id minted for a contact -> that contact, for the members of a merged component
         # (a contact alone, or the oldest of its component, is found under its own id in audience)
         self._origin: dict[str, Key] = {}
@@ -159,10 +160,10 @@ class AudienceIndex:
 
     def put(self, contact: DsContact, now: float) -> None:
         key = contact.key
-        new_keys = self.index_keys(contact)
-        existed = key in self.contacts
+        new_keys = contact.ikeys = self.index_keys(contact)
+        old = self.contacts.get(key)
         self.contacts[key] = contact
-        if not existed:
+        if old is None:
             index = self._index
             for ik in new_keys:
                 if index.setdefault(ik, key) is not key:  # held already: not alone, undo
@@ -172,30 +173,29 @@ class AudienceIndex:
                         del index[taken]
                     break
             else:  # a new contact that shares no key (most of a load): a component of its own
-                self._keys[key] = new_keys
                 self._build_one(contact, now)
                 return
-        if existed and self._keys.get(key) == new_keys:
-            aid = self.member_of[key]
-            old = self.audience.pop(aid)
-            self._build(old.keys, now)
+        elif old.ikeys == new_keys:
+            self._build(self.audience.pop(self.member_of[key]).keys, now)
             return
-        self._relink(key, new_keys, now)
+        self._relink(key, old.ikeys if old is not None else (), new_keys, now)
 
     def remove(self, key: Key, now: float) -> DsContact | None:
         contact = self.contacts.pop(key, None)
         if contact is not None:
             self._origin.pop(contact.origin_aid, None)
-            self._relink(key, (), now)
+            self._relink(key, contact.ikeys, (), now)
         return contact
 
-    def _relink(self, key: Key, new_keys: tuple[IndexKey, ...], now: float) -> None:
+    def _relink(
+        self, key: Key, old_keys: tuple[IndexKey, ...], new_keys: tuple[IndexKey, ...], now: float
+    ) -> None:
         affected: set[str] = set()
         aid = self.member_of.get(key)
         if aid is not None:
             affected.add(aid)
         index = self._index
-        for ik in self._keys.pop(key, ()):
+        for ik in old_keys:
             bucket = index.get(ik)
             if bucket is None:
                 continue
@@ -210,7 +210,6 @@ class AudienceIndex:
                 del index[ik]
         alone = True  # no other contact shares a key: the component is this contact alone
         if new_keys:
-            self._keys[key] = new_keys
             for ik in new_keys:
                 bucket = index.get(ik)
                 if bucket is None:
@@ -254,7 +253,8 @@ class AudienceIndex:
             while stack:
                 k = stack.pop()
                 component.append(k)
-                for ik in self._keys.get(k, ()):
+                member = self.contacts.get(k)
+                for ik in member.ikeys if member is not None else ():
                     for nb in self._holders(ik):
                         if nb not in seen:
                             seen.add(nb)
