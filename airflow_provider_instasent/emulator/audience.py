@@ -28,13 +28,19 @@ class DsContact:
     """One contact as it arrived in one datasource (``data`` includes ``_user_id``)."""
 
     key: Key
-    id: str
+    num: int  # the contact's id, formatted when it is read
     seq: int
     origin_aid: str
     data: Mapping[str, Any]
     created_at: float
     updated_at: float
     update_seq: int
+    # its merge keys (AudienceIndex.index_keys), set by AudienceIndex.put as the record is stored
+    ikeys: tuple[IndexKey, ...] = ()
+
+    @property
+    def id(self) -> str:
+        return f"{self.num:024x}"
 
 
 @dataclass(slots=True)  # treated as immutable; not frozen because frozen __init__ is slow
@@ -88,13 +94,17 @@ def _scalar_merge_key(attribute: str) -> Callable[[Any], str | None]:
     return lambda v: None if v == "" else str(v).strip()
 
 
-def _add_full_name(attrs: dict[str, Any]) -> None:
-    """``_full_name``: the first and last names joined, of a contact without one."""
+def _full_name(attrs: Mapping[str, Any]) -> str | None:
+    """The ``_full_name`` to add to an audience contact: its first and last names joined (None:
+    it has one already, or no names)."""
+    if "_full_name" in attrs:
+        return None
     if "_first_name" in attrs:
         first = str(attrs["_first_name"])
-        attrs["_full_name"] = first + " " + str(attrs["_last_name"]) if "_last_name" in attrs else first
-    elif "_last_name" in attrs:
-        attrs["_full_name"] = str(attrs["_last_name"])
+        return first + " " + str(attrs["_last_name"]) if "_last_name" in attrs else first
+    if "_last_name" in attrs:
+        return str(attrs["_last_name"])
+    return None
 
 
 class AudienceIndex:
@@ -106,9 +116,12 @@ class AudienceIndex:
         self.contacts: dict[Key, DsContact] = {}
         self.audience: dict[str, AudienceContact] = {}
         self.member_of: dict[Key, str] = {}
-        self._index: dict[IndexKey, set[Key]] = {}
-        self._keys: dict[Key, tuple[IndexKey, ...]] = {}
-        self._origin: dict[str, Key] = {}  # audience id minted for a contact -> that contact
+        # merge key -> the contact holding it, or a set of them when several do (a key held by one
+        # contact, most of them, costs no set: a set is a 200-byte object the collector tracks)
+        self._index: dict[IndexKey, Key | set[Key]] = {}
+        # audience id minted for a contact -> that contact, for the members of a merged component
+        # (a contact alone, or the oldest of its component, is found under its own id in audience)
+        self._origin: dict[str, Key] = {}
         # (merging attribute, the merge key of one scalar value) for index_keys
         self._merge_keys = tuple((a, _scalar_merge_key(a)) for a in dict.fromkeys(self.merging) if a != "_user_id")
 
@@ -120,6 +133,13 @@ class AudienceIndex:
             aid = self.member_of.get(key) if key is not None else None
             contact = self.audience.get(aid) if aid is not None else None
         return contact
+
+    def _holders(self, ik: IndexKey) -> Iterable[Key]:
+        """The contacts holding merge key ``ik``."""
+        found = self._index.get(ik)
+        if found is None:
+            return ()
+        return found if isinstance(found, set) else (found,)
 
     def index_keys(self, contact: DsContact) -> tuple[IndexKey, ...]:
         keys: list[IndexKey] = [("_user_id", contact.key[1])]
@@ -140,55 +160,65 @@ class AudienceIndex:
 
     def put(self, contact: DsContact, now: float) -> None:
         key = contact.key
-        new_keys = self.index_keys(contact)
-        existed = key in self.contacts
+        new_keys = contact.ikeys = self.index_keys(contact)
+        old = self.contacts.get(key)
         self.contacts[key] = contact
-        self._origin[contact.origin_aid] = key
-        if not existed:
+        if old is None:
             index = self._index
             for ik in new_keys:
-                if ik in index:
+                if index.setdefault(ik, key) is not key:  # held already: not alone, undo
+                    for taken in new_keys:
+                        if taken == ik:
+                            break
+                        del index[taken]
                     break
             else:  # a new contact that shares no key (most of a load): a component of its own
-                self._keys[key] = new_keys
-                for ik in new_keys:
-                    index[ik] = {key}
                 self._build_one(contact, now)
                 return
-        if existed and self._keys.get(key) == new_keys:
-            aid = self.member_of[key]
-            old = self.audience.pop(aid)
-            self._build(old.keys, now)
+        elif old.ikeys == new_keys:
+            self._build(self.audience.pop(self.member_of[key]).keys, now)
             return
-        self._relink(key, new_keys, now)
+        self._relink(key, old.ikeys if old is not None else (), new_keys, now)
 
     def remove(self, key: Key, now: float) -> DsContact | None:
         contact = self.contacts.pop(key, None)
         if contact is not None:
             self._origin.pop(contact.origin_aid, None)
-            self._relink(key, (), now)
+            self._relink(key, contact.ikeys, (), now)
         return contact
 
-    def _relink(self, key: Key, new_keys: tuple[IndexKey, ...], now: float) -> None:
+    def _relink(
+        self, key: Key, old_keys: tuple[IndexKey, ...], new_keys: tuple[IndexKey, ...], now: float
+    ) -> None:
         affected: set[str] = set()
         aid = self.member_of.get(key)
         if aid is not None:
             affected.add(aid)
-        for ik in self._keys.pop(key, ()):
-            bucket = self._index.get(ik)
-            if bucket is not None:
-                bucket.discard(key)
-                if not bucket:
-                    del self._index[ik]
+        index = self._index
+        for ik in old_keys:
+            bucket = index.get(ik)
+            if bucket is None:
+                continue
+            if not isinstance(bucket, set):
+                if bucket == key:
+                    del index[ik]
+                continue
+            bucket.discard(key)
+            if len(bucket) == 1:
+                index[ik] = next(iter(bucket))
+            elif not bucket:
+                del index[ik]
         alone = True  # no other contact shares a key: the component is this contact alone
         if new_keys:
-            self._keys[key] = new_keys
-            index = self._index
             for ik in new_keys:
                 bucket = index.get(ik)
                 if bucket is None:
-                    index[ik] = {key}
+                    index[ik] = key
                     continue
+                if not isinstance(bucket, set):
+                    if bucket == key:
+                        continue
+                    bucket = index[ik] = {bucket}
                 for other in bucket:
                     if other != key:
                         alone = False
@@ -223,8 +253,9 @@ class AudienceIndex:
             while stack:
                 k = stack.pop()
                 component.append(k)
-                for ik in self._keys.get(k, ()):
-                    for nb in self._index.get(ik, ()):
+                member = self.contacts.get(k)
+                for ik in member.ikeys if member is not None else ():
+                    for nb in self._holders(ik):
                         if nb not in seen:
                             seen.add(nb)
                             stack.append(nb)
@@ -253,8 +284,9 @@ class AudienceIndex:
                     attrs[k] = v
         updated = max(m.updated_at for m in members)
         attrs["_date_updated"] = iso_ms(updated)
-        if "_full_name" not in attrs:
-            _add_full_name(attrs)
+        full_name = _full_name(attrs)
+        if full_name is not None:
+            attrs["_full_name"] = full_name
         datasources = tuple(dict.fromkeys(m.key[0] for m in members))
         others = sorted({m.origin_aid for m in members} - {aid})
         contact = AudienceContact(
@@ -270,14 +302,16 @@ class AudienceIndex:
         self.audience[aid] = contact
         for m in members:
             self.member_of[m.key] = aid
+            self._origin[m.origin_aid] = m.key
         return contact
 
     def _build_one(self, m: DsContact, now: float) -> AudienceContact:
         """``_build`` of a component of one contact (what most of a load builds)."""
-        attrs = dict(m.data)
-        attrs["_date_updated"] = iso_ms(m.updated_at)
-        if "_full_name" not in attrs:
-            _add_full_name(attrs)
+        # The store writes a contact's ``_date_updated`` as iso_ms(updated_at) (_build's value), so
+        # its data is the audience contact's attributes as they are, shared (both are immutable)
+        # unless a _full_name is added.
+        full_name = _full_name(m.data)
+        attrs = m.data if full_name is None else {**m.data, "_full_name": full_name}
         aid = m.origin_aid
         contact = AudienceContact(aid, attrs, (m,), (m.key[0],), (aid,), m.created_at, m.updated_at, now)
         self.audience[aid] = contact
@@ -288,7 +322,7 @@ class AudienceIndex:
         """Audience contacts built from a datasource contact keyed by one of ``user_ids``."""
         found: dict[str, AudienceContact] = {}
         for uid in user_ids:
-            for k in self._index.get(("_user_id", uid), ()):
+            for k in self._holders(("_user_id", uid)):
                 aid = self.member_of.get(k)
                 if aid is not None and aid in self.audience:
                     found[aid] = self.audience[aid]
@@ -298,7 +332,7 @@ class AudienceIndex:
         """Audience contacts holding ``value`` in merging ``attribute`` (normalised match)."""
         found: dict[str, AudienceContact] = {}
         for v in merge_values(attribute, value):
-            for k in self._index.get((attribute, v), ()):
+            for k in self._holders((attribute, v)):
                 aid = self.member_of.get(k)
                 if aid is not None and aid in self.audience:
                     found[aid] = self.audience[aid]

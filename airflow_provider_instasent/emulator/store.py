@@ -42,7 +42,7 @@ SNAPSHOT_MAX_REFS = 5_000_000
 @dataclass(slots=True)  # treated as immutable; not frozen because frozen __init__ is slow
 class Event:
     seq: int
-    id: str
+    num: int  # the event's id, formatted when it is read (most stored events never are)
     event_id: str
     type: str
     date: float
@@ -52,6 +52,10 @@ class Event:
     ds: str
     received_at: float
     received_iso: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.num:024x}"
 
     @property
     def key(self) -> Key:
@@ -115,7 +119,7 @@ class ProjectState:
         # the whole old store alive until a full garbage collection (docs/performance.md).
         self.audience = AudienceIndex(config.merging_attributes, _priority_of(self.datasources))
         self.events: dict[int, Event] = {}
-        self.event_index: dict[Key, int] = {}  # (datasource, _event_id) -> seq
+        self.event_index: dict[str, dict[str, int]] = {}  # datasource -> _event_id -> seq
         self.events_by_contact: dict[Key, list[int]] = {}
         self.automations: list[dict[str, Any]] = []
         self.sms: dict[str, dict[str, Any]] = {}
@@ -249,12 +253,12 @@ class Store:
         seq = next(self._seq)
         changes = item.changes
         if old is None:
-            if None in changes.values():  # a null unsets: nothing to unset on a new contact
-                changes = {k: v for k, v in changes.items() if v is not None}
-            data: dict[str, Any] = {"_user_id": item.user_id, **changes}
+            data = changes  # _user_id first, as a contact's data starts
+            if item.nulls:  # a null unsets: nothing to unset on a new contact
+                data = {k: v for k, v in changes.items() if v is not None}
             data["_date_imported"] = data["_date_updated"] = iso_ms(now)
             ids = self._ids
-            contact = DsContact(key, f"{next(ids):024x}", seq, f"{next(ids):024x}", data, now, now, seq)
+            contact = DsContact(key, next(ids), seq, f"{next(ids):024x}", data, now, now, seq)
             ds.contact_count += 1
         else:
             data = dict(old.data)
@@ -264,7 +268,7 @@ class Store:
                 else:
                     data[k] = v
             data["_date_updated"] = iso_ms(now)
-            contact = DsContact(key, old.id, old.seq, old.origin_aid, data, old.created_at, now, seq)
+            contact = DsContact(key, old.num, old.seq, old.origin_aid, data, old.created_at, now, seq)
         ps.audience.put(contact, now)
         ds.last_contact_received = now
         return contact
@@ -286,42 +290,39 @@ class Store:
         ds: DatasourceState,
         checked: Sequence[tuple[T | None, Errors]],
         dry_run: bool,
-        store: Callable[[T, float, PushOutcome], None],
+        store: Callable[[list[T], float, PushOutcome], None],
         *,
         count_errors: bool = False,
         queued: bool = False,
     ) -> PushOutcome:
-        """Store each valid item (unless ``dry_run``) under the lock; account for the call.
+        """Store the valid items, in order (unless ``dry_run``), under the lock; account for the call.
 
-        ``queued``: the valid items are stored later, by the write queue (a write without
-        ``?_sync`` while a queue delay is set); the call itself is accounted for now.
+        ``store(items, now, outcome)`` stores a call's valid items. ``queued``: they are stored
+        later, by the write queue (a write without ``?_sync`` while a queue delay is set); the
+        call itself is accounted for now.
         """
         outcome = PushOutcome()
-        later: list[T] = []
+        valid: list[T] = []
+        accepted, errored = outcome.accepted, outcome.errors
         with self.lock:
             now = self.clock.now()
             for pos, (item, errors) in enumerate(checked):
                 if item is None:
-                    outcome.errors.append((pos, errors))
-                    if count_errors and not dry_run:
-                        ds.errored_contacts += 1
-                    continue
-                outcome.accepted.append(pos)
-                if not dry_run:
-                    if queued:
-                        later.append(item)
-                    else:
-                        store(item, now, outcome)
+                    errored.append((pos, errors))
+                else:
+                    accepted.append(pos)
+                    valid.append(item)
             if not dry_run:
+                if count_errors:
+                    ds.errored_contacts += len(errored)
+                if valid and not queued:
+                    store(valid, now, outcome)
                 self._record_call(ds, outcome, now)
-        if later:
+        if valid and queued and not dry_run:
 
             def apply() -> None:
-                applied = PushOutcome()
                 with self.lock:
-                    at = self.clock.now()
-                    for it in later:
-                        store(it, at, applied)
+                    store(valid, self.clock.now(), PushOutcome())
 
             self.queue.put(apply)
         return outcome
@@ -349,10 +350,12 @@ class Store:
     ) -> PushOutcome:
         """Validate ``items`` (no lock needed), call ``before_write`` (the server's latency), store."""
 
-        def store(contact: ContactItem, now: float, outcome: PushOutcome) -> None:
-            self._upsert(ps, ds, contact, now)
-            ds.received_contacts += 1
-            outcome.stored += 1
+        def store(contacts: list[ContactItem], now: float, outcome: PushOutcome) -> None:
+            upsert = self._upsert
+            for contact in contacts:
+                upsert(ps, ds, contact, now)
+            ds.received_contacts += len(contacts)
+            outcome.stored += len(contacts)
 
         checked = ps.validator.contacts(items)
         if before_write is not None:
@@ -378,46 +381,45 @@ class Store:
         received_iso = iso_ms(received)
 
         ds_uid = ds.config.uid
-        contacts, events, event_index = ps.audience.contacts, ps.events, ps.event_index
-        by_contact = ps.events_by_contact
 
-        def store(event: EventItem, now: float, outcome: PushOutcome) -> None:
-            if event.user_data is not None:
-                self._upsert(ps, ds, ContactItem(event.user_id, event.user_data), now)
-                ds.received_contacts += 1
-            key = (ds_uid, event.user_id)
-            if key not in contacts:
-                outcome.skipped += 1
-                return
-            dedupe = (ds_uid, event.event_id)
-            if dedupe in event_index:
-                outcome.duplicates += 1
-                return
-            seq = next(self._seq)
-            events[seq] = Event(
-                seq,
-                f"{next(self._ids):024x}",
-                event.event_id,
-                event.event_type,
-                event.date,
-                event.date_iso,
-                event.parameters,
-                event.user_id,
-                ds_uid,
-                received,
-                received_iso,
-            )
-            event_index[dedupe] = seq
-            mine = by_contact.get(key)
-            if mine is None:
-                by_contact[key] = [seq]
-            else:
-                mine.append(seq)
-            ds.received_events += 1
-            ds.last_event_received = now
-            outcome.stored += 1
-            if abs(event.date - received) <= AUTOMATION_WINDOW_S:
-                self._automation(ps, event, received_iso, ds_uid)
+        def store(items: list[EventItem], now: float, outcome: PushOutcome) -> None:
+            contacts, events, by_contact = ps.audience.contacts, ps.events, ps.events_by_contact
+            seen = ps.event_index.get(ds_uid)
+            if seen is None:
+                seen = ps.event_index[ds_uid] = {}
+            seqs, ids = self._seq, self._ids
+            stored = 0
+            for event in items:
+                user_id = event.user_id
+                if event.user_data is not None:
+                    self._upsert(ps, ds, event.user_data, now)
+                    ds.received_contacts += 1
+                key = (ds_uid, user_id)
+                mine = by_contact.get(key)  # only a stored contact has events (_drop_contact)
+                if mine is None and key not in contacts:
+                    outcome.skipped += 1
+                    continue
+                event_id = event.event_id
+                if event_id in seen:
+                    outcome.duplicates += 1
+                    continue
+                seq = next(seqs)
+                events[seq] = Event(
+                    seq, next(ids), event_id, event.event_type, event.date, event.date_iso, event.parameters,
+                    user_id, ds_uid, received, received_iso,
+                )
+                seen[event_id] = seq
+                if mine is None:
+                    by_contact[key] = [seq]
+                else:
+                    mine.append(seq)
+                stored += 1
+                if abs(event.date - received) <= AUTOMATION_WINDOW_S:
+                    self._automation(ps, event, received_iso, ds_uid)
+            if stored:
+                ds.received_events += stored
+                ds.last_event_received = now
+                outcome.stored += stored
 
         checked = ps.validator.events(items, received, received_iso)
         if before_write is not None:
@@ -449,7 +451,7 @@ class Store:
         for seq in ps.events_by_contact.pop(key, ()):
             ev = ps.events.pop(seq, None)
             if ev is not None:
-                ps.event_index.pop((ev.ds, ev.event_id), None)
+                ps.event_index.get(ev.ds, {}).pop(ev.event_id, None)
         return True
 
     def delete_contact(

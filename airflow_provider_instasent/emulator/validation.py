@@ -284,8 +284,13 @@ def check_attributes(
 
 @dataclass(slots=True)  # treated as immutable; not frozen because frozen __init__ is slow
 class ContactItem:
+    """``changes``: the contact's attributes as sent, ``_user_id`` first (null: unset); the
+    store takes the dict over as the new contact's data. ``nulls``: whether any change is null
+    (known while validating; a scan of the values would cost a write 2-3%)."""
+
     user_id: str
     changes: dict[str, Any]
+    nulls: bool
 
 
 def validate_contact(item: Any, project: ProjectConfig) -> tuple[ContactItem | None, Errors]:
@@ -298,7 +303,7 @@ def validate_contact(item: Any, project: ProjectConfig) -> tuple[ContactItem | N
     changes = check_attributes(item, project, errors)
     if errors or user_id is None:
         return None, errors
-    return ContactItem(user_id, changes), errors
+    return ContactItem(user_id, {"_user_id": user_id, **changes}, None in changes.values()), errors
 
 
 @dataclass(slots=True)  # treated as immutable; not frozen because frozen __init__ is slow
@@ -309,7 +314,7 @@ class EventItem:
     date: float
     date_iso: str
     parameters: dict[str, Any]
-    user_data: dict[str, Any] | None
+    user_data: ContactItem | None
 
 
 def validate_event(
@@ -378,7 +383,7 @@ def validate_event(
             if p.required and p.parameter not in params_raw:
                 _add(errors, "_event_parameters." + p.parameter, "required")
 
-    user_data: dict[str, Any] | None = None
+    user_changes: dict[str, Any] | None = None
     raw_user = item.get("_user_data")
     if raw_user is not None:
         if not isinstance(raw_user, dict):
@@ -388,10 +393,13 @@ def validate_event(
                 inner, reason = check_id(raw_user["_user_id"])
                 if reason or inner != user_id:
                     _add(errors, "_user_data._user_id", "must equal the event's _user_id")
-            user_data = check_attributes(raw_user, project, errors, prefix="_user_data.")
+            user_changes = check_attributes(raw_user, project, errors, prefix="_user_data.")
 
     if errors or user_id is None or event_id is None or spec is None:
         return None, errors
+    user_data = None
+    if user_changes is not None:
+        user_data = ContactItem(user_id, {"_user_id": user_id, **user_changes}, None in user_changes.values())
     return EventItem(user_id, event_id, spec.uid, ts, date_iso or iso_ms(ts), params, user_data), errors
 
 
@@ -504,9 +512,9 @@ class Validator:
             key: _reject if spec.readonly else field_checker(spec.data_type, spec.max_length, spec.multivalue)
             for key, spec in project.attributes.items()
         }
-        self.attributes["_user_id"] = _as_is  # checked by the caller, and dropped from the changes
+        self.attributes["_user_id"] = _as_is  # checked by the caller, and first in the changes already
         # event type -> (uid, {parameter: checker}, required parameters)
-        self.event_types: dict[str, tuple[str, dict[str, Checker], frozenset[str]]] = {
+        self.event_types: dict[str, tuple[str, dict[str, Checker], tuple[str, ...]]] = {
             uid: (
                 spec.uid,
                 {
@@ -515,28 +523,31 @@ class Validator:
                     )
                     for p in spec.parameters
                 },
-                frozenset(p.parameter for p in spec.parameters if p.required),
+                tuple(p.parameter for p in spec.parameters if p.required),
             )
             for uid, spec in project.event_types.items()
         }
 
-    def _attributes(self, item: dict[str, Any]) -> dict[str, Any] | None:
-        """``check_attributes`` of an item without errors, else None."""
+    def _attributes(self, item: dict[str, Any], user_id: str) -> ContactItem | None:
+        """The contact of an item (its attributes, ``_user_id`` first) without errors, else None."""
         table = self.attributes
-        clean: dict[str, Any] = {}
+        clean: dict[str, Any] = {"_user_id": user_id}
+        nulls = False
         for key, value in item.items():  # a loop: a comprehension costs a function call in 3.11
             check = table.get(key)
             if check is None:
                 if self.accept_unknown and not key.startswith("_") and not isinstance(value, dict):
                     clean[key] = value
+                    nulls = nulls or value is None
                     continue
                 return None
             value = check(value)
             if value is _FAIL:
                 return None
+            if value is None:
+                nulls = True
             clean[key] = value
-        clean.pop("_user_id", None)
-        return clean
+        return ContactItem(user_id, clean, nulls)
 
     def contact(self, item: Any) -> tuple[ContactItem | None, Errors]:
         """What ``validate_contact(item, project)`` returns."""
@@ -550,9 +561,9 @@ class Validator:
             if type(item) is dict:
                 user_id = item.get("_user_id")
                 if type(user_id) is str and 0 < len(user_id) <= MAX_ID_LENGTH and not user_id[0].isspace():
-                    changes = attributes(item)
-                    if changes is not None:
-                        out.append((ContactItem(user_id, changes), _NO_ERRORS))
+                    contact = attributes(item, user_id)
+                    if contact is not None:
+                        out.append((contact, _NO_ERRORS))
                         continue
             out.append(validate_contact(item, project))
         return out
@@ -577,7 +588,7 @@ class Validator:
 
     def _event(self, item: Any, received_at: float, received_iso: str) -> EventItem | None:
         """The item of a valid event, else None."""
-        if type(item) is not dict or not EVENT_KEYS.issuperset(item):
+        if type(item) is not dict:
             return None
         user_id = item.get("_user_id")
         event_id = item.get("_event_id")
@@ -588,6 +599,10 @@ class Validator:
         event_type = item.get("_event_type")
         compiled = self.event_types.get(event_type) if type(event_type) is str else None
         if compiled is None:
+            return None
+        # No key outside EVENT_KEYS: the three above and the optional ones present are all of them
+        # (counted: EVENT_KEYS.issuperset(item) makes an iterator, one more object for the collector).
+        if len(item) != 3 + ("_event_date" in item) + ("_event_parameters" in item) + ("_user_data" in item):
             return None
         uid, table, required = compiled
         raw_date = item.get("_event_date")
@@ -622,9 +637,10 @@ class Validator:
                     return None
                 continue  # a null optional parameter is not stored
             params[name] = value
-        if required and not raw.keys() >= required:  # a view compares without building a set
-            return None
-        user_data: dict[str, Any] | None = None
+        for name in required:  # a loop: a keys view would be one more object for the collector
+            if name not in raw:
+                return None
+        user_data: ContactItem | None = None
         raw_user = item.get("_user_data")
         if raw_user is not None:
             if type(raw_user) is not dict:
@@ -632,7 +648,7 @@ class Validator:
             inner = raw_user.get("_user_id", user_id)
             if inner is not user_id and inner != user_id:
                 return None
-            user_data = self._attributes(raw_user)
+            user_data = self._attributes(raw_user, user_id)
             if user_data is None:
                 return None
         return EventItem(user_id, event_id, uid, ts, date_iso, params, user_data)

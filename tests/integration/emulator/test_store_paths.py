@@ -21,7 +21,7 @@ import pytest
 from airflow_provider_instasent.emulator.audience import merge_values
 from airflow_provider_instasent.emulator.fixture import load_fixture
 from airflow_provider_instasent.emulator.store import Store
-from airflow_provider_instasent.emulator.validation import Validator, validate_contact, validate_event
+from airflow_provider_instasent.emulator.validation import Validator, iso_ms, validate_contact, validate_event
 
 
 def _components(ps: Any) -> set[frozenset[tuple[str, str]]]:
@@ -83,6 +83,34 @@ def test_random_merges_and_splits_match_connected_components() -> None:
                 # the highest-priority datasource's non-null value wins, then the latest update
                 best = sorted(contact.members, key=lambda m: (ps.priority(m.key[0]), -m.update_seq))
                 assert contact.attrs["plan"] == next(m.data["plan"] for m in best if "plan" in m.data)
+                # every member's own audience id leads to its component (the merged-away ones too)
+                assert all(ps.audience.resolve(m.origin_aid) is contact for m in contact.members)
+                assert contact.attrs["_date_updated"] == iso_ms(contact.updated_at)
+            # the merge index answers lookups as a scan of the data does
+            for attr, values in (("_email", emails), ("_phone_mobile", phones)):
+                for value in values:
+                    holders = {k for k, c in ps.audience.contacts.items()
+                               if merge_values(attr, value)[0] in merge_values(attr, c.data.get(attr))}
+                    found = {c.id for c in ps.audience.find(attr, value)}
+                    assert found == {ps.audience.member_of[k] for k in holders}
+
+
+def test_contact_data_starts_with_user_id_and_keeps_omitted_values() -> None:
+    store = Store(load_fixture())
+    ps = store.projects["demo"]
+    ds = ps.datasources["dsapi"]
+    first = {"_first_name": "Ana", "plan": "gold", "_email": None, "_user_id": "order"}
+    assert store.push_contacts(ps, ds, [first], dry_run=False).stored == 1
+    contact = ps.audience.contacts[("dsapi", "order")]
+    assert list(contact.data)[:3] == ["_user_id", "_first_name", "plan"]
+    assert "_email" not in contact.data  # a null on a new contact: nothing to unset
+    aid = ps.audience.member_of[contact.key]
+    assert ps.audience.audience[aid].attrs == {**contact.data, "_full_name": "Ana"}
+    assert store.push_contacts(ps, ds, [{"_user_id": "order", "plan": None}], dry_run=False).stored == 1
+    contact = ps.audience.contacts[("dsapi", "order")]
+    assert "plan" not in contact.data  # an explicit null clears
+    assert contact.data["_first_name"] == "Ana"  # an omitted attribute is kept
+    assert ps.audience.audience[aid].attrs["_full_name"] == "Ana"
 
 
 _RESET_PROBE = """
