@@ -246,34 +246,39 @@ def _payload_hashes(top: Mapping[str, pa.Array], params: Mapping[str, pa.Array],
 
 
 #: keys the id index holds in memory (24 bytes each) before it writes them to a file as one run
-MEMORY_KEYS = 1 << 20
+MEMORY_KEYS = 1 << 19
 #: records per block of a spilled run: what a lookup of a key reads (12 KiB)
 _BLOCK = 512
-#: records per buffer while a run is written or two spilled runs are merged (1.5 MiB)
-_CHUNK = 1 << 16
-#: a spilled run's Bloom filter: bits per key and probes (about 1% false positives)
-_BLOOM_BITS = 10
-_PROBES = 7
+#: records per buffer while a run is written or two runs are merged (384 KiB)
+_CHUNK = 1 << 14
+#: a spilled run's Bloom filter: bits per key, and bits set per key in its 64-bit word (about
+#: 1% false positives)
+_BLOOM_BITS = 12
+_PROBES = 6
+#: keys a spilled run looks up at a time (one block each at most)
+_LOOKUP_KEYS = 256
 _RECORD = np.dtype([("key", "<i8"), ("payload", "<i8"), ("row", "<i8")])
 
 
-def _bloom_bits(keys: np.ndarray, m: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``_PROBES`` bits in ``[0, m)`` per key, one probe at a time, each as (byte, bit of the
-    byte); double hashing (the keys are hashes already)."""
-    h1 = keys.view(np.uint64)
-    h2 = _fmix(h1) | np.uint64(1)
-    with np.errstate(over="ignore"):
-        for i in range(_PROBES):
-            pos = (h1 + np.uint64(i) * h2) % np.uint64(m)
-            yield pos >> np.uint64(3), (pos & np.uint64(7)).astype(np.uint8)
+def _bloom_words(keys: np.ndarray, words: int) -> tuple[np.ndarray, np.ndarray]:
+    """A key's word of a blocked Bloom filter of ``words`` 64-bit words, and the ``_PROBES``
+    bits it sets there: one word per key, so a key costs one read and no ``ufunc.at``. The word
+    grows with the key (its top 32 bits, scaled), so sorted keys give sorted words."""
+    unsigned = keys.view(np.uint64) ^ np.uint64(1 << 63)  # signed order as unsigned order
+    word = ((unsigned >> np.uint64(32)) * np.uint64(words)) >> np.uint64(32)
+    mixed = _fmix(unsigned)
+    mask = np.zeros(len(keys), np.uint64)
+    for i in range(_PROBES):
+        mask |= np.uint64(1) << ((mixed >> np.uint64(6 * i)) & np.uint64(63))
+    return word.astype(np.intp), mask
 
 
 class _SpilledRun:
     """A sorted run written to a file as ``_RECORD``s. In memory it keeps only the first key of
-    each block of ``_BLOCK`` records (the fences) and a Bloom filter of its keys: a key that is
-    not in the run (nearly every key looked up) costs no read, one that may be costs one block,
-    read into a small buffer (``os.pread``; a mapped file would count every page it touched in
-    the process' RSS).
+    each block of ``_BLOCK`` records (the fences) and a Bloom filter of its keys (``_BLOOM_BITS``
+    per key): a key that is not in the run (nearly every key looked up) costs no read, one that
+    may be costs one block, read into a small buffer (``os.pread``; a mapped file would count
+    every page it touched in the process' RSS).
 
     Args:
         path: the file (created; removed by ``close``).
@@ -284,8 +289,7 @@ class _SpilledRun:
     def __init__(self, path: str, n: int, chunks: Iterable[np.ndarray]) -> None:
         self.path = path
         self.n = n
-        self.bits = _BLOOM_BITS * n + 64
-        self.bloom = np.zeros((self.bits + 7) // 8, np.uint8)
+        self.bloom = np.zeros(_BLOOM_BITS * n // 64 + 1, np.uint64)
         fences: list[np.ndarray] = []
         written = 0
         self.file = open(path, "w+b")  # noqa: SIM115 (closed by close())
@@ -293,8 +297,9 @@ class _SpilledRun:
             for chunk in chunks:
                 keys = chunk["key"]
                 fences.append(keys[(-written) % _BLOCK::_BLOCK].copy())
-                for byte, bit in _bloom_bits(keys, self.bits):
-                    np.bitwise_or.at(self.bloom, byte, np.uint8(1) << bit)
+                word, mask = _bloom_words(keys, len(self.bloom))  # keys sorted: words sorted
+                starts = np.flatnonzero(np.diff(word, prepend=-1))
+                self.bloom[word[starts]] |= np.bitwise_or.reduceat(mask, starts)
                 self.file.write(chunk.tobytes())
                 written += len(chunk)
             self.file.flush()
@@ -311,10 +316,8 @@ class _SpilledRun:
         return self.bloom.nbytes + self.fences.nbytes
 
     def may_hold(self, keys: np.ndarray) -> np.ndarray:
-        hit = np.ones(len(keys), bool)
-        for byte, bit in _bloom_bits(keys, self.bits):
-            hit &= ((self.bloom[byte] >> bit) & np.uint8(1)) == 1
-        return hit
+        word, mask = _bloom_words(keys, len(self.bloom))
+        return (self.bloom[word] & mask) == mask
 
     def _read(self, start: int, count: int) -> np.ndarray:
         data = os.pread(self.file.fileno(), count * _RECORD.itemsize, start * _RECORD.itemsize)
@@ -325,19 +328,29 @@ class _SpilledRun:
             yield self._read(start, min(_CHUNK, self.n - start))
 
     def lookup(self, keys: np.ndarray, found: np.ndarray, payload: np.ndarray, row: np.ndarray) -> None:
-        """Fill ``found``, ``payload`` and ``row`` for the (sorted) ``keys`` held here."""
+        """Fill ``found``, ``payload`` and ``row`` for the ``keys`` held here (not found yet)."""
         ask = np.flatnonzero(~found)
         ask = ask[self.may_hold(keys[ask])]
         block = np.searchsorted(self.fences, keys[ask], side="right") - 1
         ask, block = ask[block >= 0], block[block >= 0]
-        blocks, starts = np.unique(block, return_index=True)  # keys sorted: one slice of ask per block
-        for b, sel in zip(blocks.tolist(), np.split(ask, starts[1:])):
-            records = self._read(b * _BLOCK, min(_BLOCK, self.n - b * _BLOCK))
-            pos = np.minimum(np.searchsorted(records["key"], keys[sel]), len(records) - 1)
-            hit = records["key"][pos] == keys[sel]
-            found[sel[hit]] = True
-            payload[sel[hit]] = records["payload"][pos[hit]]
-            row[sel[hit]] = records["row"][pos[hit]]
+        for start in range(0, len(ask), _LOOKUP_KEYS):  # at most _LOOKUP_KEYS blocks read at a time
+            self._lookup_blocks(keys, ask[start:start + _LOOKUP_KEYS], block[start:start + _LOOKUP_KEYS],
+                                found, payload, row)
+
+    def _lookup_blocks(self, keys: np.ndarray, ask: np.ndarray, block: np.ndarray, found: np.ndarray,
+                       payload: np.ndarray, row: np.ndarray) -> None:
+        blocks, rank = np.unique(block, return_inverse=True)
+        records = np.empty((len(blocks), _BLOCK), _RECORD)
+        sizes = np.minimum(_BLOCK, self.n - blocks * _BLOCK)
+        for i, (b, size) in enumerate(zip(blocks.tolist(), sizes.tolist())):
+            records[i, :size] = self._read(b * _BLOCK, size)
+        # each asked key against every key of its block (a short last block: only its records)
+        match = (records["key"][rank] == keys[ask][:, None]) & (np.arange(_BLOCK) < sizes[rank][:, None])
+        hit = match.any(axis=1)
+        held = records[rank[hit], match[hit].argmax(axis=1)]
+        found[ask[hit]] = True
+        payload[ask[hit]] = held["payload"]
+        row[ask[hit]] = held["row"]
 
     def close(self) -> None:
         self.file.close()
@@ -345,17 +358,19 @@ class _SpilledRun:
             os.unlink(self.path)
 
 
-def _merged_records(older: _SpilledRun, newer: _SpilledRun) -> Iterator[np.ndarray]:
-    """The records of two spilled runs (no key in both) in key order, a buffer at a time: each
-    step merges what both buffers hold up to the smaller of their last keys, so one buffer is
-    used up per step and no more than two buffers and their merge are held."""
-    it_a, it_b = older.chunks(), newer.chunks()
+def _merged_records(it_a: Iterator[np.ndarray], it_b: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """The records of two sorted runs (no key in both), given a buffer at a time, in key order,
+    a buffer at a time: each step merges what both buffers hold up to the smaller of their last
+    keys, so one buffer is used up per step and no more than two buffers and their merge are
+    held."""
     a, b = next(it_a, None), next(it_b, None)
     while a is not None and b is not None:
         cut = min(a["key"][-1], b["key"][-1])
         i, j = int(np.searchsorted(a["key"], cut, "right")), int(np.searchsorted(b["key"], cut, "right"))
-        both = np.concatenate([a[:i], b[:j]])
-        yield both[np.argsort(both["key"], kind="stable")]
+        merged = np.empty(i + j, _RECORD)  # each record placed as in _merge: no sort
+        merged[np.searchsorted(b["key"][:j], a["key"][:i]) + np.arange(i)] = a[:i]
+        merged[np.searchsorted(a["key"][:i], b["key"][:j]) + np.arange(j)] = b[:j]
+        yield merged
         a = a[i:] if i < len(a) else next(it_a, None)
         b = b[j:] if j < len(b) else next(it_b, None)
     rest, it = (a, it_a) if a is not None else (b, it_b)
@@ -438,18 +453,18 @@ class _SortedRuns:
             self._spill()
 
     def _spill(self) -> None:
-        while len(self.runs) > 1:
-            newer = list(self.runs.pop())
-            older = list(self.runs.pop())
-            self.runs.append(_merge(older, newer))
-        run = list(self.runs.pop())
-        self.spilled.append(_SpilledRun(self._new_path(), len(run[0]), _run_records(run)))
-        del run
+        # the runs in memory are merged as they are written (no merged copy of them in memory)
+        records = _run_records(list(self.runs[0]))
+        for run in self.runs[1:]:
+            records = _merged_records(records, _run_records(list(run)))
+        self.spilled.append(_SpilledRun(self._new_path(), sum(len(k) for k, _, _ in self.runs), records))
+        self.runs = []
         while len(self.spilled) > 1 and self.spilled[-2].n <= 2 * self.spilled[-1].n:
             newer_run, older_run = self.spilled.pop(), self.spilled.pop()
+            older_run.bloom = newer_run.bloom = np.zeros(1, np.uint64)  # not looked up again: memory back now
             try:
                 self.spilled.append(_SpilledRun(self._new_path(), older_run.n + newer_run.n,
-                                                _merged_records(older_run, newer_run)))
+                                                _merged_records(older_run.chunks(), newer_run.chunks())))
             finally:
                 older_run.close()
                 newer_run.close()
