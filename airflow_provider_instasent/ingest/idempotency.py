@@ -39,8 +39,10 @@ parameters: what the default recipe hashes) is a *collision*, rejected locally (
 ``_event_id``, naming the row that keeps the id) and never sent. A later row with the same
 payload is a plain duplicate: sent, and dropped by the API. Ids derived by the default recipe
 cannot collide (the id is the payload's hash): only an ``_event_id`` column or
-``event_id_fields`` are checked. The memory is 24 bytes per distinct id (64-bit hashes of id
-and payload, the row number), in sorted runs merged as they grow.
+``event_id_fields`` are checked. The index keeps 24 bytes per distinct id (64-bit hashes of id
+and payload, the row number) in sorted runs merged as they grow; past ``MEMORY_KEYS`` ids the
+runs go to files in a temporary directory and memory keeps 1.5 bytes per id spilled (a Bloom
+filter), so the memory stays nearly flat however many ids the input has (ADR 0017).
 """
 
 from __future__ import annotations
@@ -395,11 +397,12 @@ class _SortedRuns:
     search per run. 24 bytes per key in memory, no Python object per key; a merge of two runs
     holding ``m`` keys peaks at about 40 bytes per key (``_merge``).
 
-    Past ``memory_keys`` keys in memory, the runs in memory are merged into one, written to a
-    file in a temporary directory (``_SpilledRun``) and dropped from memory; spilled runs of
-    similar size are merged into one file, a buffer at a time, so there are about
-    log2(keys / memory_keys) of them. ``close`` removes the files (a finaliser does if it is
-    not called).
+    Past ``memory_keys`` keys in memory, the runs in memory are written, merged as they are
+    written, to one file in a temporary directory (``_SpilledRun``) and dropped from memory;
+    spilled runs of similar size are merged into one file, a buffer at a time, so there are
+    about log2(keys / memory_keys) of them and a key is written that many times. A spilled key
+    keeps 1.5 bytes in memory (its Bloom filter). ``close`` removes the files (a finaliser does
+    if it is not called).
 
     Args:
         memory_keys: keys held in memory before they are spilled.
@@ -445,12 +448,13 @@ class _SortedRuns:
             return
         order = np.argsort(keys)
         self.runs.append((keys[order], payload[order], rows[order]))
+        if sum(len(k) for k, _, _ in self.runs) > self.memory_keys:
+            self._spill()  # before merging in memory: the spill merges them anyway, without a copy
+            return
         while len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
             newer = list(self.runs.pop())
             older = list(self.runs.pop())
             self.runs.append(_merge(older, newer))
-        if sum(len(k) for k, _, _ in self.runs) > self.memory_keys:
-            self._spill()
 
     def _spill(self) -> None:
         # the runs in memory are merged as they are written (no merged copy of them in memory)
