@@ -373,7 +373,9 @@ class IngestRun:
     # -- helpers ------------------------------------------------------------------------------
     def _first_wins(self) -> FirstRowWins | None:
         """The ``_event_id`` collision check of one pass (events only; see ``idempotency``)."""
-        return FirstRowWins(EventIdDeriver(self.opts.event_id_fields)) if self.opts.kind == "events" else None
+        if self.opts.kind != "events":
+            return None
+        return FirstRowWins(EventIdDeriver(self.opts.event_id_fields), directory=self.opts.spool_dir)
 
     def _notify(self, outcome: str, rows: Sequence[int], reasons: Sequence[str] | None = None) -> None:
         """Tell ``on_outcome`` (if any) what became of ``rows``."""
@@ -615,22 +617,26 @@ class IngestRun:
                             unit="rows read")
         in_window = 0
         first_wins = self._first_wins()
-        for offset, batch in self._batches(source):
-            report.rows += batch.num_rows
-            validated = validator(batch)
-            self._drop_values(validator, validated, batch, offset, record=True)
+        try:
+            for offset, batch in self._batches(source):
+                report.rows += batch.num_rows
+                validated = validator(batch)
+                self._drop_values(validator, validated, batch, offset, record=True)
+                if first_wins is not None:
+                    report.event_id_collisions += first_wins(validated, offset)
+                bad = self._local_rejects(validated, batch, offset)
+                if bad and opts.on_invalid == "fail":
+                    raise self._fail_on_local(bad, validated, offset, sent=False)
+                valid = validated.valid
+                for group in validated.groups:
+                    if group.in_window is not None:
+                        rows = np.arange(group.n) if group.rows is None else group.rows
+                        in_window += int(np.count_nonzero(group.in_window & valid[rows]))
+                self._check_ratio()
+                progress.tick(report.rows, _counts(report))
+        finally:
             if first_wins is not None:
-                report.event_id_collisions += first_wins(validated, offset)
-            bad = self._local_rejects(validated, batch, offset)
-            if bad and opts.on_invalid == "fail":
-                raise self._fail_on_local(bad, validated, offset, sent=False)
-            valid = validated.valid
-            for group in validated.groups:
-                if group.in_window is not None:
-                    rows = np.arange(group.n) if group.rows is None else group.rows
-                    in_window += int(np.count_nonzero(group.in_window & valid[rows]))
-            self._check_ratio()
-            progress.tick(report.rows, _counts(report))
+                first_wins.close()
         self._check_ratio(final=True)
         if opts.kind == "events" and in_window:
             message = (f"{in_window} event(s) have an _event_date within ±1 hour of now (or none, which means "
@@ -708,6 +714,8 @@ class IngestRun:
             self._finish_sends(sender, chunker)
             cancel = False
         finally:
+            if first_wins is not None:
+                first_wins.close()
             sender.close(cancel=cancel)
             for outcome in sender.poll():
                 self._handle(outcome)
@@ -926,7 +934,8 @@ def write_contacts(client: Any, data: Any, **options: Any) -> IngestReport:
             ``max_request_bytes``: the byte ceiling of a request. ``batch_rows``: rows per batch.
             ``progress_interval``: seconds between progress lines. ``datasource``: the
             datasource uid. ``specs``: a ``ProjectSpecs`` to use instead of loading it.
-            ``spool_dir``: where one-shot sources are spooled for the preflight.
+            ``spool_dir``: where one-shot sources are spooled for the preflight, and where the
+            ``_event_id`` index spills past a million ids.
             ``run_id``: written to the rejects table. ``logger``: where the lines go.
             ``on_outcome``: called with ``(outcome, source_rows, reasons)`` for every decided row
             (``"accepted"``, ``"rejected"`` or ``"failed"``); the stateful sync's hook.

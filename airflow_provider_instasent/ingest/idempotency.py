@@ -39,15 +39,22 @@ parameters: what the default recipe hashes) is a *collision*, rejected locally (
 ``_event_id``, naming the row that keeps the id) and never sent. A later row with the same
 payload is a plain duplicate: sent, and dropped by the API. Ids derived by the default recipe
 cannot collide (the id is the payload's hash): only an ``_event_id`` column or
-``event_id_fields`` are checked. The memory is 24 bytes per distinct id (64-bit hashes of id
-and payload, the row number), in sorted runs merged as they grow.
+``event_id_fields`` are checked. The index keeps 24 bytes per distinct id (64-bit hashes of id
+and payload, the row number) in sorted runs merged as they grow; past ``MEMORY_KEYS`` ids the
+runs go to files in a temporary directory and memory keeps 1.5 bytes per id spilled (a Bloom
+filter), so the memory stays nearly flat however many ids the input has (ADR 0017).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
-from collections.abc import Mapping, Sequence
+import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -240,21 +247,188 @@ def _payload_hashes(top: Mapping[str, pa.Array], params: Mapping[str, pa.Array],
     return total.view(np.int64)
 
 
-class _SortedRuns:
-    """A set of 64-bit keys, each with a payload hash and a row number, as sorted runs (numpy):
-    a batch's new keys become a run, runs of similar size are merged, a lookup is a binary
-    search per run. 24 bytes per key, no Python object per key; a merge of two runs holding
-    ``m`` keys peaks at about 40 bytes per key (``_merge``)."""
+#: keys the id index holds in memory (24 bytes each) before it writes them to a file as one run
+MEMORY_KEYS = 1 << 19
+#: records per block of a spilled run: what a lookup of a key reads (12 KiB)
+_BLOCK = 512
+#: records per buffer while a run is written or two runs are merged (384 KiB)
+_CHUNK = 1 << 14
+#: a spilled run's Bloom filter: bits per key, and bits set per key in its 64-bit word (about
+#: 1% false positives)
+_BLOOM_BITS = 12
+_PROBES = 6
+#: keys a spilled run looks up at a time (one block each at most)
+_LOOKUP_KEYS = 256
+_RECORD = np.dtype([("key", "<i8"), ("payload", "<i8"), ("row", "<i8")])
 
-    def __init__(self) -> None:
-        self.runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+def _bloom_words(keys: np.ndarray, words: int) -> tuple[np.ndarray, np.ndarray]:
+    """A key's word of a blocked Bloom filter of ``words`` 64-bit words, and the ``_PROBES``
+    bits it sets there: one word per key, so a key costs one read and no ``ufunc.at``. The word
+    grows with the key (its top 32 bits, scaled), so sorted keys give sorted words."""
+    unsigned = keys.view(np.uint64) ^ np.uint64(1 << 63)  # signed order as unsigned order
+    word = ((unsigned >> np.uint64(32)) * np.uint64(words)) >> np.uint64(32)
+    mixed = _fmix(unsigned)
+    mask = np.zeros(len(keys), np.uint64)
+    for i in range(_PROBES):
+        mask |= np.uint64(1) << ((mixed >> np.uint64(6 * i)) & np.uint64(63))
+    return word.astype(np.intp), mask
+
+
+class _SpilledRun:
+    """A sorted run written to a file as ``_RECORD``s. In memory it keeps only the first key of
+    each block of ``_BLOCK`` records (the fences) and a Bloom filter of its keys (``_BLOOM_BITS``
+    per key): a key that is not in the run (nearly every key looked up) costs no read, one that
+    may be costs one block, read into a small buffer (``os.pread``; a mapped file would count
+    every page it touched in the process' RSS).
+
+    Args:
+        path: the file (created; removed by ``close``).
+        n: how many records ``chunks`` yields, in key order.
+        chunks: the records, a buffer at a time.
+    """
+
+    def __init__(self, path: str, n: int, chunks: Iterable[np.ndarray]) -> None:
+        self.path = path
+        self.n = n
+        self.bloom = np.zeros(_BLOOM_BITS * n // 64 + 1, np.uint64)
+        fences: list[np.ndarray] = []
+        written = 0
+        self.file = open(path, "w+b")  # noqa: SIM115 (closed by close())
+        try:
+            for chunk in chunks:
+                keys = chunk["key"]
+                fences.append(keys[(-written) % _BLOCK::_BLOCK].copy())
+                word, mask = _bloom_words(keys, len(self.bloom))  # keys sorted: words sorted
+                starts = np.flatnonzero(np.diff(word, prepend=-1))
+                self.bloom[word[starts]] |= np.bitwise_or.reduceat(mask, starts)
+                self.file.write(chunk.tobytes())
+                written += len(chunk)
+            self.file.flush()
+        except BaseException:
+            self.close()
+            raise
+        if written != n:
+            self.close()
+            raise AssertionError(f"a spilled run got {written} records, expected {n}")
+        self.fences = np.concatenate(fences) if fences else np.zeros(0, np.int64)
 
     @property
     def nbytes(self) -> int:
-        return sum(k.nbytes + p.nbytes + r.nbytes for k, p, r in self.runs)
+        return self.bloom.nbytes + self.fences.nbytes
+
+    def may_hold(self, keys: np.ndarray) -> np.ndarray:
+        word, mask = _bloom_words(keys, len(self.bloom))
+        return (self.bloom[word] & mask) == mask
+
+    def _read(self, start: int, count: int) -> np.ndarray:
+        data = os.pread(self.file.fileno(), count * _RECORD.itemsize, start * _RECORD.itemsize)
+        return np.frombuffer(data, _RECORD)
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        for start in range(0, self.n, _CHUNK):
+            yield self._read(start, min(_CHUNK, self.n - start))
+
+    def lookup(self, keys: np.ndarray, found: np.ndarray, payload: np.ndarray, row: np.ndarray) -> None:
+        """Fill ``found``, ``payload`` and ``row`` for the ``keys`` held here (not found yet)."""
+        ask = np.flatnonzero(~found)
+        ask = ask[self.may_hold(keys[ask])]
+        block = np.searchsorted(self.fences, keys[ask], side="right") - 1
+        ask, block = ask[block >= 0], block[block >= 0]
+        for start in range(0, len(ask), _LOOKUP_KEYS):  # at most _LOOKUP_KEYS blocks read at a time
+            self._lookup_blocks(keys, ask[start:start + _LOOKUP_KEYS], block[start:start + _LOOKUP_KEYS],
+                                found, payload, row)
+
+    def _lookup_blocks(self, keys: np.ndarray, ask: np.ndarray, block: np.ndarray, found: np.ndarray,
+                       payload: np.ndarray, row: np.ndarray) -> None:
+        blocks, rank = np.unique(block, return_inverse=True)
+        records = np.empty((len(blocks), _BLOCK), _RECORD)
+        sizes = np.minimum(_BLOCK, self.n - blocks * _BLOCK)
+        for i, (b, size) in enumerate(zip(blocks.tolist(), sizes.tolist())):
+            records[i, :size] = self._read(b * _BLOCK, size)
+        # each asked key against every key of its block (a short last block: only its records)
+        match = (records["key"][rank] == keys[ask][:, None]) & (np.arange(_BLOCK) < sizes[rank][:, None])
+        hit = match.any(axis=1)
+        held = records[rank[hit], match[hit].argmax(axis=1)]
+        found[ask[hit]] = True
+        payload[ask[hit]] = held["payload"]
+        row[ask[hit]] = held["row"]
+
+    def close(self) -> None:
+        self.file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+def _merged_records(it_a: Iterator[np.ndarray], it_b: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
+    """The records of two sorted runs (no key in both), given a buffer at a time, in key order,
+    a buffer at a time: each step merges what both buffers hold up to the smaller of their last
+    keys, so one buffer is used up per step and no more than two buffers and their merge are
+    held."""
+    a, b = next(it_a, None), next(it_b, None)
+    while a is not None and b is not None:
+        cut = min(a["key"][-1], b["key"][-1])
+        i, j = int(np.searchsorted(a["key"], cut, "right")), int(np.searchsorted(b["key"], cut, "right"))
+        merged = np.empty(i + j, _RECORD)  # each record placed as in _merge: no sort
+        merged[np.searchsorted(b["key"][:j], a["key"][:i]) + np.arange(i)] = a[:i]
+        merged[np.searchsorted(a["key"][:i], b["key"][:j]) + np.arange(j)] = b[:j]
+        yield merged
+        a = a[i:] if i < len(a) else next(it_a, None)
+        b = b[j:] if j < len(b) else next(it_b, None)
+    rest, it = (a, it_a) if a is not None else (b, it_b)
+    while rest is not None:
+        yield rest
+        rest = next(it, None)
+
+
+def _run_records(run: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """An in-memory run (keys, payloads, rows) as ``_RECORD``s, a buffer at a time."""
+    keys, payload, rows = run
+    for start in range(0, len(keys), _CHUNK):
+        end = min(start + _CHUNK, len(keys))
+        records = np.empty(end - start, _RECORD)
+        records["key"], records["payload"], records["row"] = keys[start:end], payload[start:end], rows[start:end]
+        yield records
+
+
+class _SortedRuns:
+    """A set of 64-bit keys, each with a payload hash and a row number, as sorted runs (numpy):
+    a batch's new keys become a run, runs of similar size are merged, a lookup is a binary
+    search per run. 24 bytes per key in memory, no Python object per key; a merge of two runs
+    holding ``m`` keys peaks at about 40 bytes per key (``_merge``).
+
+    Past ``memory_keys`` keys in memory, the runs in memory are written, merged as they are
+    written, to one file in a temporary directory (``_SpilledRun``) and dropped from memory;
+    spilled runs of similar size are merged into one file, a buffer at a time, so there are
+    about log2(keys / memory_keys) of them and a key is written that many times. A spilled key
+    keeps 1.5 bytes in memory (its Bloom filter). ``close`` removes the files (a finaliser does
+    if it is not called).
+
+    Args:
+        memory_keys: keys held in memory before they are spilled.
+        directory: where the temporary directory is made (None: the system's temporary directory).
+    """
+
+    def __init__(self, memory_keys: int = MEMORY_KEYS, directory: str | None = None) -> None:
+        self.runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.spilled: list[_SpilledRun] = []
+        self.memory_keys = memory_keys
+        self.directory = directory
+        self.path: str | None = None
+        self._files = 0
+        self._finalizer: weakref.finalize | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in memory."""
+        return sum(k.nbytes + p.nbytes + r.nbytes for k, p, r in self.runs) + sum(s.nbytes for s in self.spilled)
+
+    def __len__(self) -> int:
+        return sum(len(k) for k, _, _ in self.runs) + sum(s.n for s in self.spilled)
 
     def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(found, payload, row)`` for each key (payload and row meaningful where found)."""
+        """``(found, payload, row)`` for each of the sorted, distinct ``keys`` (payload and row
+        meaningful where found)."""
         found = np.zeros(len(keys), bool)
         payload = np.zeros(len(keys), np.int64)
         row = np.zeros(len(keys), np.int64)
@@ -264,6 +438,8 @@ class _SortedRuns:
             found |= hit
             payload[hit] = run_payload[pos[hit]]
             row[hit] = run_rows[pos[hit]]
+        for run in self.spilled:
+            run.lookup(keys, found, payload, row)
         return found, payload, row
 
     def add(self, keys: np.ndarray, payload: np.ndarray, rows: np.ndarray) -> None:
@@ -272,10 +448,45 @@ class _SortedRuns:
             return
         order = np.argsort(keys)
         self.runs.append((keys[order], payload[order], rows[order]))
+        if sum(len(k) for k, _, _ in self.runs) > self.memory_keys:
+            self._spill()  # before merging in memory: the spill merges them anyway, without a copy
+            return
         while len(self.runs) > 1 and len(self.runs[-2][0]) <= 2 * len(self.runs[-1][0]):
             newer = list(self.runs.pop())
             older = list(self.runs.pop())
             self.runs.append(_merge(older, newer))
+
+    def _spill(self) -> None:
+        # the runs in memory are merged as they are written (no merged copy of them in memory)
+        records = _run_records(list(self.runs[0]))
+        for run in self.runs[1:]:
+            records = _merged_records(records, _run_records(list(run)))
+        self.spilled.append(_SpilledRun(self._new_path(), sum(len(k) for k, _, _ in self.runs), records))
+        self.runs = []
+        while len(self.spilled) > 1 and self.spilled[-2].n <= 2 * self.spilled[-1].n:
+            newer_run, older_run = self.spilled.pop(), self.spilled.pop()
+            older_run.bloom = newer_run.bloom = np.zeros(1, np.uint64)  # not looked up again: memory back now
+            try:
+                self.spilled.append(_SpilledRun(self._new_path(), older_run.n + newer_run.n,
+                                                _merged_records(older_run.chunks(), newer_run.chunks())))
+            finally:
+                older_run.close()
+                newer_run.close()
+
+    def _new_path(self) -> str:
+        if self.path is None:
+            self.path = tempfile.mkdtemp(prefix="instasent-event-ids-", dir=self.directory)
+            self._finalizer = weakref.finalize(self, shutil.rmtree, self.path, ignore_errors=True)
+        self._files += 1
+        return os.path.join(self.path, f"run-{self._files}.bin")
+
+    def close(self) -> None:
+        """Drop every run and remove the temporary directory (if any)."""
+        for run in self.spilled:
+            run.close()
+        self.spilled, self.runs = [], []
+        if self._finalizer is not None:
+            self._finalizer()
 
 
 def _merge(older: list[np.ndarray], newer: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -312,11 +523,18 @@ class FirstRowWins:
 
     Args:
         deriver: the run's id deriver (for ids derived from ``event_id_fields``).
+        memory_keys: ids held in memory before the index spills them to files (``_SortedRuns``).
+        directory: where the index's temporary directory is made (None: the system's).
     """
 
-    def __init__(self, deriver: EventIdDeriver) -> None:
+    def __init__(self, deriver: EventIdDeriver, *, memory_keys: int = MEMORY_KEYS,
+                 directory: str | None = None) -> None:
         self.deriver = deriver
-        self.index = _SortedRuns()
+        self.index = _SortedRuns(memory_keys, directory)
+
+    def close(self) -> None:
+        """Drop the index and remove its files."""
+        self.index.close()
 
     def __call__(self, validated: Validated, offset: int) -> int:
         """Check the valid rows of one batch (its first row is source row ``offset``); the

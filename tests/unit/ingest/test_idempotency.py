@@ -176,3 +176,84 @@ def test_the_id_index_finds_every_key_and_merges_without_sorting_again():
     assert found.all() and (payload == keys ^ 7).all() and (row == np.arange(n)).all()
     absent = np.setdiff1d(np.random.default_rng(6).integers(-(2**63), 2**63 - 1, 1000, dtype=np.int64), keys)
     assert not index.lookup(absent)[0].any()
+
+
+def _feed(index, keys, batch):
+    """Feed ``keys`` batch by batch as ``FirstRowWins`` does; returns each batch's lookup."""
+    answers = []
+    for s in range(0, len(keys), batch):
+        k = np.unique(keys[s:s + batch])
+        found, payload, row = index.lookup(k)
+        answers.append((k, found, payload, row))
+        index.add(k[~found], k[~found] ^ 7, np.flatnonzero(~found) + s)
+    return answers
+
+
+def test_the_id_index_spilled_to_files_answers_as_in_memory(tmp_path):
+    """With a tiny memory bound the index writes its runs to files and merges them there; every
+    lookup answers as the in-memory index does (random keys with repeats, and keys near the
+    runs' block edges), the spilled runs stay few, and memory holds a small part of the index."""
+    from airflow_provider_instasent.ingest.idempotency import _BLOCK, _SortedRuns
+
+    rng = np.random.default_rng(11)
+    n = 120_000
+    keys = rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64)
+    keys[rng.integers(0, n, n // 5)] = keys[rng.integers(0, n, n // 5)]  # ids seen before
+    keys[-2_000:] = keys[rng.integers(0, n - 2_000, 2_000)] + rng.integers(-1, 2, 2_000)  # neighbours
+    memory, spilled = _SortedRuns(), _SortedRuns(memory_keys=3_000, directory=str(tmp_path))
+    try:
+        for (_, *expected), (_, *answer) in zip(_feed(memory, keys, 2_500), _feed(spilled, keys, 2_500)):
+            assert all((a == e).all() for a, e in zip(answer, expected))
+        assert len(spilled) == len(memory) and len(spilled.spilled) <= 8
+        assert sum(run.n for run in spilled.spilled) > 25 * _BLOCK
+        assert spilled.nbytes < memory.nbytes / 4
+        everything = np.unique(np.concatenate([keys, rng.integers(-(2**63), 2**63 - 1, 5_000, dtype=np.int64)]))
+        assert all((a == e).all() for a, e in zip(spilled.lookup(everything), memory.lookup(everything)))
+        assert len(list(tmp_path.iterdir())) == 1
+    finally:
+        spilled.close()
+    assert not list(tmp_path.iterdir())
+
+
+def test_first_row_wins_removes_its_files_when_closed(specs, tmp_path):
+    """Past its memory bound the check's index spills to a directory under ``directory``; the
+    collision is still found (naming the kept row), and ``close`` removes the directory."""
+    from airflow_provider_instasent.ingest.idempotency import FirstRowWins
+    from airflow_provider_instasent.ingest.validate import Validator
+
+    validator = Validator(specs, "events", event_type=ORDER)
+    check = FirstRowWins(EventIdDeriver(), memory_keys=10, directory=str(tmp_path))
+    rows = [{"_user_id": "u1", "order_id": f"O-{i}", "amount": 1.0, "_event_id": f"e{i}"} for i in range(50)]
+    assert check(validator(pa.Table.from_pylist(rows[:30])), 0) == 0
+    assert check.index.spilled and len(list(tmp_path.iterdir())) == 1
+    again = validator(pa.Table.from_pylist([{**rows[3], "amount": 2.0}, rows[40]]))
+    assert check(again, 30) == 1 and again.errors.records()[2][0].startswith("row 3 has this _event_id")
+    check.close()
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("preflight", [True, False])
+def test_an_ingest_that_fails_removes_the_spilled_index(specs, fake_client, tmp_path, monkeypatch, preflight):
+    """An ingest stopped by a collision (``on_invalid="fail"``) after its ``_event_id`` index
+    spilled to ``spool_dir`` leaves nothing there, with or without the preflight."""
+    from functools import partial
+
+    from airflow_provider_instasent.ingest import RejectedRowsError, engine, write_events
+    from airflow_provider_instasent.ingest.idempotency import FirstRowWins
+    from tests.support.ingest_helpers import orders
+
+    made: list[FirstRowWins] = []
+
+    def small(*args, **kwargs):
+        made.append(partial(FirstRowWins, memory_keys=20)(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(engine, "FirstRowWins", small)
+    df = orders(300)
+    df["_event_id"] = [f"e{i}" for i in range(300)]
+    df.loc[250, "_event_id"] = "e10"
+    with pytest.raises(RejectedRowsError, match="row 10 has this _event_id"):
+        write_events(fake_client, df, event_type=ORDER, specs=specs, batch_rows=100, preflight=preflight,
+                     spool_dir=str(tmp_path))
+    assert made and all(check.index.path is not None for check in made)
+    assert not list(tmp_path.iterdir())
