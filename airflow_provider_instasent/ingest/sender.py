@@ -9,12 +9,6 @@ preparing the next batch: a thread that finishes takes the next queued call at o
 of waiting for the caller to submit one (docs/performance.md, "Ingest at the concurrency
 limit").
 
-While a pool is open the interpreter's switch interval is ``SWITCH_INTERVAL_S`` (1 ms
-instead of CPython's 5 ms; restored when the last open pool closes): a sender thread whose
-answer has arrived needs the GIL for well under a millisecond, and with the default it could
-wait up to 5 ms for the caller's thread, busy preparing the next batch, at each of the three or
-four times a request takes the GIL (docs/performance.md, "Ingest at the concurrency limit").
-
 ``Sender`` is the push sender of the ingest engine on top of it: the engine's thread
 prepares requests, the pool sends them through the (thread-safe, self-pacing) client. The
 order of a contacts run ("later row wins": a user's later row is sent only once its earlier
@@ -25,7 +19,6 @@ sends what it is given. The contact deletes (``delete``) use the pool directly.
 from __future__ import annotations
 
 import queue
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -39,31 +32,6 @@ if TYPE_CHECKING:
     from ..client.models import PushResult
 
 T = TypeVar("T")
-
-
-#: The switch interval while a pool is open, seconds (see the module doc).
-SWITCH_INTERVAL_S = 0.001
-
-_switch_lock = threading.Lock()
-_switch_holders = 0
-_switch_saved = 0.0
-
-
-def _hold_switch_interval() -> None:
-    global _switch_holders, _switch_saved
-    with _switch_lock:
-        if _switch_holders == 0:
-            _switch_saved = sys.getswitchinterval()
-            sys.setswitchinterval(min(_switch_saved, SWITCH_INTERVAL_S))
-        _switch_holders += 1
-
-
-def _release_switch_interval() -> None:
-    global _switch_holders
-    with _switch_lock:
-        _switch_holders -= 1
-        if _switch_holders == 0:
-            sys.setswitchinterval(_switch_saved)
 
 
 class SenderClosed(RuntimeError):
@@ -107,8 +75,6 @@ class BoundedPool(Generic[T]):
         self._closed = threading.Event()
         self._pending: dict[int, T] = {}
         self._seq = 0
-        _hold_switch_interval()
-        self._holds_switch = True
 
     def _run(self, call: Callable[[T], Any], item: T, seq: int) -> None:
         try:
@@ -157,9 +123,6 @@ class BoundedPool(Generic[T]):
         if cancel:
             self._closed.set()
         self._pool.shutdown(wait=True, cancel_futures=cancel)
-        if self._holds_switch:
-            self._holds_switch = False
-            _release_switch_interval()
 
     def unfinished(self) -> list[T]:
         """After ``close``: items submitted whose outcome was never taken (cancelled)."""

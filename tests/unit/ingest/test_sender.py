@@ -6,8 +6,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
-
 from airflow_provider_instasent.ingest.sender import BoundedPool, SenderClosed
 
 
@@ -94,28 +92,3 @@ def test_halt_on_error_makes_no_queued_call_after_a_failure():
     errors = sorted((type(d.error).__name__, d.item) for d in outcomes)
     assert errors == [("RuntimeError", 0), ("SenderClosed", 1), ("SenderClosed", 2), ("SenderClosed", 3)]
     assert all(isinstance(d.error, (RuntimeError, SenderClosed)) for d in outcomes)
-
-
-def test_the_switch_interval_is_short_while_a_pool_is_open_and_restored_after_the_last():
-    import sys
-
-    from airflow_provider_instasent.ingest.sender import SWITCH_INTERVAL_S
-
-    before = sys.getswitchinterval()
-    assert before > SWITCH_INTERVAL_S
-    first: BoundedPool[int] = BoundedPool(2)
-    second: BoundedPool[int] = BoundedPool(2)
-    assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S, rel=0.01)
-    first.close()
-    first.close()  # closing twice releases once
-    assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S, rel=0.01)  # the second is still open
-    second.close()
-    assert sys.getswitchinterval() == pytest.approx(before, rel=0.01)
-    sys.setswitchinterval(0.0002)  # a process that chose a shorter one keeps it
-    try:
-        third: BoundedPool[int] = BoundedPool(1)
-        assert sys.getswitchinterval() == pytest.approx(0.0002, rel=0.01)
-        third.close()
-        assert sys.getswitchinterval() == pytest.approx(0.0002, rel=0.01)
-    finally:
-        sys.setswitchinterval(before)
