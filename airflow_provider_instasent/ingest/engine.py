@@ -67,6 +67,9 @@ OUTCOMES = ("accepted", "rejected", "failed")
 RATIO_MIN_ROWS = 1000
 #: Events per part of a batch sent once their contacts are checked (see ``_checked_parts``).
 CHECK_PART = 500
+#: The first batch of a run is cut to this many rows (zero-copy), so that the first requests
+#: leave once 1,000 rows are validated and encoded instead of a whole ``batch_rows``.
+FIRST_BATCH_ROWS = 1_000
 #: Contact rows held back for a busy user (``Chunker`` ``hold_back``) before the engine waits.
 HOLD_LIMIT = 20_000
 
@@ -402,6 +405,9 @@ class IngestRun:
                 ) from exc
             batch = self.mapper(raw)
             self.opts.check_columns(batch.schema.names)
+            if offset == 0 and batch.num_rows > FIRST_BATCH_ROWS:  # see FIRST_BATCH_ROWS
+                yield 0, batch.slice(0, FIRST_BATCH_ROWS)
+                offset, batch = FIRST_BATCH_ROWS, batch.slice(FIRST_BATCH_ROWS)
             yield offset, batch
             offset += batch.num_rows
 

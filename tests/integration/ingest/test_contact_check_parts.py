@@ -13,7 +13,7 @@ import requests
 
 from airflow_provider_instasent.client.errors import ServerError
 from airflow_provider_instasent.ingest import write_contacts, write_events
-from airflow_provider_instasent.ingest.engine import CHECK_PART
+from airflow_provider_instasent.ingest.engine import CHECK_PART, FIRST_BATCH_ROWS
 from tests.conftest import emulator_state
 from tests.support.ingest_helpers import ORDER
 
@@ -62,7 +62,7 @@ def _timed(client, names: tuple[str, ...]) -> list[tuple[str, float, float]]:
 
 
 def test_parts_are_sent_while_later_lookups_are_on_the_wire(shop, client):
-    assert EVENTS > 4 * CHECK_PART  # one batch, several parts
+    assert EVENTS > 4 * CHECK_PART  # several parts (a first batch of FIRST_BATCH_ROWS, then the rest)
     requests.post(f"{shop}/_emulator/faults", json={"latency_ms": 30}, timeout=10).raise_for_status()
     calls = _timed(client, ("push", "search_audience"))
     report = write_events(client, _events(), event_type=ORDER, on_invalid="skip", progress_interval=0)
@@ -89,7 +89,7 @@ def test_a_lookup_failing_mid_batch_sends_the_checked_parts_and_skips_the_rest(s
     def failing(*args, **kwargs):
         nonlocal searched
         searched += 1
-        if searched == 15:  # the lookups of the third part of the batch
+        if searched == 15:  # the lookups of the second part of the first batch (FIRST_BATCH_ROWS)
             raise ServerError(503, "POST", "/audience/search", "emulated by the test")
         return original(*args, **kwargs)
 
@@ -104,8 +104,8 @@ def test_a_lookup_failing_mid_batch_sends_the_checked_parts_and_skips_the_rest(s
     assert report.requests == sent
     # lookups still queued when the run stopped were never made, and are not counted
     assert report.contact_check_calls == searched + sum(1 for c in calls if c[0] == "get_contact")
-    assert report.accepted + report.rejected + report.unknown + report.skipped == report.rows == EVENTS
-    assert report.skipped >= EVENTS - 3 * CHECK_PART
+    assert report.accepted + report.rejected + report.unknown + report.skipped == report.rows == FIRST_BATCH_ROWS
+    assert report.skipped >= FIRST_BATCH_ROWS - CHECK_PART
 
 
 def test_the_next_batch_is_looked_up_while_this_one_is_sent(shop, client):

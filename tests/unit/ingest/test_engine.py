@@ -114,10 +114,17 @@ def test_max_rejected_ratio(specs, fake_client, tmp_path):
     report = write_events(fake_client, df, event_type=ORDER, specs=specs, on_invalid="skip", max_rejected_ratio=0.2)
     assert report.rejected == 300
     path = tmp_path / "r.parquet"
-    with pytest.raises(RejectedRowsError, match=r"300 of 3000 rows rejected \(10.00%\).*5.00%.*r.parquet") as exc:
+    # the first 1,000 rows (the run's first batch is cut there) are clean: checked after the rest
+    tail_bad = with_bad_rows(3000, set(range(1000, 3000, 10)))
+    with pytest.raises(RejectedRowsError, match=r"200 of 3000 rows rejected \(6.67%\).*5.00%.*r.parquet") as exc:
+        write_events(FakeClient(), tail_bad, event_type=ORDER, specs=specs, on_invalid="skip",
+                     max_rejected_ratio=0.05, rejects_path=path, batch_rows=5000)
+    assert pq.read_table(path).num_rows == 200 and balanced(exc.value.report)
+    # the same with bad rows from the start stops after the first 1,000 rows, batch_rows or not
+    with pytest.raises(RejectedRowsError, match=r"100 of 1000 rows rejected \(10.00%\)") as exc:
         write_events(FakeClient(), df, event_type=ORDER, specs=specs, on_invalid="skip", max_rejected_ratio=0.05,
-                     rejects_path=path, batch_rows=5000)
-    assert pq.read_table(path).num_rows == 300 and balanced(exc.value.report)
+                     batch_rows=5000)
+    assert exc.value.report.rows == 1000 and balanced(exc.value.report)
     # checked while running once 1000 rows were read: it stops early
     with pytest.raises(RejectedRowsError) as exc:
         write_events(FakeClient(), df, event_type=ORDER, specs=specs, on_invalid="skip", max_rejected_ratio=0.05,
