@@ -312,7 +312,7 @@ def run(cfg: Config) -> Section:
         "run); client CPU share: the child's CPU, all threads, / the wall time. The machine has 2 cores shared "
         "by the child, the emulator and anything else running.",
         "What grows (docs/performance.md, 'How cost grows'): the ingest's peak RSS grows a little with the "
-        "distinct `_event_id`s of the input: the first-row-wins check keeps 24 bytes per id for at most 524,288 "
+        "distinct `_event_id`s of the input: the first-row-wins check keeps 24 bytes per id for at most 262,144 "
         "ids and 1.5 bytes per id it spilled to files (ADR 0017); an export keeps 8 bytes per row of key hashes "
         "(the completeness check) and DuckDB's buffer pool holds more of the table as it grows.",
     ]

@@ -248,7 +248,7 @@ def _payload_hashes(top: Mapping[str, pa.Array], params: Mapping[str, pa.Array],
 
 
 #: keys the id index holds in memory (24 bytes each) before it writes them to a file as one run
-MEMORY_KEYS = 1 << 19
+MEMORY_KEYS = 1 << 18
 #: records per block of a spilled run: what a lookup of a key reads (12 KiB)
 _BLOCK = 512
 #: records per buffer while a run is written or two runs are merged (384 KiB)
