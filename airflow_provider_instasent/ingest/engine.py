@@ -941,7 +941,7 @@ def write_contacts(client: Any, data: Any, **options: Any) -> IngestReport:
             ``progress_interval``: seconds between progress lines. ``datasource``: the
             datasource uid. ``specs``: a ``ProjectSpecs`` to use instead of loading it.
             ``spool_dir``: where one-shot sources are spooled for the preflight, and where the
-            ``_event_id`` index spills past a million ids.
+            ``_event_id`` index spills past 262,144 ids (``idempotency.MEMORY_KEYS``).
             ``run_id``: written to the rejects table. ``logger``: where the lines go.
             ``on_outcome``: called with ``(outcome, source_rows, reasons)`` for every decided row
             (``"accepted"``, ``"rejected"`` or ``"failed"``); the stateful sync's hook.
