@@ -367,22 +367,17 @@ class Chunker:
                 held.setdefault(user, deque()).append((item, int(row), bool(win)))
                 self.held += 1
                 continue
-            self._items.append(item)
-            self._rows.append(int(row))
-            self._users.append(user)
-            self._window.append(bool(win))
-            self._in_open.add(user)
-            if len(self._items) >= self.max_items:
+            if self._put(item, int(row), user, bool(win)):
                 yield from self._take()
 
-    def _put(self, item: Any, row: int, user: str, win: bool) -> Iterator[Request]:
+    def _put(self, item: Any, row: int, user: str, win: bool) -> bool:
+        """Add an item to the open request; True when that request is full (then ``_take``)."""
         self._items.append(item)
         self._rows.append(row)
         self._users.append(user)
         self._window.append(win)
         self._in_open.add(user)
-        if len(self._items) >= self.max_items:
-            yield from self._take()
+        return len(self._items) >= self.max_items
 
     @property
     def unsent(self) -> int:
@@ -409,7 +404,8 @@ class Chunker:
             self.held -= 1
             if not queue:
                 del self._held[user]
-            yield from self._put(item, row, user, win)
+            if self._put(item, row, user, win):
+                yield from self._take()
 
     def flush(self) -> Iterator[Request]:
         if self._items:
