@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..client.endpoints import MAX_ITEMS_PER_PUSH
 from ..client.errors import InstasentError, LongWaitError
@@ -230,18 +231,27 @@ class IngestOptions:
 DEFAULTS: dict[str, Any] = {f.name: f.default for f in fields(IngestOptions)}
 
 
-def _user_id_strings(batch: pa.RecordBatch) -> list[Any]:
-    """The raw ``_user_id`` of each row, as text (for rejects), or None."""
+def _user_id_strings(batch: pa.RecordBatch, rows: np.ndarray | None = None, *, distinct: bool = False
+                     ) -> list[Any]:
+    """The raw ``_user_id`` of each row (of ``rows`` only, when given), as text (for rejects),
+    or None; ``distinct``: each value once (Arrow's ``unique`` before the conversion: what the
+    contact check looks up)."""
+    n = batch.num_rows if rows is None else len(rows)
+    unknown: list[Any] = [] if distinct else [None] * n
     if USER_ID not in batch.schema.names:
-        return [None] * batch.num_rows
+        return unknown
     col = source_values(batch.column(USER_ID))
     try:
+        if rows is not None:
+            col = col.take(pa.array(rows, type=pa.int64()))
+        if distinct:
+            col = pc.unique(col)
         if pa.types.is_floating(col.type):
             return [None if v is None or v != v else (str(int(v)) if float(v).is_integer() else str(v))
                     for v in col.to_pylist()]
         return [None if v is None else str(v) for v in col.to_pylist()]
     except Exception:  # a struct or another odd type: leave the id out of the rejects
-        return [None] * batch.num_rows
+        return unknown
 
 
 def _counts(report: IngestReport) -> str:
@@ -300,6 +310,8 @@ class IngestRun:
         self._vouched_rows: set[int] = set()
         #: contacts this run creates through ``_user_data`` (``create_missing_contacts``)
         self._created: set[str] = set()
+        #: offsets of the batches whose users ``_looked_ahead`` started looking up
+        self._looked_ahead_at: set[int] = set()
         #: verify=True: source row -> (user id, event id) of what was sent, then of what was accepted
         self._sent_ids: dict[int, tuple[str, str | None]] = {}
         self._accepted_ids: dict[int, tuple[str, str | None]] = {}
@@ -431,9 +443,10 @@ class IngestRun:
             except Exception as exc:  # SourceReadError: after the batch before it
                 error = exc
             if following is not None:
-                _, upcoming = following
+                start, upcoming = following
                 if not any(name.startswith(USER_DATA) for name in upcoming.schema.names):
-                    self.check.ahead(uid for uid in _user_id_strings(upcoming) if uid is not None)
+                    self.check.ahead(uid for uid in _user_id_strings(upcoming, distinct=True) if uid)
+                    self._looked_ahead_at.add(start)
             if current is not None:
                 yield current
             if error is not None:
@@ -446,8 +459,7 @@ class IngestRun:
         rows, fields_, reasons = validated.errors.records()
         if not len(rows):
             return 0
-        users = _user_id_strings(batch)
-        self.rejects.add((rows + offset).tolist(), [users[i] for i in rows], fields_, reasons, "local")
+        self.rejects.add((rows + offset).tolist(), _user_id_strings(batch, rows), fields_, reasons, "local")
         bad = len(np.unique(rows))
         if self.opts.on_outcome is not None:
             first: dict[int, str] = {}
@@ -507,8 +519,7 @@ class IngestRun:
         if not len(rows):
             return {}
         if record:
-            users = _user_id_strings(batch)
-            self.rejects.add((rows + offset).tolist(), [users[i] for i in rows], fields_,
+            self.rejects.add((rows + offset).tolist(), _user_id_strings(batch, rows), fields_,
                              [f"value dropped (invalid_values='drop_value'): {r}" for r in reasons], "dropped")
             self.report.values_dropped += len(rows)
         out: dict[int, list[str]] = {}
@@ -518,15 +529,20 @@ class IngestRun:
 
     def _checked_parts(self, encoded: EncodedBatch, offset: int) -> Iterator[EncodedBatch]:
         """The batch after the contact check, in parts of ``CHECK_PART`` events: the lookups of
-        the whole batch start at once and each part waits only for its own, so the first parts
-        are sent while the later ones' lookups are on the wire. With ``on_invalid="fail"`` the
-        batch is checked whole (nothing of it is sent if one event's contact is missing)."""
+        the whole batch are started before its first part (by ``_looked_ahead`` while the batch
+        before it was sent, else here) and each part waits only for its own, so the first parts
+        are sent while the later ones' lookups are on the wire. An id that validation changed
+        (the raw value was looked ahead) is looked up by its part. With ``on_invalid="fail"``
+        the batch is checked whole (nothing of it is sent if one event's contact is missing)."""
+        looked_ahead = offset in self._looked_ahead_at
+        self._looked_ahead_at.discard(offset)
         if self.check is None or self.opts.on_invalid == "fail" or len(encoded) <= CHECK_PART:
             part = self._check_contacts(encoded, offset)
             if self._stop is None:
                 yield part
             return
-        self.check.ahead(encoded.user_ids[i] for i, item in enumerate(encoded.items) if USER_DATA not in item)
+        if not looked_ahead:  # a batch with _user_data columns: its lookups start now
+            self.check.ahead(encoded.user_ids[i] for i, item in enumerate(encoded.items) if USER_DATA not in item)
         for start in range(0, len(encoded), CHECK_PART):
             part = self._check_contacts(_take(encoded, range(start, min(start + CHECK_PART, len(encoded)))), offset)
             if self._stop is not None:

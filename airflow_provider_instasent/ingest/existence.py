@@ -156,6 +156,14 @@ class _Lookups:
                 log.exception("instasent contact check: a lookup task failed")
 
 
+def _answer(future: Future[dict[str, Any]], uid: str) -> bool:
+    """Whether ``uid`` exists, from its search batch's future; raises its lookup's error."""
+    answer = future.result()[uid]
+    if isinstance(answer, BaseException):
+        raise answer
+    return bool(answer)
+
+
 class ContactCheck:
     """Settles whether each ``_user_id`` has a contact in the datasource (see the module doc).
 
@@ -175,7 +183,7 @@ class ContactCheck:
         # the cache of answers, as two sets: ``missing`` settles a part by set difference
         self._found: set[str] = set()
         self._absent: set[str] = set()
-        self._pending: dict[str, Future[bool]] = {}
+        self._pending: dict[str, Future[dict[str, Any]]] = {}
         self._search = True
         self._lock = threading.Lock()
         self._pool: _Lookups | None = None
@@ -223,7 +231,7 @@ class ContactCheck:
                 continue
             pending = self._pending.get(uid)
             if pending is not None:
-                exists = pending.result()  # raises the lookup's error
+                exists = _answer(pending, uid)  # raises the lookup's error
                 del self._pending[uid]
                 self._remember(uid, exists)
             if uid in self._absent:
@@ -250,7 +258,7 @@ class ContactCheck:
         """Ask the API now, cache aside: ``{user id: exists}`` for every id (searches first,
         exact lookups for the rest); a lookup that failed raises its error."""
         futures = self._start(list(dict.fromkeys(user_ids)))
-        return {uid: future.result() for uid, future in futures.items()}
+        return {uid: _answer(future, uid) for uid, future in futures.items()}
 
     def close(self) -> None:
         """Stop the lookup threads (lookups not started are dropped)."""
@@ -262,19 +270,22 @@ class ContactCheck:
         self._pending.clear()
 
     # -- the lookups, on the check's threads ---------------------------------------------------
-    def _start(self, user_ids: Sequence[str]) -> dict[str, Future[bool]]:
-        """One future per id, settled by a search of up to ``SEARCH_BATCH`` ids and, for the ids
-        it did not settle, an exact lookup each (before the searches of later ids)."""
+    def _start(self, user_ids: Sequence[str]) -> dict[str, Future[dict[str, Any]]]:
+        """For each id, the future of its search batch (up to ``SEARCH_BATCH`` ids): it is
+        settled with ``{id: exists}`` for the whole batch once the search and the exact lookups
+        of the ids it left over (run before the searches of later ids) are done. One future per
+        batch, not per id: a run's check settles its ids in bulk on the engine's thread."""
         self.looked_up += len(user_ids)
-        futures: dict[str, Future[bool]] = {uid: Future() for uid in user_ids}
+        futures: dict[str, Future[dict[str, Any]]] = {}
         for i in range(0, len(user_ids), SEARCH_BATCH):
             batch = list(user_ids[i:i + SEARCH_BATCH])
+            future: Future[dict[str, Any]] = Future()
+            futures.update(dict.fromkeys(batch, future))
             priority = next(self._order)
             if self._search:
-                self._submit(priority, self._search_task, priority, batch, [futures[uid] for uid in batch])
+                self._submit(priority, self._search_task, priority, batch, future)
             else:
-                for uid in batch:
-                    self._submit(priority, self._get_task, uid, futures[uid])
+                self._exact(priority, batch, {}, future)
         return futures
 
     def _submit(self, priority: int, task: Callable[..., None], *args: Any) -> None:
@@ -290,7 +301,7 @@ class ContactCheck:
             self.calls += 1
         task(*args)
 
-    def _search_task(self, priority: int, batch: list[str], futures: list[Future[bool]]) -> None:
+    def _search_task(self, priority: int, batch: list[str], future: Future[dict[str, Any]]) -> None:
         found: dict[str, bool] = {}
         if self._search:
             try:
@@ -298,20 +309,35 @@ class ContactCheck:
             except PermissionDeniedError:  # no audience scope: exact lookups only
                 self._search = False
             except BaseException as exc:
-                for future in futures:
-                    future.set_exception(exc)
+                future.set_exception(exc)
                 return
-        for uid, future in zip(batch, futures):
-            if found.get(uid):
-                future.set_result(True)
-            else:
-                self._submit(priority, self._get_task, uid, future)
+        self._exact(priority, [uid for uid in batch if not found.get(uid)], found, future)
 
-    def _get_task(self, uid: str, future: Future[bool]) -> None:
-        try:
-            future.set_result(self._get_one(uid))
-        except BaseException as exc:
-            future.set_exception(exc)
+    def _exact(self, priority: int, uids: list[str], settled: dict[str, Any],
+               future: Future[dict[str, Any]]) -> None:
+        """Look ``uids`` up one by one (on the check's threads); ``future`` gets ``settled``
+        plus their answers once the last one is in. A lookup's error is that id's answer (the
+        exception, raised by ``missing`` for it alone): an invalid raw id looked up ahead must
+        not cost the valid ids of its batch their answer."""
+        if not uids:
+            future.set_result(settled)
+            return
+        left = [len(uids)]
+
+        def one(uid: str) -> None:
+            answer: Any
+            try:
+                answer = self._get_one(uid)
+            except BaseException as exc:
+                answer = exc
+            with self._lock:
+                settled[uid] = answer
+                left[0] -= 1
+                if left[0] == 0 and not future.done():
+                    future.set_result(settled)
+
+        for uid in uids:
+            self._submit(priority, one, uid)
 
     def _search_batch(self, batch: list[str]) -> dict[str, bool]:
         """Ids found in an audience contact built from this datasource only (exact); the others

@@ -157,3 +157,21 @@ def test_a_source_error_read_ahead_stops_the_run_after_the_batches_before_it(sho
     assert report.rows == 600 and report.accepted > 0  # the three batches of a.parquet, then the error
     assert report.accepted == emulator_state(shop)["events"]
     assert report.rows == report.accepted + report.rejected + report.skipped
+
+
+def test_a_failing_lookup_costs_only_its_own_id_the_answer(shop, client):
+    """Ids share a future per search batch; an id whose exact lookup fails (here the empty
+    id, which the client refuses to put in a path) must not fail the other ids of its batch:
+    only asking about it raises."""
+    from airflow_provider_instasent.client.errors import InstasentConfigError
+    from airflow_provider_instasent.ingest.existence import ContactCheck
+
+    check = ContactCheck(client, None, max_in_flight=2)
+    try:
+        check.ahead(["u-1", "", "u-7", "u-2"])  # u-7 does not exist; "" cannot be looked up
+        assert check.missing(["u-1", "u-2"]) == {}
+        assert set(check.missing(["u-7", "u-1"])) == {"u-7"}
+        with pytest.raises(InstasentConfigError):
+            check.missing([""])
+    finally:
+        check.close()
