@@ -59,6 +59,8 @@ def child_main(argv: list[str]) -> None:
     p.add_argument("--emulator-pid", type=int, required=True)
     p.add_argument("--kind", choices=("events", "contacts", "contacts_repeat"), required=True)
     p.add_argument("--n", type=int, required=True)
+    p.add_argument("--client-alone", action="store_true",
+                   help="time only the pushes of bodies prepared before the clock (see _client_alone)")
     args = p.parse_args(argv)
     import psutil
     from data import audience_contacts, orders_table
@@ -78,6 +80,9 @@ def child_main(argv: list[str]) -> None:
         if args.kind == "contacts_repeat":
             table = _with_repeats(table)
     load = os.getloadavg()[0]
+    if args.client_alone:
+        _client_alone(args, table, emu_cpu, load)
+        return
     with make_client(args.url) as client:
         e0, c0, t0 = emu_cpu(), time.process_time(), time.perf_counter()
         if args.kind == "events":
@@ -91,6 +96,50 @@ def child_main(argv: list[str]) -> None:
                   "accepted": report.accepted, "requests": report.requests, "retries": report.retries,
                   "contact_check_calls": getattr(report, "contact_check_calls", 0),  # the baseline has no check
                   "statuses": {str(k): v for k, v in report.http_statuses.items()}})
+
+
+def _client_alone(args: Any, table: Any, emu_cpu: Any, load: float) -> None:
+    """The ceiling of this machine for the package's client: the same rows validated, encoded
+    and chunked before the clock (``prepare``), then pushed by ``IN_FLIGHT`` threads through
+    ``client.push``, each taking the next body as soon as its last one is answered. What the
+    engine loses against this is its own work on the shared GIL (docs/performance.md)."""
+    import threading
+
+    from airflow_provider_instasent.ingest import prepare
+    from airflow_provider_instasent.ingest.specs import ProjectSpecs
+
+    kind = "events" if args.kind == "events" else "contacts"
+    options = {"event_type": "ecommerce_order_create"} if kind == "events" else {}
+    with make_client(args.url) as client:
+        specs = ProjectSpecs.load(client, kind=kind, **options)
+        requests = list(prepare(specs, kind, table, **options))
+        reserve = getattr(client, "reserve_connections", None)
+        if callable(reserve):
+            reserve(IN_FLIGHT)
+        queue = iter(requests)
+        lock = threading.Lock()
+        accepted = [0] * IN_FLIGHT
+
+        def pusher(slot: int) -> None:
+            while True:
+                with lock:
+                    request = next(queue, None)
+                if request is None:
+                    return
+                result = client.push(kind, request.body, n_items=request.n_items)
+                accepted[slot] += len(result.accepted)
+
+        threads = [threading.Thread(target=pusher, args=(i,)) for i in range(IN_FLIGHT)]
+        e0, c0, t0 = emu_cpu(), time.process_time(), time.perf_counter()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - t0
+        cpu, ecpu = time.process_time() - c0, emu_cpu() - e0
+    child_output({"wall": wall, "cpu": cpu, "emu_cpu": ecpu, "load": load, "rows": table.num_rows,
+                  "accepted": sum(accepted), "requests": len(requests), "retries": 0, "contact_check_calls": 0,
+                  "statuses": {}})
 
 
 def _with_repeats(table: Any) -> Any:
@@ -123,13 +172,14 @@ def _create_users(url: str) -> None:
         raise RuntimeError(f"creating the users failed: {report.summary()}")
 
 
-def _engine_run(emu: EmulatorProcess, code: Path | None, kind: str, n: int) -> dict[str, Any]:
+def _engine_run(emu: EmulatorProcess, code: Path | None, kind: str, n: int, *,
+                client_alone: bool = False) -> dict[str, Any]:
     emu.reset()
     if kind == "events":
         _create_users(emu.url)
     env = {"PYTHONPATH": str(code if code is not None else ROOT)}
     r = run_child([str(Path(__file__)), "--child", "--url", emu.url, "--emulator-pid", str(emu.proc.pid),
-                   "--kind", kind, "--n", str(n)], env=env).data
+                   "--kind", kind, "--n", str(n)] + (["--client-alone"] if client_alone else []), env=env).data
     state = emu.state()
     r["stored"] = state["events"] if kind == "events" else state["contacts"].get("dsapi", 0)
     if kind == "contacts_repeat":
@@ -208,12 +258,13 @@ def run(cfg: Config) -> Section:
         for kind, latency in cases:
             limit = IN_FLIGHT * 100 / (latency / 1000.0)
             with EmulatorProcess(latency_ms=latency) as emu:
-                results: dict[str, list[dict[str, Any]]] = {"new": [], "base": []}
-                for i in range(runs):  # alternate new and baseline so both see the same machine
-                    for label, code in (("new", None), ("base", base)):
-                        if label == "base" and (code is None or kind == "contacts_repeat"):
+                results: dict[str, list[dict[str, Any]]] = {"new": [], "base": [], "alone": []}
+                for i in range(runs):  # alternate new, baseline and client alone: the same machine for all
+                    for label, code in (("new", None), ("base", base), ("alone", None)):
+                        if label != "new" and (kind == "contacts_repeat" or (label == "base" and code is None)):
                             continue
-                        r = _engine_run(emu, code, kind, n if kind != "contacts_repeat" else n // 10)
+                        r = _engine_run(emu, code, kind, n if kind != "contacts_repeat" else n // 10,
+                                        client_alone=label == "alone")
                         results[label].append(r)
                         share = r["emu_cpu"] / r["wall"]
                         cfg.log(f"{kind} {latency} ms ({label}) run {i + 1}: {r['rate']:,.0f}/s = "
@@ -253,6 +304,15 @@ def run(cfg: Config) -> Section:
                         f"{BASELINE_REF}: {fmt_rate(brate, '/s')} ({fmt_pct(brate / limit)} of the limit; "
                         f"emulator CPU {bshare:.2f} core)", fmt_ratio(rate / brate), "report", "INFO",
                         f"{len(results['base'])} x {n:,} rows", value=rate / brate)
+            if results["alone"]:
+                arate = median([r["rate"] for r in results["alone"]])
+                ashare = median([r["emu_cpu"] / r["wall"] for r in results["alone"]])
+                sec.row(f"{label}, {latency} ms: vs the client alone (bodies prepared before the clock)",
+                        fmt_rate(rate, "/s"),
+                        f"{IN_FLIGHT} threads pushing prepared bodies: {fmt_rate(arate, '/s')} "
+                        f"({fmt_pct(arate / limit)} of the limit; emulator CPU {ashare:.2f} core)",
+                        fmt_pct(rate / arate), "report", "INFO", f"{len(results['alone'])} x {n:,} rows",
+                        value=rate / arate)
             sec.row(f"{label}, {latency} ms: vs naive sequential requests.post", fmt_rate(rate, "/s"),
                     f"naive loop: {fmt_rate(naive['rate'], '/s')} (on {naive['n']:,} rows)",
                     fmt_ratio(rate / naive["rate"]), "report", "INFO", f"1 x {naive['n']:,} rows",
@@ -271,6 +331,10 @@ def run(cfg: Config) -> Section:
         "serves under one GIL), and machine busy when the 1-minute load average exceeded 2.5 on these 2 cores.",
         f"The baseline engine is the code of commit `{BASELINE_REF}` run by the same child against the same "
         "emulator (this run's, with this run's emulator fixes), alternated run by run with the new code.",
+        "`vs the client alone`: the same rows validated, encoded and chunked before the clock, then pushed by "
+        f"{IN_FLIGHT} threads through the package's client: the ceiling of this machine for this client. The "
+        "engine's gap to it is its own work (validation, encoding, the contact check) holding the GIL that "
+        "the push threads need for every answer (docs/performance.md, fourth round).",
         "`contacts, 10% repeated users`: every 10th row is sent again 50 rows later with plan 'later'; the later "
         "row must win (checked on the emulator), so those requests wait for the earlier one's answer.",
     ]
