@@ -169,7 +169,8 @@ class ContactCheck:
 
     Lookups run on up to ``max_in_flight`` threads of their own, ahead of the sends: ``ahead``
     starts them without waiting (the engine calls it with a whole batch's ids), ``missing``
-    waits only for the ids it is asked about, so the first events of a batch can be sent while
+    waits only for the searches of the ids it is asked about (an id's search waits for the
+    exact lookups of the ids it left over), so the first events of a batch can be sent while
     the lookups of its later ones are still on the wire. ``calls`` counts the API calls made
     (searches and lookups), ``looked_up`` the ids asked about. ``close`` stops the threads.
     """
