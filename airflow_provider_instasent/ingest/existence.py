@@ -323,9 +323,10 @@ class ContactCheck:
         if not uids:
             future.set_result(settled)
             return
-        left = [len(uids)]
+        left = len(uids)
 
         def one(uid: str) -> None:
+            nonlocal left
             answer: Any
             try:
                 answer = self._get_one(uid)
@@ -333,8 +334,8 @@ class ContactCheck:
                 answer = exc
             with self._lock:
                 settled[uid] = answer
-                left[0] -= 1
-                if left[0] == 0 and not future.done():
+                left -= 1
+                if left == 0 and not future.done():
                     future.set_result(settled)
 
         for uid in uids:
